@@ -1,0 +1,143 @@
+//! The recorded ops and what each saves for its backward pass.
+//!
+//! An input is `Some(node)` when it is tracked and `None` when it is a constant; backward
+//! computes gradients only for `Some` inputs (tinygrad's `needs_input_grad`). Saved state is
+//! the least that backward needs: a mask for ReLU, the argmax for max-pool, a shared `Arc` of
+//! the packed weights for a frozen convolution (nothing of its input).
+
+use std::sync::Arc;
+
+use crate::autograd::tape::NodeId;
+use crate::kernels::conv::PackedConv;
+use crate::{Shape, Tensor};
+
+pub(crate) enum Op {
+    /// A tensor the caller wants the gradient of.
+    Leaf,
+    /// `y = conv(x, W) + b` on an `[n, cin, h, w]` input. `input` is kept only when the weight
+    /// or bias is tracked (their gradients need x); `weight`/`bias` are then their nodes.
+    Conv2d {
+        x: Option<NodeId>,
+        conv: Arc<PackedConv>,
+        input_shape: Shape,
+        weight: Option<NodeId>,
+        bias: Option<NodeId>,
+        input: Option<Tensor>,
+    },
+    /// `y = max(x, 0)`; `mask[i] = (x[i] > 0)`.
+    Relu {
+        x: NodeId,
+        mask: Vec<u8>,
+    },
+    /// 2x2 max-pool; which cell of each window won.
+    MaxPool2 {
+        x: NodeId,
+        argmax: Vec<u8>,
+        input_shape: Shape,
+    },
+    /// 2x2 average pool.
+    AvgPool2 {
+        x: NodeId,
+        input_shape: Shape,
+    },
+    /// `G = F Fᵀ / n` of `[1, c, h, w]` (or `[c, n]`) features; saves F.
+    Gram {
+        x: NodeId,
+        features: Tensor,
+    },
+    /// `C = A B`; saves B only if A is tracked and A only if B is tracked.
+    MatMul {
+        a: Option<NodeId>,
+        b: Option<NodeId>,
+        a_value: Option<Tensor>,
+        b_value: Option<Tensor>,
+    },
+    Add {
+        a: Option<NodeId>,
+        b: Option<NodeId>,
+    },
+    Sub {
+        a: Option<NodeId>,
+        b: Option<NodeId>,
+    },
+    /// Elementwise product; saves each factor only if the other is tracked.
+    Mul {
+        a: Option<NodeId>,
+        b: Option<NodeId>,
+        a_value: Option<Tensor>,
+        b_value: Option<Tensor>,
+    },
+    Scale {
+        x: NodeId,
+        factor: f32,
+    },
+    Square {
+        x: NodeId,
+        input: Tensor,
+    },
+    Sum {
+        x: NodeId,
+        input_shape: Shape,
+    },
+    Mean {
+        x: NodeId,
+        input_shape: Shape,
+    },
+    /// `mean((x - target)²)` against a constant target; saves `x - target`.
+    MeanSquaredError {
+        x: NodeId,
+        diff: Tensor,
+    },
+    Reshape {
+        x: NodeId,
+        input_shape: Shape,
+    },
+    /// Neighbour differences along rows (`along_rows`) or columns of `[n, c, h, w]`.
+    NeighbourDiff {
+        x: NodeId,
+        input_shape: Shape,
+        along_rows: bool,
+    },
+    /// `y[:, c] = x[:, perm[c]]` on `[n, c, h, w]`.
+    SelectChannels {
+        x: NodeId,
+        perm: Vec<usize>,
+        input_shape: Shape,
+    },
+    /// `y[:, c] = x[:, c] + offsets[c]`: the gradient passes through unchanged.
+    AddChannelOffsets {
+        x: NodeId,
+    },
+}
+
+impl Op {
+    /// Bytes this op keeps alive for its backward (shared tensors counted in full).
+    pub(crate) fn saved_bytes(&self) -> usize {
+        let t = |t: &Option<Tensor>| t.as_ref().map_or(0, Tensor::bytes);
+        match self {
+            Op::Conv2d { input, .. } => t(input),
+            Op::Relu { mask, .. } => mask.len(),
+            Op::MaxPool2 { argmax, .. } => argmax.len(),
+            Op::Gram { features, .. } => features.bytes(),
+            Op::MatMul {
+                a_value, b_value, ..
+            }
+            | Op::Mul {
+                a_value, b_value, ..
+            } => t(a_value) + t(b_value),
+            Op::Square { input, .. } => input.bytes(),
+            Op::MeanSquaredError { diff, .. } => diff.bytes(),
+            Op::SelectChannels { perm, .. } => perm.len() * std::mem::size_of::<usize>(),
+            Op::Leaf
+            | Op::AvgPool2 { .. }
+            | Op::Add { .. }
+            | Op::Sub { .. }
+            | Op::Scale { .. }
+            | Op::Sum { .. }
+            | Op::Mean { .. }
+            | Op::Reshape { .. }
+            | Op::NeighbourDiff { .. }
+            | Op::AddChannelOffsets { .. } => 0,
+        }
+    }
+}

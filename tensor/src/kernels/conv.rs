@@ -1,0 +1,253 @@
+//! 2-D convolution (stride 1, zero padding) as GEMM with im2col fused into the packing of B.
+//!
+//! Forward: `Y (cout x P) = W (cout x cin·kh·kw) · col(X) (cin·kh·kw x P) + b`, where P is the
+//! number of output pixels and `col(X)` the im2col matrix (Chellapilla et al., "High
+//! Performance Convolutional Neural Networks for Document Processing", 2006). `col(X)` is
+//! never built: [`Im2col`] gathers exactly the `kc x NR` panels the micro-kernel is about to
+//! read, straight from the image (600 MB saved for conv1_2 at 512x512).
+//!
+//! Backward to the input: for stride 1, `dX = conv(dY, W')` with padding `k - 1 - p`, where
+//! `W'[ci, co, ky, kx] = W[co, ci, kh-1-ky, kw-1-kx]` (in/out swapped, rotated 180°). So the
+//! backward pass reuses the forward kernel with a second weight matrix packed once.
+
+use super::gemm::{gemm, params::NR, AOperand, Epilogue, MatRef, PackB, PackedA};
+use super::reference;
+
+/// Shape of a convolution: channels, kernel size and zero padding; stride is 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub cin: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+}
+
+impl ConvGeometry {
+    /// The usual VGG layer: 3x3 kernel, padding 1, so the output has the input's size.
+    pub fn same3x3(cin: usize, cout: usize) -> Self {
+        ConvGeometry {
+            cin,
+            cout,
+            kh: 3,
+            kw: 3,
+            pad_h: 1,
+            pad_w: 1,
+        }
+    }
+
+    /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
+    pub fn patch_len(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+
+    /// Output height and width for an `h x w` input, or `None` when the kernel does not fit.
+    pub fn output_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let (hp, wp) = (h + 2 * self.pad_h, w + 2 * self.pad_w);
+        (hp >= self.kh && wp >= self.kw).then(|| (hp - self.kh + 1, wp - self.kw + 1))
+    }
+
+    /// The geometry of the backward-to-input convolution (channels swapped, padding k-1-p).
+    fn transposed(&self) -> Self {
+        ConvGeometry {
+            cin: self.cout,
+            cout: self.cin,
+            kh: self.kh,
+            kw: self.kw,
+            pad_h: self.kh - 1 - self.pad_h,
+            pad_w: self.kw - 1 - self.pad_w,
+        }
+    }
+}
+
+/// Convolution weights packed once for the forward and the backward-to-input GEMMs.
+///
+/// Invariant: `forward` is `W` as a `cout x cin·kh·kw` matrix and `backward` is `W'` (see the
+/// module docs) as a `cin x cout·kh·kw` matrix, both in [`PackedA`] layout; `bias.len() == cout`.
+#[derive(Clone, Debug)]
+pub struct PackedConv {
+    pub geometry: ConvGeometry,
+    forward: PackedA,
+    backward: PackedA,
+    bias: Vec<f32>,
+}
+
+impl PackedConv {
+    /// Packs `weight` (`[cout, cin, kh, kw]`, row-major) and keeps `bias` (`[cout]`).
+    pub fn new(weight: &[f32], bias: &[f32], g: ConvGeometry) -> Self {
+        assert_eq!(weight.len(), g.cout * g.patch_len(), "conv weight shape");
+        assert_eq!(bias.len(), g.cout, "conv bias shape");
+        assert!(
+            g.pad_h < g.kh && g.pad_w < g.kw,
+            "padding must be smaller than the kernel"
+        );
+        let forward = PackedA::new(MatRef::row_major(weight, g.cout, g.patch_len()));
+        let (kh, kw) = (g.kh, g.kw);
+        let mut flipped = vec![0.0; weight.len()];
+        for co in 0..g.cout {
+            for ci in 0..g.cin {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let src = ((co * g.cin + ci) * kh + ky) * kw + kx;
+                        let dst = ((ci * g.cout + co) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx);
+                        flipped[dst] = weight[src];
+                    }
+                }
+            }
+        }
+        let backward = PackedA::new(MatRef::row_major(&flipped, g.cin, g.cout * kh * kw));
+        PackedConv {
+            geometry: g,
+            forward,
+            backward,
+            bias: bias.to_vec(),
+        }
+    }
+}
+
+/// `y [cout, ho, wo] = conv(x [cin, h, w], W) + b`.
+pub fn conv_forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32]) {
+    let src = Im2col::new(x, p.geometry, h, w);
+    gemm(
+        AOperand::Packed(&p.forward),
+        &src,
+        y,
+        Epilogue {
+            bias: Some(&p.bias),
+            accumulate: false,
+        },
+    );
+}
+
+/// `dx [cin, h, w] = ∂L/∂x` from `dy [cout, ho, wo]`, for an `h x w` input.
+pub fn conv_backward_input(p: &PackedConv, dy: &[f32], h: usize, w: usize, dx: &mut [f32]) {
+    let g = p.geometry;
+    let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
+    let src = Im2col::new(dy, g.transposed(), ho, wo);
+    debug_assert_eq!(src.cols(), h * w);
+    gemm(AOperand::Packed(&p.backward), &src, dx, Epilogue::default());
+}
+
+/// `dw [cout, cin, kh, kw]` and `db [cout]` from the input `x [cin, h, w]` and `dy`.
+///
+/// `dW = dY · col(X)ᵀ`. This path runs only for trainable weights (never for VGG), so it
+/// materialises `col(X)` with the plain reference im2col rather than a fused pack.
+pub fn conv_backward_weight(
+    g: ConvGeometry,
+    x: &[f32],
+    h: usize,
+    w: usize,
+    dy: &[f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+) {
+    let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
+    let pixels = ho * wo;
+    let col = reference::im2col(x, g, h, w);
+    let dy_mat = MatRef::row_major(dy, g.cout, pixels);
+    gemm(
+        AOperand::View(dy_mat),
+        &MatRef::row_major(&col, g.patch_len(), pixels).t(),
+        dw,
+        Epilogue::default(),
+    );
+    for (b, row) in db.iter_mut().zip(dy.chunks_exact(pixels)) {
+        *b = row.iter().map(|&v| v as f64).sum::<f64>() as f32;
+    }
+}
+
+/// The im2col matrix of an image, as a B operand that packs itself on demand.
+///
+/// Row `k = (ci·kh + ky)·kw + kx`, column `n = oy·wo + ox` holds `x[ci, oy+ky-pad_h, ox+kx-pad_w]`,
+/// or 0 where that falls in the padding.
+pub struct Im2col<'a> {
+    x: &'a [f32],
+    g: ConvGeometry,
+    h: usize,
+    w: usize,
+    wo: usize,
+    pixels: usize,
+}
+
+impl<'a> Im2col<'a> {
+    pub fn new(x: &'a [f32], g: ConvGeometry, h: usize, w: usize) -> Self {
+        assert_eq!(x.len(), g.cin * h * w, "im2col input is [cin, h, w]");
+        let (ho, wo) = g
+            .output_size(h, w)
+            .expect("kernel larger than the padded image");
+        Im2col {
+            x,
+            g,
+            h,
+            w,
+            wo,
+            pixels: ho * wo,
+        }
+    }
+}
+
+impl PackB for Im2col<'_> {
+    fn rows(&self) -> usize {
+        self.g.patch_len()
+    }
+
+    fn cols(&self) -> usize {
+        self.pixels
+    }
+
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
+        let ConvGeometry {
+            kh,
+            kw,
+            pad_h,
+            pad_w,
+            ..
+        } = self.g;
+        let (h, w, wo) = (self.h, self.w, self.wo);
+        for (p, panel) in out
+            .chunks_exact_mut(kc * NR)
+            .take(nc.div_ceil(NR))
+            .enumerate()
+        {
+            let j0 = n0 + p * NR;
+            let width = NR.min(n0 + nc - j0);
+            // The panel's columns as runs of consecutive pixels in one output row:
+            // (offset in the panel, oy, first ox, length).
+            let mut runs = [(0usize, 0usize, 0usize, 0usize); NR];
+            let mut n_runs = 0;
+            let mut j = 0;
+            while j < width {
+                let (oy, ox) = ((j0 + j) / wo, (j0 + j) % wo);
+                let len = (wo - ox).min(width - j);
+                runs[n_runs] = (j, oy, ox, len);
+                n_runs += 1;
+                j += len;
+            }
+            for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                let k = k0 + kk;
+                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+                let plane = &self.x[ci * h * w..(ci + 1) * h * w];
+                for &(off, oy, ox0, len) in &runs[..n_runs] {
+                    let dst = &mut row[off..off + len];
+                    let iy = (oy + ky) as isize - pad_h as isize;
+                    if iy < 0 || iy >= h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    // Input columns ix = ox0 + kx - pad_w + t for t in 0..len; keep 0 <= ix < w.
+                    let ix0 = (ox0 + kx) as isize - pad_w as isize;
+                    let lo = (-ix0).clamp(0, len as isize) as usize;
+                    let hi = (w as isize - ix0).clamp(lo as isize, len as isize) as usize;
+                    dst[..lo].fill(0.0);
+                    if hi > lo {
+                        let src = iy as usize * w + (ix0 + lo as isize) as usize;
+                        dst[lo..hi].copy_from_slice(&plane[src..src + (hi - lo)]);
+                    }
+                    dst[hi..].fill(0.0);
+                }
+                row[width..].fill(0.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Packed, cache-blocked, parallel single-precision GEMM: `C = A·B (+ bias) (+ C)`.
+//!
+//! The five loops of BLIS (Van Zee & van de Geijn, "BLIS: A Framework for Rapidly
+//! Instantiating BLAS Functionality", 2015), named as there:
+//!
+//! ```text
+//! JC, IC  (5th, 3rd): C in NC-column x MC-row blocks   -- the parallel tasks (rayon)
+//!   PC    (4th)     : K in KC-deep blocks; pack B block (kc x nc), find/pack A block (mc x kc)
+//!     JR  (2nd)     : NR-column micro-panels of the B block
+//!       IR (1st)    : MR-row micro-panels of the A block -> micro-kernel -> write-back
+//! ```
+//!
+//! K is never split across tasks (BLIS leaves the 4th loop serial because every iteration
+//! updates the same C), so each element of C is summed in the same order whatever the block
+//! sizes or the thread count: results are bit-identical for any number of threads.
+
+mod microkernel;
+mod pack;
+pub mod params;
+
+use std::marker::PhantomData;
+
+use rayon::prelude::*;
+
+pub use microkernel::microkernel;
+pub use pack::{pack_a, MatRef, PackB, PackedA};
+use params::{KC, MC, MR, NC, NR};
+
+/// The A operand: packed once (constant weights) or packed per call from a strided view.
+#[derive(Clone, Copy)]
+pub enum AOperand<'a> {
+    Packed(&'a PackedA),
+    View(MatRef<'a>),
+}
+
+impl AOperand<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            AOperand::Packed(p) => p.rows(),
+            AOperand::View(v) => v.rows,
+        }
+    }
+    fn cols(&self) -> usize {
+        match self {
+            AOperand::Packed(p) => p.cols(),
+            AOperand::View(v) => v.cols,
+        }
+    }
+}
+
+/// What the write-back does besides storing `A·B`.
+#[derive(Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// Added to every element of row i (a convolution's bias, one per output channel).
+    pub bias: Option<&'a [f32]>,
+    /// `C += A·B` instead of `C = A·B`. When false, C is only written, never read, so it may
+    /// hold garbage or NaN on entry (the BLIS beta = 0 contract).
+    pub accumulate: bool,
+}
+
+/// `C (m x n, row-major) = A (m x k) · B (k x n) [+ bias] [+ C]`.
+pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    assert_eq!(
+        b.rows(),
+        k,
+        "gemm: A is {m}x{k} but B has {} rows",
+        b.rows()
+    );
+    assert_eq!(c.len(), m * n, "gemm: C must be {m}x{n}");
+    if let Some(bias) = epilogue.bias {
+        assert_eq!(bias.len(), m, "gemm: one bias per row of C");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for (i, row) in c.chunks_exact_mut(n).enumerate() {
+            let b = epilogue.bias.map_or(0.0, |bias| bias[i]);
+            for v in row {
+                *v = if epilogue.accumulate { *v + b } else { b };
+            }
+        }
+        return;
+    }
+
+    // Enough tasks to keep every thread busy: narrow the column blocks when C is small. The
+    // result does not depend on this choice (see the module docs).
+    let m_blocks = m.div_ceil(MC);
+    let want = 4 * rayon::current_num_threads();
+    let nc = if m_blocks * n.div_ceil(NC) >= want {
+        NC
+    } else {
+        (n.div_ceil(want.div_ceil(m_blocks)).div_ceil(NR) * NR).clamp(NR, NC)
+    };
+    let tasks: Vec<(usize, usize)> = (0..m)
+        .step_by(MC)
+        .flat_map(|m0| (0..n).step_by(nc).map(move |n0| (m0, n0)))
+        .collect();
+
+    let c = SharedC::new(c, n);
+    tasks.into_par_iter().for_each_init(
+        || (vec![0.0; MC * KC], vec![0.0; NC * KC]),
+        |(a_buf, b_buf), (m0, n0)| {
+            let (mc, ncb) = (MC.min(m - m0), nc.min(n - n0));
+            block(&a, b, &c, (m0, mc), (n0, ncb), k, epilogue, a_buf, b_buf);
+        },
+    );
+}
+
+/// One (MC x NC) block of C: the PC, JR and IR loops.
+#[allow(clippy::too_many_arguments)]
+fn block(
+    a: &AOperand,
+    b: &impl PackB,
+    c: &SharedC,
+    (m0, mc): (usize, usize),
+    (n0, nc): (usize, usize),
+    k: usize,
+    epilogue: Epilogue,
+    a_buf: &mut [f32],
+    b_buf: &mut [f32],
+) {
+    let mut tile = [[0.0f32; NR]; MR];
+    // PC loop (4th): K in KC blocks, in order.
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        let b_block = &mut b_buf[..nc.div_ceil(NR) * NR * kc];
+        b.pack(k0, kc, n0, nc, b_block);
+        let a_block: &[f32] = match a {
+            AOperand::Packed(p) => p.block(m0, mc, k0, kc),
+            AOperand::View(v) => {
+                let len = mc.div_ceil(MR) * MR * kc;
+                pack_a(v, m0, mc, k0, kc, &mut a_buf[..len]);
+                &a_buf[..len]
+            }
+        };
+        let first = k0 == 0;
+        // JR loop (2nd): NR-column micro-panels of B.
+        for (jp, b_panel) in b_block.chunks_exact(kc * NR).enumerate() {
+            let j = n0 + jp * NR;
+            let nr = NR.min(n0 + nc - j);
+            // IR loop (1st): MR-row micro-panels of A.
+            for (ip, a_panel) in a_block.chunks_exact(kc * MR).enumerate() {
+                let i = m0 + ip * MR;
+                let mr = MR.min(m0 + mc - i);
+                microkernel(a_panel, b_panel, &mut tile);
+                for (r, t) in tile.iter().enumerate().take(mr) {
+                    // SAFETY: row i + r, columns j..j+nr lie inside this task's block of C,
+                    // and the blocks of different tasks are disjoint.
+                    let out = unsafe { c.row(i + r, j, nr) };
+                    write_back(out, &t[..nr], first, epilogue, i + r);
+                }
+            }
+        }
+    }
+}
+
+/// Stores one row of a tile: the first K block overwrites (or accumulates into) C and adds
+/// the bias; later K blocks add their partial sums.
+#[inline(always)]
+fn write_back(out: &mut [f32], tile: &[f32], first: bool, epilogue: Epilogue, row: usize) {
+    if !first {
+        for (o, t) in out.iter_mut().zip(tile) {
+            *o += t;
+        }
+        return;
+    }
+    let bias = epilogue.bias.map_or(0.0, |b| b[row]);
+    if epilogue.accumulate {
+        for (o, t) in out.iter_mut().zip(tile) {
+            *o += t + bias;
+        }
+    } else {
+        for (o, t) in out.iter_mut().zip(tile) {
+            *o = t + bias;
+        }
+    }
+}
+
+/// C shared by the parallel tasks, each of which writes only its own block.
+struct SharedC<'a> {
+    ptr: *mut f32,
+    len: usize,
+    cols: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: SharedC is a `&mut [f32]` handed to several tasks; `row` is the only access and its
+// contract (disjoint rows/columns per task) rules out data races.
+unsafe impl Sync for SharedC<'_> {}
+
+impl<'a> SharedC<'a> {
+    fn new(c: &'a mut [f32], cols: usize) -> Self {
+        SharedC {
+            ptr: c.as_mut_ptr(),
+            len: c.len(),
+            cols,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Row `i`, columns `j..j + len`.
+    ///
+    /// # Safety
+    /// No other live reference may overlap that range: each task asks only for ranges inside
+    /// its own block of C, and blocks are disjoint.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, i: usize, j: usize, len: usize) -> &mut [f32] {
+        let start = i * self.cols + j;
+        assert!(
+            j + len <= self.cols && start + len <= self.len,
+            "write outside C"
+        );
+        // SAFETY: in bounds (asserted above) and unaliased (the caller's contract).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}

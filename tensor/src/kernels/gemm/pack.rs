@@ -1,0 +1,161 @@
+//! Packing: copying blocks of A and B into the order the micro-kernel reads them.
+//!
+//! A block of A (`mc x kc`) becomes `ceil(mc / MR)` micro-panels, each `kc` columns of `MR`
+//! consecutive rows ("column-major micro-panels"); a block of B (`kc x nc`) becomes
+//! `ceil(nc / NR)` micro-panels, each `kc` rows of `NR` consecutive columns. Ragged edges are
+//! padded with zeros, so the micro-kernel never branches; the write-back drops the padding.
+
+use super::params::{KC, MR, NR};
+
+/// A read-only strided view of a row-major or transposed matrix.
+///
+/// Element `(i, j)` is `data[i * row_stride + j * col_stride]`. Transposing swaps the strides,
+/// so `Aᵀ` and `Bᵀ` operands cost nothing until they are packed.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A contiguous row-major `rows x cols` matrix.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "row-major matrix of {rows}x{cols}");
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, as a view of the same data.
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    #[inline(always)]
+    pub fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+}
+
+/// A source of the B operand that can pack any `kc x nc` block of itself.
+///
+/// Plain matrices implement it by copying; convolution implements it by gathering image
+/// patches (im2col fused into packing, see `kernels::conv`), so the im2col matrix is never
+/// materialised.
+pub trait PackB: Sync {
+    /// Rows of B (the shared dimension K).
+    fn rows(&self) -> usize;
+    /// Columns of B (N).
+    fn cols(&self) -> usize;
+    /// Writes B[k0..k0+kc, n0..n0+nc] as NR-column micro-panels into `out`
+    /// (`ceil(nc / NR) * kc * NR` floats), zero-padding columns past `nc`.
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]);
+}
+
+impl PackB for MatRef<'_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
+        for (p, panel) in out
+            .chunks_exact_mut(kc * NR)
+            .take(nc.div_ceil(NR))
+            .enumerate()
+        {
+            let j0 = n0 + p * NR;
+            let width = NR.min(n0 + nc - j0);
+            for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
+                let i = k0 + k;
+                if self.col_stride == 1 {
+                    let start = i * self.row_stride + j0;
+                    row[..width].copy_from_slice(&self.data[start..start + width]);
+                } else {
+                    for (j, v) in row[..width].iter_mut().enumerate() {
+                        *v = self.at(i, j0 + j);
+                    }
+                }
+                row[width..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// Packs A[m0..m0+mc, k0..k0+kc] as MR-row micro-panels into `out`
+/// (`ceil(mc / MR) * kc * MR` floats), zero-padding rows past `mc`.
+pub fn pack_a(a: &MatRef, m0: usize, mc: usize, k0: usize, kc: usize, out: &mut [f32]) {
+    for (p, panel) in out
+        .chunks_exact_mut(kc * MR)
+        .take(mc.div_ceil(MR))
+        .enumerate()
+    {
+        let i0 = m0 + p * MR;
+        let height = MR.min(m0 + mc - i0);
+        for (k, col) in panel.chunks_exact_mut(MR).enumerate() {
+            for (i, v) in col[..height].iter_mut().enumerate() {
+                *v = a.at(i0 + i, k0 + k);
+            }
+            col[height..].fill(0.0);
+        }
+    }
+}
+
+/// The whole of a constant A operand, packed once (the network's weights).
+///
+/// Layout: for each KC block of columns, all MR-row micro-panels of that block, one after
+/// another; so the A block of any MR-aligned row range is one contiguous slice.
+#[derive(Clone, Debug)]
+pub struct PackedA {
+    rows: usize,
+    cols: usize,
+    data: Vec<f32>,
+}
+
+impl PackedA {
+    pub fn new(a: MatRef) -> Self {
+        let padded_rows = a.rows.div_ceil(MR) * MR;
+        let mut data = vec![0.0; padded_rows * a.cols];
+        for k0 in (0..a.cols).step_by(KC) {
+            let kc = KC.min(a.cols - k0);
+            let block = &mut data[k0 * padded_rows..(k0 + kc) * padded_rows];
+            pack_a(&a, 0, a.rows, k0, kc, block);
+        }
+        PackedA {
+            rows: a.rows,
+            cols: a.cols,
+            data,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The packed block of rows `m0..m0+mc` (m0 a multiple of MR) and columns `k0..k0+kc`
+    /// (k0 a multiple of KC, kc the length of that KC block).
+    pub fn block(&self, m0: usize, mc: usize, k0: usize, kc: usize) -> &[f32] {
+        debug_assert!(m0.is_multiple_of(MR) && k0.is_multiple_of(KC));
+        let padded_rows = self.rows.div_ceil(MR) * MR;
+        let start = k0 * padded_rows + m0 * kc;
+        &self.data[start..start + mc.div_ceil(MR) * MR * kc]
+    }
+}

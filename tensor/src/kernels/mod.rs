@@ -1,0 +1,21 @@
+//! The compute kernels: slices and dimensions in, slices out. No `Tensor`, no `Result`:
+//! callers (`crate::ops`) validate shapes, kernels `assert!` them. This is the only module
+//! where `unsafe` may appear, each block with a `SAFETY:` note.
+//!
+//! - [`simd`]: the vector type (`wide::f32x16` with AVX-512, `f32x8` otherwise)
+//! - [`gemm`]: packed, blocked, parallel GEMM with its micro-kernel
+//! - [`conv`]: convolution via im2col fused into GEMM packing, and its backward passes
+//! - [`pool`]: 2x2 max and average pooling
+//! - [`gram`]: Gram matrices and their backward
+//! - [`elementwise`], [`reduce`]: ReLU, maps, neighbour differences; fixed-partition sums
+//! - [`reference`]: the scalar twin of each of the above
+#![allow(unsafe_code)]
+
+pub mod conv;
+pub mod elementwise;
+pub mod gemm;
+pub mod gram;
+pub mod pool;
+pub mod reduce;
+pub mod reference;
+pub mod simd;

@@ -1,0 +1,30 @@
+//! The vector type every fast kernel uses; the only file that names `wide`.
+//!
+//! With `-C target-cpu=native` on an AVX-512 machine `V` is `f32x16` (one zmm register);
+//! everywhere else it is `f32x8` (one ymm register on AVX2, two xmm on older CPUs).
+//! `mul_add` compiles to a single fused multiply-add when the `fma` feature is on.
+
+#[cfg(target_feature = "avx512f")]
+pub use wide::f32x16 as V;
+#[cfg(not(target_feature = "avx512f"))]
+pub use wide::f32x8 as V;
+
+/// Floats per vector register.
+#[cfg(target_feature = "avx512f")]
+pub const LANES: usize = 16;
+/// Floats per vector register.
+#[cfg(not(target_feature = "avx512f"))]
+pub const LANES: usize = 8;
+
+/// Loads `LANES` floats from the front of `s` (panics if `s` is shorter).
+#[inline(always)]
+pub fn load(s: &[f32]) -> V {
+    let a: [f32; LANES] = s[..LANES].try_into().expect("slice has LANES elements");
+    V::new(a)
+}
+
+/// Stores `v` into the first `LANES` floats of `out`.
+#[inline(always)]
+pub fn store(v: V, out: &mut [f32]) {
+    out[..LANES].copy_from_slice(&v.to_array());
+}

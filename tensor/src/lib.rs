@@ -1,0 +1,36 @@
+//! The stylize tensor engine: an f32 tensor, fast CPU kernels and reverse-mode autograd.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `shape.rs` | [`Shape`]: up to 4 dims, row-major (NCHW) |
+//! | `tensor.rs` | [`Tensor`]: shape + `Arc`'d data; invariant `data.len() == shape.numel()` |
+//! | `error.rs` | [`Error`]: names the op and the shapes |
+//! | `ops.rs` | every differentiable op, as a method on [`Tape`]; [`Conv2d`] |
+//! | `autograd/tape.rs` | [`Tape`], [`Var`], [`NodeId`], `backward` → [`Grads`] |
+//! | `autograd/op.rs` | `Op`: one variant per op, holding exactly its saved state |
+//! | `autograd/backward.rs` | the backward rule of every op, one exhaustive `match` |
+//! | `kernels/` | slices in, slices out: GEMM, convolution, pooling, Gram, elementwise, reductions, and `reference.rs`, the scalar twin of each |
+//!
+//! ```
+//! use tensor::{Tape, Tensor};
+//! let mut tape = Tape::new();
+//! let x = tape.leaf(Tensor::new([3], vec![1.0, 2.0, 3.0]).unwrap());
+//! let y = tape.square(&x);
+//! let loss = tape.sum(&y);
+//! let grads = tape.backward(&loss).unwrap();
+//! assert_eq!(grads.get(&x).unwrap().data(), &[2.0, 4.0, 6.0]);
+//! ```
+
+pub mod autograd;
+mod error;
+pub mod kernels;
+mod ops;
+mod shape;
+mod tensor;
+
+pub use autograd::tape::{Grads, NodeId, Tape, Var};
+pub use error::Error;
+pub use kernels::conv::ConvGeometry;
+pub use ops::Conv2d;
+pub use shape::Shape;
+pub use tensor::Tensor;

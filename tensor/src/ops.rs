@@ -1,0 +1,460 @@
+//! Every differentiable op: check shapes, run a kernel, record the op if any input is tracked.
+//!
+//! Ops are methods on [`Tape`]. When every input is a constant nothing is recorded and the
+//! result is a constant too, so one code path serves both inference and training.
+
+use std::sync::Arc;
+
+use crate::autograd::op::Op;
+use crate::kernels::conv::{self, ConvGeometry, PackedConv};
+use crate::kernels::gemm::{gemm, AOperand, Epilogue, MatRef};
+use crate::kernels::{elementwise, gram, pool, reduce};
+use crate::{Error, Shape, Tape, Tensor, Var};
+
+/// A convolution layer (stride 1, zero padding): weights `[cout, cin, kh, kw]`, bias `[cout]`,
+/// packed once for the forward and backward GEMMs.
+///
+/// Frozen layers (constant weight and bias, as in VGG) record only a shared `Arc` of the packed
+/// weights: their backward needs nothing of the input. If the weight or bias is a tracked `Var`
+/// the op also keeps its input, to compute their gradients.
+#[derive(Clone)]
+pub struct Conv2d {
+    pub weight: Var,
+    pub bias: Var,
+    packed: Arc<PackedConv>,
+}
+
+impl Conv2d {
+    pub fn new(weight: Var, bias: Var, padding: usize) -> Result<Self, Error> {
+        let op = "conv2d";
+        let Some(&[cout, cin, kh, kw]) = Some(weight.shape().dims()).filter(|d| d.len() == 4)
+        else {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: "weight [cout, cin, kh, kw]".into(),
+                got: weight.shape(),
+            });
+        };
+        if bias.shape().dims() != [cout] {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: format!("bias [{cout}]"),
+                got: bias.shape(),
+            });
+        }
+        if kh == 0 || kw == 0 || padding >= kh || padding >= kw {
+            return Err(Error::BadGeometry {
+                op,
+                reason: format!("padding {padding} must be smaller than the {kh}x{kw} kernel"),
+            });
+        }
+        let g = ConvGeometry {
+            cin,
+            cout,
+            kh,
+            kw,
+            pad_h: padding,
+            pad_w: padding,
+        };
+        let packed = Arc::new(PackedConv::new(
+            weight.value().data(),
+            bias.value().data(),
+            g,
+        ));
+        Ok(Conv2d {
+            weight,
+            bias,
+            packed,
+        })
+    }
+
+    /// A layer whose weights never receive gradients.
+    pub fn frozen(weight: Tensor, bias: Tensor, padding: usize) -> Result<Self, Error> {
+        Conv2d::new(Var::constant(weight), Var::constant(bias), padding)
+    }
+
+    pub fn geometry(&self) -> ConvGeometry {
+        self.packed.geometry
+    }
+}
+
+fn expect_nchw(op: &'static str, v: &Var) -> Result<(usize, usize, usize, usize), Error> {
+    v.shape().nchw().ok_or_else(|| Error::ShapeMismatch {
+        op,
+        expected: "[n, c, h, w]".into(),
+        got: v.shape(),
+    })
+}
+
+fn same_shape(op: &'static str, a: &Var, b: &Var) -> Result<(), Error> {
+    if a.shape() != b.shape() {
+        return Err(Error::ShapeMismatch {
+            op,
+            expected: format!("{} (the first operand)", a.shape()),
+            got: b.shape(),
+        });
+    }
+    Ok(())
+}
+
+fn elementwise_map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
+    let mut out = vec![0.0; x.shape().numel()];
+    elementwise::map(x.data(), &mut out, f);
+    Tensor::from_parts(x.shape(), out)
+}
+
+fn elementwise_zip(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
+    let mut out = vec![0.0; a.shape().numel()];
+    elementwise::zip_map(a.data(), b.data(), &mut out, f);
+    Tensor::from_parts(a.shape(), out)
+}
+
+impl Tape {
+    /// Records `op` when `tracked`, else returns a constant.
+    fn output(&mut self, value: Tensor, tracked: bool, op: impl FnOnce() -> Op) -> Var {
+        if tracked {
+            self.record(value, op())
+        } else {
+            Var::constant(value)
+        }
+    }
+
+    /// `y = conv(x, W) + b` for `x [n, cin, h, w]`.
+    pub fn conv2d(&mut self, x: &Var, layer: &Conv2d) -> Result<Var, Error> {
+        let op = "conv2d";
+        let g = layer.geometry();
+        let (n, cin, h, w) = expect_nchw(op, x)?;
+        if cin != g.cin {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: format!("{} input channels", g.cin),
+                got: x.shape(),
+            });
+        }
+        let Some((ho, wo)) = g.output_size(h, w) else {
+            return Err(Error::BadGeometry {
+                op,
+                reason: format!("a {}x{} kernel does not fit a {h}x{w} image", g.kh, g.kw),
+            });
+        };
+        let out_shape = Shape::new(&[n, g.cout, ho, wo]);
+        let mut y = vec![0.0; out_shape.numel()];
+        for (y, x) in y
+            .chunks_exact_mut(g.cout * ho * wo)
+            .zip(x.value().data().chunks_exact(cin * h * w))
+        {
+            conv::conv_forward(&layer.packed, x, h, w, y);
+        }
+        let (wn, bn) = (layer.weight.node(), layer.bias.node());
+        let tracked = x.is_tracked() || wn.is_some() || bn.is_some();
+        Ok(
+            self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Conv2d {
+                x: x.node(),
+                conv: Arc::clone(&layer.packed),
+                input_shape: x.shape(),
+                weight: wn,
+                bias: bn,
+                input: (wn.is_some() || bn.is_some()).then(|| x.value().clone()),
+            }),
+        )
+    }
+
+    /// `y = max(x, 0)`.
+    pub fn relu(&mut self, x: &Var) -> Var {
+        let len = x.shape().numel();
+        let (mut y, mut mask) = (vec![0.0; len], vec![0u8; len]);
+        elementwise::relu(x.value().data(), &mut y, &mut mask);
+        let value = Tensor::from_parts(x.shape(), y);
+        match x.node() {
+            Some(node) => self.record(value, Op::Relu { x: node, mask }),
+            None => Var::constant(value),
+        }
+    }
+
+    /// 2x2 max-pool, stride 2, odd sizes floored.
+    pub fn max_pool2(&mut self, x: &Var) -> Result<Var, Error> {
+        let (n, c, h, w) = expect_nchw("max_pool2", x)?;
+        let out_shape = Shape::new(&[n, c, h / 2, w / 2]);
+        let (mut y, mut argmax) = (vec![0.0; out_shape.numel()], vec![0u8; out_shape.numel()]);
+        pool::max_pool2(x.value().data(), n * c, h, w, &mut y, &mut argmax);
+        let value = Tensor::from_parts(out_shape, y);
+        Ok(match x.node() {
+            Some(node) => self.record(
+                value,
+                Op::MaxPool2 {
+                    x: node,
+                    argmax,
+                    input_shape: x.shape(),
+                },
+            ),
+            None => Var::constant(value),
+        })
+    }
+
+    /// 2x2 average pool, stride 2, odd sizes floored.
+    pub fn avg_pool2(&mut self, x: &Var) -> Result<Var, Error> {
+        let (n, c, h, w) = expect_nchw("avg_pool2", x)?;
+        let out_shape = Shape::new(&[n, c, h / 2, w / 2]);
+        let mut y = vec![0.0; out_shape.numel()];
+        pool::avg_pool2(x.value().data(), n * c, h, w, &mut y);
+        let tracked = x.is_tracked();
+        Ok(
+            self.output(Tensor::from_parts(out_shape, y), tracked, || Op::AvgPool2 {
+                x: x.node().expect("tracked"),
+                input_shape: x.shape(),
+            }),
+        )
+    }
+
+    /// The Gram matrix `F Fᵀ / n` of features `[1, c, h, w]` (n = h·w) or of a `[c, n]` matrix.
+    pub fn gram(&mut self, x: &Var) -> Result<Var, Error> {
+        let (c, n) = match *x.shape().dims() {
+            [1, c, h, w] => (c, h * w),
+            [c, n] => (c, n),
+            _ => {
+                return Err(Error::ShapeMismatch {
+                    op: "gram",
+                    expected: "[1, c, h, w] or [c, n]".into(),
+                    got: x.shape(),
+                })
+            }
+        };
+        let mut g = vec![0.0; c * c];
+        gram::gram(x.value().data(), c, n, &mut g);
+        let tracked = x.is_tracked();
+        Ok(
+            self.output(Tensor::from_parts(Shape::new(&[c, c]), g), tracked, || {
+                Op::Gram {
+                    x: x.node().expect("tracked"),
+                    features: x.value().clone(),
+                }
+            }),
+        )
+    }
+
+    /// `C = A B` for `A [m, k]`, `B [k, n]`.
+    pub fn matmul(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
+        let (&[m, k], &[k2, n]) = (a.shape().dims(), b.shape().dims()) else {
+            return Err(Error::ShapeMismatch {
+                op: "matmul",
+                expected: "two matrices".into(),
+                got: if a.shape().rank() != 2 {
+                    a.shape()
+                } else {
+                    b.shape()
+                },
+            });
+        };
+        if k != k2 {
+            return Err(Error::ShapeMismatch {
+                op: "matmul",
+                expected: format!("[{k}, _] to match A {}", a.shape()),
+                got: b.shape(),
+            });
+        }
+        let mut c = vec![0.0; m * n];
+        let am = MatRef::row_major(a.value().data(), m, k);
+        gemm(
+            AOperand::View(am),
+            &MatRef::row_major(b.value().data(), k, n),
+            &mut c,
+            Epilogue::default(),
+        );
+        let tracked = a.is_tracked() || b.is_tracked();
+        Ok(
+            self.output(Tensor::from_parts(Shape::new(&[m, n]), c), tracked, || {
+                Op::MatMul {
+                    a: a.node(),
+                    b: b.node(),
+                    a_value: b.is_tracked().then(|| a.value().clone()),
+                    b_value: a.is_tracked().then(|| b.value().clone()),
+                }
+            }),
+        )
+    }
+
+    pub fn add(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
+        same_shape("add", a, b)?;
+        let y = elementwise_zip(a.value(), b.value(), |a, b| a + b);
+        let tracked = a.is_tracked() || b.is_tracked();
+        Ok(self.output(y, tracked, || Op::Add {
+            a: a.node(),
+            b: b.node(),
+        }))
+    }
+
+    pub fn sub(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
+        same_shape("sub", a, b)?;
+        let y = elementwise_zip(a.value(), b.value(), |a, b| a - b);
+        let tracked = a.is_tracked() || b.is_tracked();
+        Ok(self.output(y, tracked, || Op::Sub {
+            a: a.node(),
+            b: b.node(),
+        }))
+    }
+
+    /// Elementwise product.
+    pub fn mul(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
+        same_shape("mul", a, b)?;
+        let y = elementwise_zip(a.value(), b.value(), |a, b| a * b);
+        let tracked = a.is_tracked() || b.is_tracked();
+        Ok(self.output(y, tracked, || Op::Mul {
+            a: a.node(),
+            b: b.node(),
+            a_value: b.is_tracked().then(|| a.value().clone()),
+            b_value: a.is_tracked().then(|| b.value().clone()),
+        }))
+    }
+
+    /// `factor · x`.
+    pub fn scale(&mut self, x: &Var, factor: f32) -> Var {
+        let y = elementwise_map(x.value(), |v| v * factor);
+        let tracked = x.is_tracked();
+        self.output(y, tracked, || Op::Scale {
+            x: x.node().expect("tracked"),
+            factor,
+        })
+    }
+
+    /// `x²`, elementwise.
+    pub fn square(&mut self, x: &Var) -> Var {
+        let y = elementwise_map(x.value(), |v| v * v);
+        let tracked = x.is_tracked();
+        self.output(y, tracked, || Op::Square {
+            x: x.node().expect("tracked"),
+            input: x.value().clone(),
+        })
+    }
+
+    /// The sum of all elements, as a scalar (accumulated in f64).
+    pub fn sum(&mut self, x: &Var) -> Var {
+        let y = Tensor::scalar(reduce::sum(x.value().data()) as f32);
+        let tracked = x.is_tracked();
+        self.output(y, tracked, || Op::Sum {
+            x: x.node().expect("tracked"),
+            input_shape: x.shape(),
+        })
+    }
+
+    /// The mean of all elements, as a scalar (accumulated in f64).
+    pub fn mean(&mut self, x: &Var) -> Var {
+        let n = x.shape().numel().max(1) as f64;
+        let y = Tensor::scalar((reduce::sum(x.value().data()) / n) as f32);
+        let tracked = x.is_tracked();
+        self.output(y, tracked, || Op::Mean {
+            x: x.node().expect("tracked"),
+            input_shape: x.shape(),
+        })
+    }
+
+    /// `mean((x - target)²)` against a constant target: the content and style losses.
+    pub fn mse(&mut self, x: &Var, target: &Tensor) -> Result<Var, Error> {
+        if x.shape() != target.shape() {
+            return Err(Error::ShapeMismatch {
+                op: "mse",
+                expected: format!("the target's shape {}", target.shape()),
+                got: x.shape(),
+            });
+        }
+        let mut diff = vec![0.0; target.shape().numel()];
+        let ss = reduce::sum_sq_diff(x.value().data(), target.data(), &mut diff);
+        let y = Tensor::scalar((ss / diff.len().max(1) as f64) as f32);
+        Ok(match x.node() {
+            Some(node) => self.record(
+                y,
+                Op::MeanSquaredError {
+                    x: node,
+                    diff: Tensor::from_parts(x.shape(), diff),
+                },
+            ),
+            None => Var::constant(y),
+        })
+    }
+
+    /// `mean(x²)`.
+    pub fn mean_square(&mut self, x: &Var) -> Result<Var, Error> {
+        self.mse(x, &Tensor::zeros(x.shape()))
+    }
+
+    /// The same values under another shape with as many elements.
+    pub fn reshape(&mut self, x: &Var, shape: impl Into<Shape>) -> Result<Var, Error> {
+        let y = x.value().reshape(shape)?;
+        let tracked = x.is_tracked();
+        Ok(self.output(y, tracked, || Op::Reshape {
+            x: x.node().expect("tracked"),
+            input_shape: x.shape(),
+        }))
+    }
+
+    /// Differences of vertical (`along_rows`) or horizontal neighbours of `[n, c, h, w]`:
+    /// the terms of the total-variation loss.
+    pub fn neighbour_diff(&mut self, x: &Var, along_rows: bool) -> Result<Var, Error> {
+        let (n, c, h, w) = expect_nchw("neighbour_diff", x)?;
+        let out_shape = if along_rows {
+            Shape::new(&[n, c, h.saturating_sub(1), w])
+        } else {
+            Shape::new(&[n, c, h, w.saturating_sub(1)])
+        };
+        let mut y = vec![0.0; out_shape.numel()];
+        elementwise::neighbour_diff(x.value().data(), n * c, h, w, along_rows, &mut y);
+        let tracked = x.is_tracked();
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || {
+            Op::NeighbourDiff {
+                x: x.node().expect("tracked"),
+                input_shape: x.shape(),
+                along_rows,
+            }
+        }))
+    }
+
+    /// `y[:, i] = x[:, perm[i]]` for `[n, c, h, w]` (e.g. RGB to BGR with `[2, 1, 0]`).
+    pub fn select_channels(&mut self, x: &Var, perm: &[usize]) -> Result<Var, Error> {
+        let (n, c, h, w) = expect_nchw("select_channels", x)?;
+        if let Some(&bad) = perm.iter().find(|&&p| p >= c) {
+            return Err(Error::BadGeometry {
+                op: "select_channels",
+                reason: format!("channel {bad} of {c}"),
+            });
+        }
+        let plane = h * w;
+        let src = x.value().data();
+        let mut y = Vec::with_capacity(n * perm.len() * plane);
+        for b in 0..n {
+            for &p in perm {
+                y.extend_from_slice(&src[(b * c + p) * plane..][..plane]);
+            }
+        }
+        let out_shape = Shape::new(&[n, perm.len(), h, w]);
+        let tracked = x.is_tracked();
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || {
+            Op::SelectChannels {
+                x: x.node().expect("tracked"),
+                perm: perm.to_vec(),
+                input_shape: x.shape(),
+            }
+        }))
+    }
+
+    /// `y[:, c] = x[:, c] + offsets[c]` for `[n, c, h, w]` (e.g. subtracting the VGG mean).
+    pub fn add_channel_offsets(&mut self, x: &Var, offsets: &[f32]) -> Result<Var, Error> {
+        let (_, c, h, w) = expect_nchw("add_channel_offsets", x)?;
+        if offsets.len() != c {
+            return Err(Error::ShapeMismatch {
+                op: "add_channel_offsets",
+                expected: format!("{} channels", offsets.len()),
+                got: x.shape(),
+            });
+        }
+        let mut y = x.value().data().to_vec();
+        for (i, plane) in y.chunks_exact_mut((h * w).max(1)).enumerate() {
+            let o = offsets[i % c];
+            plane.iter_mut().for_each(|v| *v += o);
+        }
+        let tracked = x.is_tracked();
+        Ok(self.output(Tensor::from_parts(x.shape(), y), tracked, || {
+            Op::AddChannelOffsets {
+                x: x.node().expect("tracked"),
+            }
+        }))
+    }
+}

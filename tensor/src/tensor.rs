@@ -1,0 +1,107 @@
+//! `Tensor`: an immutable f32 array with a shape, cheap to clone.
+
+use std::sync::Arc;
+
+use crate::{Error, Shape};
+
+/// A contiguous row-major f32 array. Clones share the data (`Arc`), so saving a tensor for a
+/// backward pass or handing it to several ops copies nothing.
+///
+/// Invariant: `data.len() == shape.numel()`. Every constructor checks it; nothing mutates a
+/// tensor in place, so it holds for the tensor's whole life.
+#[derive(Clone)]
+pub struct Tensor {
+    shape: Shape,
+    data: Arc<Vec<f32>>,
+}
+
+impl Tensor {
+    /// A tensor of `shape` holding `data` in row-major order.
+    pub fn new(shape: impl Into<Shape>, data: Vec<f32>) -> Result<Self, Error> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::DataLength {
+                shape,
+                len: data.len(),
+            });
+        }
+        Ok(Tensor {
+            shape,
+            data: Arc::new(data),
+        })
+    }
+
+    /// For kernels' outputs, whose length is right by construction.
+    pub(crate) fn from_parts(shape: Shape, data: Vec<f32>) -> Self {
+        assert_eq!(data.len(), shape.numel(), "kernel output fills its shape");
+        Tensor {
+            shape,
+            data: Arc::new(data),
+        }
+    }
+
+    pub fn zeros(shape: impl Into<Shape>) -> Self {
+        let shape = shape.into();
+        Tensor::from_parts(shape, vec![0.0; shape.numel()])
+    }
+
+    pub fn scalar(v: f32) -> Self {
+        Tensor::from_parts(Shape::scalar(), vec![v])
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The data, without a copy when this is the only reference to it.
+    pub fn into_vec(self) -> Vec<f32> {
+        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> Option<f32> {
+        (self.data.len() == 1).then(|| self.data[0])
+    }
+
+    /// The same data under another shape with as many elements (no copy).
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self, Error> {
+        let shape = shape.into();
+        if shape.numel() != self.shape.numel() {
+            return Err(Error::ShapeMismatch {
+                op: "reshape",
+                expected: format!("{} elements", self.shape.numel()),
+                got: shape,
+            });
+        }
+        Ok(Tensor {
+            shape,
+            data: Arc::clone(&self.data),
+        })
+    }
+
+    /// True when every element is finite (no NaN, no infinity).
+    pub fn is_finite(&self) -> bool {
+        self.data.iter().all(|v| v.is_finite())
+    }
+
+    /// Bytes of f32 data held (shared data counts in full).
+    pub fn bytes(&self) -> usize {
+        self.data.len() * std::mem::size_of::<f32>()
+    }
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let head: Vec<f32> = self.data.iter().take(8).copied().collect();
+        write!(
+            f,
+            "Tensor{} {head:?}{}",
+            self.shape,
+            if self.data.len() > 8 { "..." } else { "" }
+        )
+    }
+}

@@ -1,0 +1,238 @@
+//! Every fast kernel against its scalar twin in `kernels::reference`, on random shapes that
+//! include ragged edges (sizes that are not multiples of MR, NR or the vector width, k = 0 and
+//! k crossing the KC block), with outputs pre-filled with NaN where the kernel must only write.
+
+mod common;
+
+use common::{assert_within, dot_bound, Rng};
+use proptest::prelude::*;
+use tensor::kernels::conv::{self, ConvGeometry, PackedConv};
+use tensor::kernels::gemm::{
+    gemm,
+    params::{KC, MR, NR},
+    AOperand, Epilogue, MatRef, PackedA,
+};
+use tensor::kernels::{elementwise, gram, pool, reference};
+
+fn abs(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| x.abs()).collect()
+}
+
+/// A matrix stored either row-major or as the transpose of a row-major matrix.
+fn view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> MatRef<'_> {
+    if transposed {
+        MatRef::row_major(data, cols, rows).t()
+    } else {
+        MatRef::row_major(data, rows, cols)
+    }
+}
+
+fn check_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    bias: bool,
+    accumulate: bool,
+    packed: bool,
+    seed: u64,
+) {
+    let mut rng = Rng::new(seed);
+    let (a, b, bias_v, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m), rng.vec(m * n));
+    let (av, bv) = (view(&a, m, k, ta), view(&b, k, n, tb));
+    let bias = bias.then_some(bias_v.as_slice());
+    // beta = 0 contract: C starts as NaN and must be overwritten.
+    let mut fast = if accumulate {
+        c0.clone()
+    } else {
+        vec![f32::NAN; m * n]
+    };
+    let pa = PackedA::new(av);
+    let a_op = if packed {
+        AOperand::Packed(&pa)
+    } else {
+        AOperand::View(av)
+    };
+    gemm(a_op, &bv, &mut fast, Epilogue { bias, accumulate });
+    let mut exact = c0.clone();
+    reference::gemm(&av, &bv, &mut exact, bias, accumulate);
+    let (aa, ba) = (abs(&a), abs(&b));
+    let mut abs_sum = abs(&c0);
+    reference::gemm(
+        &view(&aa, m, k, ta),
+        &view(&ba, k, n, tb),
+        &mut abs_sum,
+        bias.map(|_| abs(&bias_v)).as_deref(),
+        accumulate,
+    );
+    let bound: Vec<f32> = abs_sum.iter().map(|&s| dot_bound(k + 2, s)).collect();
+    assert_within(
+        &format!("gemm {m}x{k}x{n} ta={ta} tb={tb}"),
+        &fast,
+        &exact,
+        &bound,
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gemm_matches_reference(
+        m in 0..=3 * MR + 1, n in 0..=2 * NR + 3, k in prop_oneof![0..=17usize, (KC - 2)..=(KC + 9)],
+        ta: bool, tb: bool, bias: bool, accumulate: bool, packed: bool, seed: u64,
+    ) {
+        check_gemm(m, n, k, ta, tb, bias, accumulate, packed, seed);
+    }
+
+    #[test]
+    fn conv_matches_reference(
+        cin in 1..=5usize, cout in 1..=9usize, h in 1..=11usize, w in 1..=13usize,
+        (kh, kw, pad) in prop_oneof![Just((3usize, 3usize, 1usize)), Just((1, 1, 0)), Just((3, 3, 0)), Just((5, 3, 2)), Just((2, 2, 1))],
+        seed: u64,
+    ) {
+        let g = ConvGeometry { cin, cout, kh, kw, pad_h: pad.min(kh - 1), pad_w: pad.min(kw - 1) };
+        prop_assume!(g.output_size(h, w).is_some());
+        let (ho, wo) = g.output_size(h, w).unwrap();
+        let mut rng = Rng::new(seed);
+        let (x, wt, b) = (rng.vec(cin * h * w), rng.vec(cout * g.patch_len()), rng.vec(cout));
+        let packed = PackedConv::new(&wt, &b, g);
+        let k = g.patch_len() + 1;
+
+        let mut y = vec![f32::NAN; cout * ho * wo];
+        conv::conv_forward(&packed, &x, h, w, &mut y);
+        let exact = reference::conv2d(&x, &wt, &b, g, h, w);
+        let abs_sum = reference::conv2d(&abs(&x), &abs(&wt), &abs(&b), g, h, w);
+        assert_within("conv forward", &y, &exact, &abs_sum.iter().map(|&s| dot_bound(k, s)).collect::<Vec<_>>());
+
+        if g.pad_h < kh && g.pad_w < kw {
+            let dy = rng.vec(cout * ho * wo);
+            let mut dx = vec![f32::NAN; cin * h * w];
+            conv::conv_backward_input(&packed, &dy, h, w, &mut dx);
+            let exact = reference::conv2d_backward_input(&dy, &wt, g, h, w);
+            let abs_sum = reference::conv2d_backward_input(&abs(&dy), &abs(&wt), g, h, w);
+            assert_within("conv backward input", &dx, &exact, &abs_sum.iter().map(|&s| dot_bound(cout * kh * kw, s)).collect::<Vec<_>>());
+
+            let (mut dw, mut db) = (vec![f32::NAN; wt.len()], vec![f32::NAN; cout]);
+            conv::conv_backward_weight(g, &x, h, w, &dy, &mut dw, &mut db);
+            let (edw, edb) = reference::conv2d_backward_weight(&x, &dy, g, h, w);
+            let (adw, adb) = reference::conv2d_backward_weight(&abs(&x), &abs(&dy), g, h, w);
+            assert_within("conv backward weight", &dw, &edw, &adw.iter().map(|&s| dot_bound(ho * wo, s)).collect::<Vec<_>>());
+            assert_within("conv backward bias", &db, &edb, &adb.iter().map(|&s| dot_bound(ho * wo, s)).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn pooling_matches_reference(c in 1..=4usize, h in 1..=9usize, w in 1..=9usize, levels in 1..=4u64, seed: u64) {
+        // Few distinct levels make ties common: the first maximum must win, as in PyTorch.
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = (0..c * h * w).map(|_| (rng.next_u64() % (levels + 1)) as f32).collect();
+        let (ho, wo) = (h / 2, w / 2);
+        let (mut y, mut am) = (vec![f32::NAN; c * ho * wo], vec![9u8; c * ho * wo]);
+        pool::max_pool2(&x, c, h, w, &mut y, &mut am);
+        let (ey, eam) = reference::max_pool2(&x, c, h, w);
+        prop_assert_eq!(&y, &ey);
+        prop_assert_eq!(&am, &eam);
+        let dy = rng.vec(c * ho * wo);
+        let mut dx = vec![f32::NAN; c * h * w];
+        pool::max_pool2_backward(&dy, &am, c, h, w, &mut dx);
+        prop_assert_eq!(dx, reference::max_pool2_backward(&dy, &am, c, h, w));
+
+        let mut ya = vec![f32::NAN; c * ho * wo];
+        pool::avg_pool2(&x, c, h, w, &mut ya);
+        prop_assert_eq!(ya, reference::avg_pool2(&x, c, h, w));
+        let mut dxa = vec![f32::NAN; c * h * w];
+        pool::avg_pool2_backward(&dy, c, h, w, &mut dxa);
+        prop_assert_eq!(dxa, reference::avg_pool2_backward(&dy, c, h, w));
+    }
+
+    #[test]
+    fn gram_matches_reference(c in 1..=3 * MR + 2, n in 0..=300usize, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let (f, dg) = (rng.vec(c * n), rng.vec(c * c));
+        let mut g = vec![f32::NAN; c * c];
+        gram::gram(&f, c, n, &mut g);
+        let fa = abs(&f);
+        let bound: Vec<f32> = reference::gram(&fa, c, n).iter().map(|&s| dot_bound(n + 1, s)).collect();
+        assert_within("gram", &g, &reference::gram(&f, c, n), &bound);
+
+        let mut df = vec![f32::NAN; c * n];
+        gram::gram_backward(&f, &dg, c, n, &mut df);
+        let bound: Vec<f32> = reference::gram_backward(&fa, &abs(&dg), c, n).iter().map(|&s| dot_bound(2 * c + 2, s)).collect();
+        assert_within("gram backward", &df, &reference::gram_backward(&f, &dg, c, n), &bound);
+    }
+
+    #[test]
+    fn relu_and_neighbour_diff_are_exact(planes in 1..=3usize, h in 1..=7usize, w in 1..=7usize, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(planes * h * w);
+        let (mut y, mut mask) = (vec![f32::NAN; x.len()], vec![7u8; x.len()]);
+        elementwise::relu(&x, &mut y, &mut mask);
+        for i in 0..x.len() {
+            prop_assert_eq!(y[i], x[i].max(0.0));
+            prop_assert_eq!(mask[i], (x[i] > 0.0) as u8);
+        }
+        let mut dw = vec![f32::NAN; planes * h * (w - 1)];
+        elementwise::neighbour_diff(&x, planes, h, w, false, &mut dw);
+        let mut dh = vec![f32::NAN; planes * (h - 1) * w];
+        elementwise::neighbour_diff(&x, planes, h, w, true, &mut dh);
+        for p in 0..planes {
+            for i in 0..h {
+                for j in 0..w {
+                    let at = |i: usize, j: usize| x[(p * h + i) * w + j];
+                    if j + 1 < w {
+                        prop_assert_eq!(dw[(p * h + i) * (w - 1) + j], at(i, j + 1) - at(i, j));
+                    }
+                    if i + 1 < h {
+                        prop_assert_eq!(dh[(p * (h - 1) + i) * w + j], at(i + 1, j) - at(i, j));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_identity_kernels() {
+    // A·I = A and I·B = B exactly (MM's test_a_kernel), across ragged sizes.
+    for &(m, n) in &[
+        (1, 1),
+        (MR, NR),
+        (MR + 1, NR - 1),
+        (17, 33),
+        (2 * MR + 5, 3 * NR + 7),
+    ] {
+        let mut rng = Rng::new(m as u64 * 131 + n as u64);
+        let a = rng.vec(m * n);
+        let eye = |d: usize| {
+            (0..d * d)
+                .map(|i| if i % (d + 1) == 0 { 1.0 } else { 0.0 })
+                .collect::<Vec<f32>>()
+        };
+        let (in_, im) = (eye(n), eye(m));
+        let mut c = vec![f32::NAN; m * n];
+        gemm(
+            AOperand::View(MatRef::row_major(&a, m, n)),
+            &MatRef::row_major(&in_, n, n),
+            &mut c,
+            Epilogue::default(),
+        );
+        assert_eq!(c, a, "A·I = A for {m}x{n}");
+        let mut c = vec![f32::NAN; m * n];
+        gemm(
+            AOperand::View(MatRef::row_major(&im, m, m)),
+            &MatRef::row_major(&a, m, n),
+            &mut c,
+            Epilogue::default(),
+        );
+        assert_eq!(c, a, "I·B = B for {m}x{n}");
+    }
+}
+
+#[test]
+fn gemm_large_shapes_match_reference() {
+    // Sizes that cross every cache block (MC, NC, KC) at least once.
+    check_gemm(150, 1100, 600, false, false, true, false, true, 1);
+    check_gemm(300, 70, 520, true, true, false, true, false, 2);
+}
