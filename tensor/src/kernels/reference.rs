@@ -231,7 +231,7 @@ pub fn avg_pool2_backward(dy: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> 
     dx
 }
 
-/// `G = F Fᵀ / n` for `F [c, n]`.
+/// `G = F Fᵀ / n` for `F [c, n]` (zero when n = 0).
 pub fn gram(f: &[f32], c: usize, n: usize) -> Vec<f32> {
     let mut g = vec![0.0; c * c];
     for i in 0..c {
@@ -239,7 +239,7 @@ pub fn gram(f: &[f32], c: usize, n: usize) -> Vec<f32> {
             let s: f64 = (0..n)
                 .map(|k| f[i * n + k] as f64 * f[j * n + k] as f64)
                 .sum();
-            g[i * c + j] = (s / n as f64) as f32;
+            g[i * c + j] = if n == 0 { 0.0 } else { (s / n as f64) as f32 };
         }
     }
     g
@@ -253,7 +253,7 @@ pub fn gram_backward(f: &[f32], dg: &[f32], c: usize, n: usize) -> Vec<f32> {
             let s: f64 = (0..c)
                 .map(|j| (dg[i * c + j] + dg[j * c + i]) as f64 * f[j * n + k] as f64)
                 .sum();
-            df[i * n + k] = (s / n as f64) as f32;
+            df[i * n + k] = (s / n as f64) as f32; // n > 0 inside this loop
         }
     }
     df

@@ -4,10 +4,11 @@
 //! Instantiating BLAS Functionality", 2015), named as there:
 //!
 //! ```text
-//! JC, IC  (5th, 3rd): C in NC-column x MC-row blocks   -- the parallel tasks (rayon)
-//!   PC    (4th)     : K in KC-deep blocks; pack B block (kc x nc), find/pack A block (mc x kc)
-//!     JR  (2nd)     : NR-column micro-panels of the B block
-//!       IR (1st)    : MR-row micro-panels of the A block -> micro-kernel -> write-back
+//! JC      (5th)     : C in NC-column blocks                -- the parallel tasks (rayon)
+//!   PC    (4th)     : K in KC-deep blocks; pack the B block (kc x nc) once
+//!     IC  (3rd)     : M in MC-row blocks; find or pack the A block (mc x kc)
+//!       JR (2nd)    : NR-column micro-panels of the B block
+//!         IR (1st)  : MR-row micro-panels of the A block -> micro-kernel -> write-back
 //! ```
 //!
 //! K is never split across tasks (BLIS leaves the 4th loop serial because every iteration
@@ -84,17 +85,20 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
         return;
     }
 
-    // Enough tasks to keep every thread busy: narrow the column blocks when C is small. The
-    // result does not depend on this choice (see the module docs).
-    let m_blocks = m.div_ceil(MC);
+    // Parallel tasks are column blocks of C (JC loop), each over all of M so that its packed B
+    // block (for a convolution, the costly im2col gather) is made once. When that gives too few
+    // tasks to keep every thread busy, the columns are narrowed and then M is split too. The
+    // result does not depend on these choices (see the module docs).
     let want = 4 * rayon::current_num_threads();
-    let nc = if m_blocks * n.div_ceil(NC) >= want {
-        NC
+    let nc = (n.div_ceil(want).div_ceil(NR) * NR).clamp(NR, NC);
+    let mt = if n.div_ceil(nc) >= want {
+        m
     } else {
-        (n.div_ceil(want.div_ceil(m_blocks)).div_ceil(NR) * NR).clamp(NR, NC)
+        (m.div_ceil(want.div_ceil(n.div_ceil(nc)))).div_ceil(MR) * MR
     };
+    let mt = mt.max(MR);
     let tasks: Vec<(usize, usize)> = (0..m)
-        .step_by(MC)
+        .step_by(mt)
         .flat_map(|m0| (0..n).step_by(nc).map(move |n0| (m0, n0)))
         .collect();
 
@@ -102,19 +106,19 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
     tasks.into_par_iter().for_each_init(
         || (vec![0.0; MC * KC], vec![0.0; NC * KC]),
         |(a_buf, b_buf), (m0, n0)| {
-            let (mc, ncb) = (MC.min(m - m0), nc.min(n - n0));
+            let (mc, ncb) = (mt.min(m - m0), nc.min(n - n0));
             block(&a, b, &c, (m0, mc), (n0, ncb), k, epilogue, a_buf, b_buf);
         },
     );
 }
 
-/// One (MC x NC) block of C: the PC, JR and IR loops.
+/// One block of C, rows `m0..m0+mt`, columns `n0..n0+nc`: the PC, IC, JR and IR loops.
 #[allow(clippy::too_many_arguments)]
 fn block(
     a: &AOperand,
     b: &impl PackB,
     c: &SharedC,
-    (m0, mc): (usize, usize),
+    (m0, mt): (usize, usize),
     (n0, nc): (usize, usize),
     k: usize,
     epilogue: Epilogue,
@@ -122,34 +126,38 @@ fn block(
     b_buf: &mut [f32],
 ) {
     let mut tile = [[0.0f32; NR]; MR];
-    // PC loop (4th): K in KC blocks, in order.
+    // PC loop (4th): K in KC blocks, in order; one packed B block each.
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
         let b_block = &mut b_buf[..nc.div_ceil(NR) * NR * kc];
         b.pack(k0, kc, n0, nc, b_block);
-        let a_block: &[f32] = match a {
-            AOperand::Packed(p) => p.block(m0, mc, k0, kc),
-            AOperand::View(v) => {
-                let len = mc.div_ceil(MR) * MR * kc;
-                pack_a(v, m0, mc, k0, kc, &mut a_buf[..len]);
-                &a_buf[..len]
-            }
-        };
         let first = k0 == 0;
-        // JR loop (2nd): NR-column micro-panels of B.
-        for (jp, b_panel) in b_block.chunks_exact(kc * NR).enumerate() {
-            let j = n0 + jp * NR;
-            let nr = NR.min(n0 + nc - j);
-            // IR loop (1st): MR-row micro-panels of A.
-            for (ip, a_panel) in a_block.chunks_exact(kc * MR).enumerate() {
-                let i = m0 + ip * MR;
-                let mr = MR.min(m0 + mc - i);
-                microkernel(a_panel, b_panel, &mut tile);
-                for (r, t) in tile.iter().enumerate().take(mr) {
-                    // SAFETY: row i + r, columns j..j+nr lie inside this task's block of C,
-                    // and the blocks of different tasks are disjoint.
-                    let out = unsafe { c.row(i + r, j, nr) };
-                    write_back(out, &t[..nr], first, epilogue, i + r);
+        // IC loop (3rd): M in MC blocks, each packed A block reused across all of B's panels.
+        for i0 in (m0..m0 + mt).step_by(MC) {
+            let mc = MC.min(m0 + mt - i0);
+            let a_block: &[f32] = match a {
+                AOperand::Packed(p) => p.block(i0, mc, k0, kc),
+                AOperand::View(v) => {
+                    let len = mc.div_ceil(MR) * MR * kc;
+                    pack_a(v, i0, mc, k0, kc, &mut a_buf[..len]);
+                    &a_buf[..len]
+                }
+            };
+            // JR loop (2nd): NR-column micro-panels of B.
+            for (jp, b_panel) in b_block.chunks_exact(kc * NR).enumerate() {
+                let j = n0 + jp * NR;
+                let nr = NR.min(n0 + nc - j);
+                // IR loop (1st): MR-row micro-panels of A.
+                for (ip, a_panel) in a_block.chunks_exact(kc * MR).enumerate() {
+                    let i = i0 + ip * MR;
+                    let mr = MR.min(i0 + mc - i);
+                    microkernel(a_panel, b_panel, &mut tile);
+                    for (r, t) in tile.iter().enumerate().take(mr) {
+                        // SAFETY: row i + r, columns j..j+nr lie inside this task's block of C,
+                        // and the blocks of different tasks are disjoint.
+                        let out = unsafe { c.row(i + r, j, nr) };
+                        write_back(out, &t[..nr], first, epilogue, i + r);
+                    }
                 }
             }
         }

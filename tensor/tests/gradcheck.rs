@@ -1,0 +1,230 @@
+//! Every op's backward against central finite differences.
+//!
+//! For an op `y = f(x₁, …)`, the test builds the scalar `L = Σ r ⊙ y` with a fixed random `r`,
+//! runs `backward`, and compares the directional derivative `⟨∇L, v⟩` along random directions v
+//! with `(L(x + h·v) - L(x - h·v)) / 2h`. L is summed in f64, so its f32 rounding is about
+//! 6e-8·Σ|r·y|; with h = 1e-2 that is far below the 2e-3 relative tolerance. Central differences
+//! are exact for the piecewise-linear and quadratic ops here as long as no kink is crossed, so
+//! inputs are kept away from ReLU's zero and max-pool ties.
+
+mod common;
+
+use common::Rng;
+use tensor::{Conv2d, Shape, Tape, Tensor, Var};
+
+const H: f32 = 1e-2;
+
+type Build = dyn Fn(&mut Tape, &[Var]) -> Var;
+
+fn loss_of(tape: &mut Tape, y: &Var, r: &Tensor) -> Var {
+    let rv = Var::constant(r.clone());
+    let p = tape.mul(y, &rv).expect("same shape");
+    tape.sum(&p)
+}
+
+fn gradcheck(name: &str, inputs: &[Tensor], build: &Build) {
+    let mut rng = Rng::new(name.bytes().map(u64::from).sum());
+    let mut tape = Tape::new();
+    let leaves: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
+    let y = build(&mut tape, &leaves);
+    let r = Tensor::new(y.shape(), rng.vec(y.shape().numel())).unwrap();
+    let loss = loss_of(&mut tape, &y, &r);
+    let grads = tape.backward(&loss).unwrap();
+
+    let eval = |shift: &[Vec<f32>], sign: f32| -> f64 {
+        let mut t = Tape::new();
+        let xs: Vec<Var> = inputs
+            .iter()
+            .zip(shift)
+            .map(|(x, v)| {
+                let d = x
+                    .data()
+                    .iter()
+                    .zip(v)
+                    .map(|(a, b)| a + sign * H * b)
+                    .collect();
+                Var::constant(Tensor::new(x.shape(), d).unwrap())
+            })
+            .collect();
+        let y = build(&mut t, &xs);
+        assert!(t.is_empty(), "{name}: constants must leave the tape empty");
+        loss_of(&mut t, &y, &r).value().item().unwrap() as f64
+    };
+
+    for trial in 0..3 {
+        let dirs: Vec<Vec<f32>> = inputs.iter().map(|x| rng.vec(x.shape().numel())).collect();
+        let mut analytic = 0.0f64;
+        let mut scale = 0.0f64;
+        for ((leaf, v), x) in leaves.iter().zip(&dirs).zip(inputs) {
+            let g = grads
+                .get(leaf)
+                .unwrap_or_else(|| panic!("{name}: no gradient for an input"));
+            assert_eq!(g.shape(), x.shape(), "{name}: gradient shape");
+            for (gi, vi) in g.data().iter().zip(v) {
+                analytic += *gi as f64 * *vi as f64;
+                scale += (*gi as f64 * *vi as f64).abs();
+            }
+        }
+        let numeric = (eval(&dirs, 1.0) - eval(&dirs, -1.0)) / (2.0 * H as f64);
+        let tol = 2e-3 * analytic.abs().max(numeric.abs()).max(1e-2 * scale) + 1e-6;
+        assert!(
+            (analytic - numeric).abs() <= tol,
+            "{name} (direction {trial}): autograd {analytic} vs finite difference {numeric}"
+        );
+    }
+}
+
+fn random(rng: &mut Rng, dims: &[usize]) -> Tensor {
+    Tensor::new(Shape::new(dims), rng.vec(dims.iter().product())).unwrap()
+}
+
+/// Distinct values at least 0.05 apart, shuffled: no max-pool window has a near-tie.
+fn distinct(rng: &mut Rng, dims: &[usize]) -> Tensor {
+    let n: usize = dims.iter().product();
+    let mut v: Vec<f32> = (0..n).map(|i| i as f32 * 0.05 - n as f32 * 0.025).collect();
+    for i in (1..n).rev() {
+        v.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    Tensor::new(Shape::new(dims), v).unwrap()
+}
+
+#[test]
+fn conv2d_input_weight_and_bias() {
+    let mut rng = Rng::new(1);
+    let (w, b) = (random(&mut rng, &[5, 3, 3, 3]), random(&mut rng, &[5]));
+    let x = random(&mut rng, &[2, 3, 6, 7]);
+    let (wc, bc) = (w.clone(), b.clone());
+    gradcheck(
+        "conv2d input (frozen weights)",
+        &[x.clone()],
+        &move |t, v| {
+            let layer = Conv2d::frozen(wc.clone(), bc.clone(), 1).unwrap();
+            t.conv2d(&v[0], &layer).unwrap()
+        },
+    );
+    gradcheck("conv2d input, weight and bias", &[x, w, b], &|t, v| {
+        let layer = Conv2d::new(v[1].clone(), v[2].clone(), 1).unwrap();
+        t.conv2d(&v[0], &layer).unwrap()
+    });
+    let (w5, b5) = (random(&mut rng, &[2, 3, 5, 5]), random(&mut rng, &[2]));
+    gradcheck(
+        "conv2d 5x5 padding 2",
+        &[random(&mut rng, &[1, 3, 5, 4]), w5, b5],
+        &|t, v| {
+            let layer = Conv2d::new(v[1].clone(), v[2].clone(), 2).unwrap();
+            t.conv2d(&v[0], &layer).unwrap()
+        },
+    );
+}
+
+#[test]
+fn relu() {
+    let mut rng = Rng::new(2);
+    let x = Tensor::new([2, 3, 4, 5], rng.vec_away_from_zero(120, 0.05)).unwrap();
+    gradcheck("relu", &[x], &|t, v| t.relu(&v[0]));
+}
+
+#[test]
+fn pooling() {
+    let mut rng = Rng::new(3);
+    gradcheck(
+        "max_pool2 (odd sizes)",
+        &[distinct(&mut rng, &[1, 3, 7, 9])],
+        &|t, v| t.max_pool2(&v[0]).unwrap(),
+    );
+    gradcheck(
+        "avg_pool2 (odd sizes)",
+        &[random(&mut rng, &[2, 2, 5, 6])],
+        &|t, v| t.avg_pool2(&v[0]).unwrap(),
+    );
+}
+
+#[test]
+fn gram_and_matmul() {
+    let mut rng = Rng::new(4);
+    gradcheck(
+        "gram [1,c,h,w]",
+        &[random(&mut rng, &[1, 7, 5, 6])],
+        &|t, v| t.gram(&v[0]).unwrap(),
+    );
+    gradcheck("gram [c,n]", &[random(&mut rng, &[9, 13])], &|t, v| {
+        t.gram(&v[0]).unwrap()
+    });
+    gradcheck(
+        "matmul",
+        &[random(&mut rng, &[7, 11]), random(&mut rng, &[11, 19])],
+        &|t, v| t.matmul(&v[0], &v[1]).unwrap(),
+    );
+}
+
+#[test]
+fn elementwise_and_reductions() {
+    let mut rng = Rng::new(5);
+    let (a, b) = (random(&mut rng, &[3, 4, 5]), random(&mut rng, &[3, 4, 5]));
+    let ab = [a.clone(), b.clone()];
+    gradcheck("add", &ab, &|t, v| t.add(&v[0], &v[1]).unwrap());
+    gradcheck("sub", &ab, &|t, v| t.sub(&v[0], &v[1]).unwrap());
+    gradcheck("mul", &ab, &|t, v| t.mul(&v[0], &v[1]).unwrap());
+    gradcheck("scale", &[a.clone()], &|t, v| t.scale(&v[0], -2.5));
+    gradcheck("square", &[a.clone()], &|t, v| t.square(&v[0]));
+    gradcheck("sum", &[a.clone()], &|t, v| t.sum(&v[0]));
+    gradcheck("mean", &[a.clone()], &|t, v| t.mean(&v[0]));
+    gradcheck("reshape", &[a.clone()], &|t, v| {
+        t.reshape(&v[0], [12, 5]).unwrap()
+    });
+    gradcheck("mse", &[a.clone()], &move |t, v| t.mse(&v[0], &b).unwrap());
+    gradcheck("mean_square", &[a], &|t, v| t.mean_square(&v[0]).unwrap());
+}
+
+#[test]
+fn image_ops() {
+    let mut rng = Rng::new(6);
+    let x = random(&mut rng, &[2, 3, 5, 4]);
+    gradcheck("neighbour_diff rows", &[x.clone()], &|t, v| {
+        t.neighbour_diff(&v[0], true).unwrap()
+    });
+    gradcheck("neighbour_diff columns", &[x.clone()], &|t, v| {
+        t.neighbour_diff(&v[0], false).unwrap()
+    });
+    gradcheck("select_channels", &[x.clone()], &|t, v| {
+        t.select_channels(&v[0], &[2, 1, 0, 0]).unwrap()
+    });
+    gradcheck("add_channel_offsets", &[x], &|t, v| {
+        t.add_channel_offsets(&v[0], &[-1.0, 2.0, 0.5]).unwrap()
+    });
+}
+
+#[test]
+fn a_value_used_twice_sums_its_gradients() {
+    // d/dx Σ (x·x + x) = 2x + 1
+    let mut tape = Tape::new();
+    let x = tape.leaf(Tensor::new([3], vec![1.0, -2.0, 0.5]).unwrap());
+    let sq = tape.mul(&x, &x).unwrap();
+    let s = tape.add(&sq, &x).unwrap();
+    let loss = tape.sum(&s);
+    let g = tape.backward(&loss).unwrap();
+    assert_eq!(g.get(&x).unwrap().data(), &[3.0, -3.0, 2.0]);
+}
+
+#[test]
+fn frozen_conv_records_only_shared_weights() {
+    // A frozen layer keeps nothing of its input: the tape's saved bytes are the ReLU mask only.
+    let mut rng = Rng::new(7);
+    let layer = Conv2d::frozen(random(&mut rng, &[4, 3, 3, 3]), random(&mut rng, &[4]), 1).unwrap();
+    let mut tape = Tape::new();
+    let x = tape.leaf(random(&mut rng, &[1, 3, 8, 8]));
+    let y = tape.conv2d(&x, &layer).unwrap();
+    assert_eq!(tape.saved_bytes(), 0);
+    let _ = tape.relu(&y);
+    assert_eq!(tape.saved_bytes(), 4 * 8 * 8);
+    let pooled = tape.max_pool2(&y).unwrap();
+    assert_eq!(tape.saved_bytes(), 4 * 8 * 8 + pooled.shape().numel());
+}
+
+#[test]
+fn backward_needs_a_scalar_loss() {
+    let mut tape = Tape::new();
+    let x = tape.leaf(Tensor::new([2], vec![1.0, 2.0]).unwrap());
+    let y = tape.square(&x);
+    assert!(tape.backward(&y).is_err());
+}
