@@ -102,6 +102,15 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
         .flat_map(|m0| (0..n).step_by(nc).map(move |n0| (m0, n0)))
         .collect();
 
+    // A view of A would be packed again by every column task: pack it once, in parallel.
+    let packed;
+    let a = match a {
+        AOperand::View(v) if n > nc => {
+            packed = PackedA::new(v);
+            AOperand::Packed(&packed)
+        }
+        a => a,
+    };
     let c = SharedC::new(c, n);
     tasks.into_par_iter().for_each_init(
         || (vec![0.0; MC * KC], vec![0.0; NC * KC]),

@@ -5,6 +5,8 @@
 //! `ceil(nc / NR)` micro-panels, each `kc` rows of `NR` consecutive columns. Ragged edges are
 //! padded with zeros, so the micro-kernel never branches; the write-back drops the padding.
 
+use rayon::prelude::*;
+
 use super::params::{KC, MR, NR};
 
 /// A read-only strided view of a row-major or transposed matrix.
