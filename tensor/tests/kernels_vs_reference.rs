@@ -236,3 +236,26 @@ fn gemm_large_shapes_match_reference() {
     check_gemm(150, 1100, 600, false, false, true, false, true, 1);
     check_gemm(300, 70, 520, true, true, false, true, false, 2);
 }
+
+#[test]
+fn conv_backward_input_col2im_route_matches_reference() {
+    // VGG's conv1_1 shape (3 in, 64 out) takes the col2im route; odd sizes test its edges.
+    let g = ConvGeometry::same3x3(3, 64);
+    let (h, w) = (13, 18);
+    let mut rng = Rng::new(11);
+    let (wt, b, dy) = (rng.vec(64 * 27), rng.vec(64), rng.vec(64 * h * w));
+    let packed = PackedConv::new(&wt, &b, g);
+    let mut dx = vec![f32::NAN; 3 * h * w];
+    conv::conv_backward_input(&packed, &dy, h, w, &mut dx);
+    let exact = reference::conv2d_backward_input(&dy, &wt, g, h, w);
+    let abs_sum = reference::conv2d_backward_input(&abs(&dy), &abs(&wt), g, h, w);
+    assert_within(
+        "conv1_1 backward input",
+        &dx,
+        &exact,
+        &abs_sum
+            .iter()
+            .map(|&s| dot_bound(64 * 9, s))
+            .collect::<Vec<_>>(),
+    );
+}

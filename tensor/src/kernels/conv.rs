@@ -9,8 +9,15 @@
 //! Backward to the input: for stride 1, `dX = conv(dY, W')` with padding `k - 1 - p`, where
 //! `W'[ci, co, ky, kx] = W[co, ci, kh-1-ky, kw-1-kx]` (in/out swapped, rotated 180°). So the
 //! backward pass reuses the forward kernel with a second weight matrix packed once.
+//!
+//! For layers with few input channels (VGG's conv1_1: 3 in, 64 out) that gathers a tall
+//! im2col of dY (576 rows) to produce only 3 rows of output. There the cheaper route is
+//! `dX = col2im(Wᵀ · dY)`: a GEMM whose B is dY itself (64 rows), then a scatter-add of the
+//! 27 patch rows back into the image.
 
 use super::gemm::{gemm, params::NR, AOperand, Epilogue, MatRef, PackB, PackedA};
+use rayon::prelude::*;
+
 use super::reference;
 
 /// Shape of a convolution: channels, kernel size and zero padding; stride is 1.
@@ -70,6 +77,8 @@ pub struct PackedConv {
     pub geometry: ConvGeometry,
     forward: PackedA,
     backward: PackedA,
+    /// `Wᵀ` (`cin·kh·kw x cout`), only for layers where the col2im backward is cheaper.
+    transposed: Option<PackedA>,
     bias: Vec<f32>,
 }
 
@@ -97,12 +106,24 @@ impl PackedConv {
             }
         }
         let backward = PackedA::new(MatRef::row_major(&flipped, g.cin, g.cout * kh * kw));
+        let transposed = g
+            .col2im_is_cheaper()
+            .then(|| PackedA::new(MatRef::row_major(weight, g.cout, g.patch_len()).t()));
         PackedConv {
             geometry: g,
             forward,
             backward,
+            transposed,
             bias: bias.to_vec(),
         }
+    }
+}
+
+impl ConvGeometry {
+    /// Rows of B each backward route packs: the flipped convolution gathers `cout·kh·kw` rows;
+    /// col2im packs `cout` rows of dY and then writes and reads `cin·kh·kw` rows of dcol.
+    fn col2im_is_cheaper(&self) -> bool {
+        self.cout + 2 * self.patch_len() < self.cout * self.kh * self.kw
     }
 }
 
@@ -124,9 +145,53 @@ pub fn conv_forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32]
 pub fn conv_backward_input(p: &PackedConv, dy: &[f32], h: usize, w: usize, dx: &mut [f32]) {
     let g = p.geometry;
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
+    if let Some(wt) = &p.transposed {
+        let mut dcol = vec![0.0; g.patch_len() * ho * wo];
+        gemm(
+            AOperand::Packed(wt),
+            &MatRef::row_major(dy, g.cout, ho * wo),
+            &mut dcol,
+            Epilogue::default(),
+        );
+        col2im(&dcol, g, h, w, dx);
+        return;
+    }
     let src = Im2col::new(dy, g.transposed(), ho, wo);
     debug_assert_eq!(src.cols(), h * w);
     gemm(AOperand::Packed(&p.backward), &src, dx, Epilogue::default());
+}
+
+/// `dx [cin, h, w]` = the sum, over every patch position, of the patch rows of `dcol`
+/// (`[cin·kh·kw, ho·wo]`) put back where im2col took them from. One channel per task, in a
+/// fixed order, so the sums do not depend on the thread count.
+fn col2im(dcol: &[f32], g: ConvGeometry, h: usize, w: usize, dx: &mut [f32]) {
+    let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
+    dx.par_chunks_mut(h * w)
+        .enumerate()
+        .for_each(|(ci, plane)| {
+            plane.fill(0.0);
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let row = &dcol[((ci * g.kh + ky) * g.kw + kx) * ho * wo..][..ho * wo];
+                    for oy in 0..ho {
+                        let iy = (oy + ky) as isize - g.pad_h as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        // ix = ox + kx - pad_w must lie in 0..w.
+                        let shift = kx as isize - g.pad_w as isize;
+                        let ox_lo = (-shift).clamp(0, wo as isize) as usize;
+                        let ox_hi =
+                            (w as isize - shift).clamp(ox_lo as isize, wo as isize) as usize;
+                        let src = &row[oy * wo + ox_lo..oy * wo + ox_hi];
+                        let dst_start = (iy as usize) * w + (ox_lo as isize + shift) as usize;
+                        for (d, s) in plane[dst_start..dst_start + src.len()].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+        });
 }
 
 /// `dw [cout, cin, kh, kw]` and `db [cout]` from the input `x [cin, h, w]` and `dy`.
