@@ -15,6 +15,7 @@ pub const NR: usize = 2 * LANES;
 pub const KC: usize = 256;
 /// Rows of A per block: `MC x KC` floats of packed A (144 KiB) stay in L2 (3rd loop, IC).
 pub const MC: usize = 144;
-/// Columns of B per block: a `KC x NC` packed block of B (512 KiB) lives in L2/L3 (5th loop, JC).
+/// Columns of B per block: a `KC x NC` packed block of B (256 KiB) stays in L2 with the A block
+/// (5th loop, JC). 128 to 1024 were measured; 256 was best for the VGG layers.
 /// It is also the unit of parallel work together with `MC`.
-pub const NC: usize = 512;
+pub const NC: usize = 256;
