@@ -31,10 +31,9 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("{name} {cin}->{cout} @{side} forward"), |b| {
             b.iter(|| conv_forward(&packed, &x, side, side, &mut y))
         });
-        group.bench_function(
-            format!("{name} {cin}->{cout} @{side} backward-input"),
-            |b| b.iter(|| conv_backward_input(&packed, &dy, side, side, &mut dx)),
-        );
+        group.bench_function(format!("{name} {cin}->{cout} @{side} backward-input"), |b| {
+            b.iter(|| conv_backward_input(&packed, &dy, side, side, &mut dx))
+        });
     }
     group.finish();
 }

@@ -15,39 +15,25 @@ fn peak(c: &mut Criterion) {
     let calls = 2048;
     let mut group = c.benchmark_group("peak");
     group.sample_size(20);
-    group.throughput(Throughput::Elements(
-        (threads * calls * 2 * MR * NR * kc) as u64,
-    ));
-    group.bench_function(
-        format!("microkernel {MR}x{NR} kc={kc} x{threads} threads"),
-        |bench| {
-            bench.iter(|| {
-                rayon::broadcast(|_| {
-                    let mut tile = [[0.0f32; NR]; MR];
-                    for _ in 0..calls {
-                        microkernel(
-                            std::hint::black_box(&a),
-                            std::hint::black_box(&b),
-                            &mut tile,
-                        );
-                    }
-                    std::hint::black_box(tile);
-                })
+    group.throughput(Throughput::Elements((threads * calls * 2 * MR * NR * kc) as u64));
+    group.bench_function(format!("microkernel {MR}x{NR} kc={kc} x{threads} threads"), |bench| {
+        bench.iter(|| {
+            rayon::broadcast(|_| {
+                let mut tile = [[0.0f32; NR]; MR];
+                for _ in 0..calls {
+                    microkernel(std::hint::black_box(&a), std::hint::black_box(&b), &mut tile);
+                }
+                std::hint::black_box(tile);
             })
-        },
-    );
+        })
+    });
     group.finish();
 }
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("sgemm");
     group.sample_size(10);
-    for &(m, k, n) in &[
-        (256, 256, 256),
-        (1024, 1024, 1024),
-        (2048, 2048, 2048),
-        (256, 2304, 16384),
-    ] {
+    for &(m, k, n) in &[(256, 256, 256), (1024, 1024, 1024), (2048, 2048, 2048), (256, 2304, 16384)] {
         let (a, b) = (data(m * k, 1), data(k * n, 2));
         let mut out = vec![0.0; m * n];
         group.throughput(Throughput::Elements(gemm_flops(m, n, k)));
@@ -57,14 +43,7 @@ fn bench(c: &mut Criterion) {
         });
         let packed = PackedA::new(av);
         group.bench_function(format!("{m}x{k}x{n} prepacked A"), |bench| {
-            bench.iter(|| {
-                gemm(
-                    AOperand::Packed(&packed),
-                    &bv,
-                    &mut out,
-                    Epilogue::default(),
-                )
-            })
+            bench.iter(|| gemm(AOperand::Packed(&packed), &bv, &mut out, Epilogue::default()))
         });
     }
     group.finish();

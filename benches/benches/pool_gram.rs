@@ -30,13 +30,9 @@ fn bench(c: &mut Criterion) {
         let mut g = vec![0.0; ch * ch];
         let mut df = vec![0.0; ch * n];
         group.throughput(Throughput::Elements(gemm_flops(ch, ch, n)));
-        group.bench_function(format!("{ch}x{n} forward"), |b| {
-            b.iter(|| gram::gram(&f, ch, n, &mut g))
-        });
+        group.bench_function(format!("{ch}x{n} forward"), |b| b.iter(|| gram::gram(&f, ch, n, &mut g)));
         let dg = data(ch * ch, 2);
-        group.bench_function(format!("{ch}x{n} backward"), |b| {
-            b.iter(|| gram::gram_backward(&f, &dg, ch, n, &mut df))
-        });
+        group.bench_function(format!("{ch}x{n} backward"), |b| b.iter(|| gram::gram_backward(&f, &dg, ch, n, &mut df)));
     }
     group.finish();
 }

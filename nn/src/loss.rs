@@ -21,11 +21,7 @@ pub fn style_layer_weight(channels: usize) -> f32 {
 }
 
 /// `10 / C² · mean((G - A)²)` for features `[1, C, H, W]` and a target Gram `A [C, C]`.
-pub fn style_layer_loss(
-    tape: &mut Tape,
-    features: &Var,
-    target_gram: &Tensor,
-) -> Result<Var, Error> {
+pub fn style_layer_loss(tape: &mut Tape, features: &Var, target_gram: &Tensor) -> Result<Var, Error> {
     let channels = features.shape().dims().get(1).copied().unwrap_or(0);
     let g = tape.gram(features)?;
     let mse = tape.mse(&g, target_gram)?;
@@ -76,12 +72,7 @@ mod tests {
         let mut tape = Tape::new();
         let at = content_loss(&mut tape, &Var::constant(target.clone()), &target).unwrap();
         assert_eq!(at.value().item(), Some(0.0));
-        let off = content_loss(
-            &mut tape,
-            &Var::constant(t(&[1, 2, 1, 1], vec![4.0, 1.0])),
-            &target,
-        )
-        .unwrap();
+        let off = content_loss(&mut tape, &Var::constant(t(&[1, 2, 1, 1], vec![4.0, 1.0])), &target).unwrap();
         assert_eq!(off.value().item(), Some(2.5));
     }
 }

@@ -5,11 +5,7 @@ use crate::Shape;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{op}: expected {expected}, got shape {got}")]
-    ShapeMismatch {
-        op: &'static str,
-        expected: String,
-        got: Shape,
-    },
+    ShapeMismatch { op: &'static str, expected: String, got: Shape },
     #[error("{op}: {reason}")]
     BadGeometry { op: &'static str, reason: String },
     #[error("tensor data has {len} values but shape {shape} needs {}", shape.numel())]

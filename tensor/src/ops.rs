@@ -27,8 +27,7 @@ pub struct Conv2d {
 impl Conv2d {
     pub fn new(weight: Var, bias: Var, padding: usize) -> Result<Self, Error> {
         let op = "conv2d";
-        let Some(&[cout, cin, kh, kw]) = Some(weight.shape().dims()).filter(|d| d.len() == 4)
-        else {
+        let Some(&[cout, cin, kh, kw]) = Some(weight.shape().dims()).filter(|d| d.len() == 4) else {
             return Err(Error::ShapeMismatch {
                 op,
                 expected: "weight [cout, cin, kh, kw]".into(),
@@ -36,11 +35,7 @@ impl Conv2d {
             });
         };
         if bias.shape().dims() != [cout] {
-            return Err(Error::ShapeMismatch {
-                op,
-                expected: format!("bias [{cout}]"),
-                got: bias.shape(),
-            });
+            return Err(Error::ShapeMismatch { op, expected: format!("bias [{cout}]"), got: bias.shape() });
         }
         if kh == 0 || kw == 0 || padding >= kh || padding >= kw {
             return Err(Error::BadGeometry {
@@ -48,24 +43,9 @@ impl Conv2d {
                 reason: format!("padding {padding} must be smaller than the {kh}x{kw} kernel"),
             });
         }
-        let g = ConvGeometry {
-            cin,
-            cout,
-            kh,
-            kw,
-            pad_h: padding,
-            pad_w: padding,
-        };
-        let packed = Arc::new(PackedConv::new(
-            weight.value().data(),
-            bias.value().data(),
-            g,
-        ));
-        Ok(Conv2d {
-            weight,
-            bias,
-            packed,
-        })
+        let g = ConvGeometry { cin, cout, kh, kw, pad_h: padding, pad_w: padding };
+        let packed = Arc::new(PackedConv::new(weight.value().data(), bias.value().data(), g));
+        Ok(Conv2d { weight, bias, packed })
     }
 
     /// A layer whose weights never receive gradients.
@@ -79,11 +59,7 @@ impl Conv2d {
 }
 
 fn expect_nchw(op: &'static str, v: &Var) -> Result<(usize, usize, usize, usize), Error> {
-    v.shape().nchw().ok_or_else(|| Error::ShapeMismatch {
-        op,
-        expected: "[n, c, h, w]".into(),
-        got: v.shape(),
-    })
+    v.shape().nchw().ok_or_else(|| Error::ShapeMismatch { op, expected: "[n, c, h, w]".into(), got: v.shape() })
 }
 
 fn same_shape(op: &'static str, a: &Var, b: &Var) -> Result<(), Error> {
@@ -125,11 +101,7 @@ impl Tape {
         let g = layer.geometry();
         let (n, cin, h, w) = expect_nchw(op, x)?;
         if cin != g.cin {
-            return Err(Error::ShapeMismatch {
-                op,
-                expected: format!("{} input channels", g.cin),
-                got: x.shape(),
-            });
+            return Err(Error::ShapeMismatch { op, expected: format!("{} input channels", g.cin), got: x.shape() });
         }
         let Some((ho, wo)) = g.output_size(h, w) else {
             return Err(Error::BadGeometry {
@@ -139,24 +111,19 @@ impl Tape {
         };
         let out_shape = Shape::new(&[n, g.cout, ho, wo]);
         let mut y = vec![0.0; out_shape.numel()];
-        for (y, x) in y
-            .chunks_exact_mut(g.cout * ho * wo)
-            .zip(x.value().data().chunks_exact(cin * h * w))
-        {
+        for (y, x) in y.chunks_exact_mut(g.cout * ho * wo).zip(x.value().data().chunks_exact(cin * h * w)) {
             conv::conv_forward(&layer.packed, x, h, w, y);
         }
         let (wn, bn) = (layer.weight.node(), layer.bias.node());
         let tracked = x.is_tracked() || wn.is_some() || bn.is_some();
-        Ok(
-            self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Conv2d {
-                x: x.node(),
-                conv: Arc::clone(&layer.packed),
-                input_shape: x.shape(),
-                weight: wn,
-                bias: bn,
-                input: (wn.is_some() || bn.is_some()).then(|| x.value().clone()),
-            }),
-        )
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Conv2d {
+            x: x.node(),
+            conv: Arc::clone(&layer.packed),
+            input_shape: x.shape(),
+            weight: wn,
+            bias: bn,
+            input: (wn.is_some() || bn.is_some()).then(|| x.value().clone()),
+        }))
     }
 
     /// `y = max(x, 0)`.
@@ -179,14 +146,7 @@ impl Tape {
         pool::max_pool2(x.value().data(), n * c, h, w, &mut y, &mut argmax);
         let value = Tensor::from_parts(out_shape, y);
         Ok(match x.node() {
-            Some(node) => self.record(
-                value,
-                Op::MaxPool2 {
-                    x: node,
-                    argmax,
-                    input_shape: x.shape(),
-                },
-            ),
+            Some(node) => self.record(value, Op::MaxPool2 { x: node, argmax, input_shape: x.shape() }),
             None => Var::constant(value),
         })
     }
@@ -198,12 +158,10 @@ impl Tape {
         let mut y = vec![0.0; out_shape.numel()];
         pool::avg_pool2(x.value().data(), n * c, h, w, &mut y);
         let tracked = x.is_tracked();
-        Ok(
-            self.output(Tensor::from_parts(out_shape, y), tracked, || Op::AvgPool2 {
-                x: x.node().expect("tracked"),
-                input_shape: x.shape(),
-            }),
-        )
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::AvgPool2 {
+            x: x.node().expect("tracked"),
+            input_shape: x.shape(),
+        }))
     }
 
     /// The Gram matrix `F Fᵀ / n` of features `[1, c, h, w]` (n = h·w) or of a `[c, n]` matrix.
@@ -222,14 +180,10 @@ impl Tape {
         let mut g = vec![0.0; c * c];
         gram::gram(x.value().data(), c, n, &mut g);
         let tracked = x.is_tracked();
-        Ok(
-            self.output(Tensor::from_parts(Shape::new(&[c, c]), g), tracked, || {
-                Op::Gram {
-                    x: x.node().expect("tracked"),
-                    features: x.value().clone(),
-                }
-            }),
-        )
+        Ok(self.output(Tensor::from_parts(Shape::new(&[c, c]), g), tracked, || Op::Gram {
+            x: x.node().expect("tracked"),
+            features: x.value().clone(),
+        }))
     }
 
     /// `C = A B` for `A [m, k]`, `B [k, n]`.
@@ -238,11 +192,7 @@ impl Tape {
             return Err(Error::ShapeMismatch {
                 op: "matmul",
                 expected: "two matrices".into(),
-                got: if a.shape().rank() != 2 {
-                    a.shape()
-                } else {
-                    b.shape()
-                },
+                got: if a.shape().rank() != 2 { a.shape() } else { b.shape() },
             });
         };
         if k != k2 {
@@ -254,43 +204,28 @@ impl Tape {
         }
         let mut c = vec![0.0; m * n];
         let am = MatRef::row_major(a.value().data(), m, k);
-        gemm(
-            AOperand::View(am),
-            &MatRef::row_major(b.value().data(), k, n),
-            &mut c,
-            Epilogue::default(),
-        );
+        gemm(AOperand::View(am), &MatRef::row_major(b.value().data(), k, n), &mut c, Epilogue::default());
         let tracked = a.is_tracked() || b.is_tracked();
-        Ok(
-            self.output(Tensor::from_parts(Shape::new(&[m, n]), c), tracked, || {
-                Op::MatMul {
-                    a: a.node(),
-                    b: b.node(),
-                    a_value: b.is_tracked().then(|| a.value().clone()),
-                    b_value: a.is_tracked().then(|| b.value().clone()),
-                }
-            }),
-        )
+        Ok(self.output(Tensor::from_parts(Shape::new(&[m, n]), c), tracked, || Op::MatMul {
+            a: a.node(),
+            b: b.node(),
+            a_value: b.is_tracked().then(|| a.value().clone()),
+            b_value: a.is_tracked().then(|| b.value().clone()),
+        }))
     }
 
     pub fn add(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
         same_shape("add", a, b)?;
         let y = elementwise_zip(a.value(), b.value(), |a, b| a + b);
         let tracked = a.is_tracked() || b.is_tracked();
-        Ok(self.output(y, tracked, || Op::Add {
-            a: a.node(),
-            b: b.node(),
-        }))
+        Ok(self.output(y, tracked, || Op::Add { a: a.node(), b: b.node() }))
     }
 
     pub fn sub(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
         same_shape("sub", a, b)?;
         let y = elementwise_zip(a.value(), b.value(), |a, b| a - b);
         let tracked = a.is_tracked() || b.is_tracked();
-        Ok(self.output(y, tracked, || Op::Sub {
-            a: a.node(),
-            b: b.node(),
-        }))
+        Ok(self.output(y, tracked, || Op::Sub { a: a.node(), b: b.node() }))
     }
 
     /// Elementwise product.
@@ -310,30 +245,21 @@ impl Tape {
     pub fn scale(&mut self, x: &Var, factor: f32) -> Var {
         let y = elementwise_map(x.value(), |v| v * factor);
         let tracked = x.is_tracked();
-        self.output(y, tracked, || Op::Scale {
-            x: x.node().expect("tracked"),
-            factor,
-        })
+        self.output(y, tracked, || Op::Scale { x: x.node().expect("tracked"), factor })
     }
 
     /// `x²`, elementwise.
     pub fn square(&mut self, x: &Var) -> Var {
         let y = elementwise_map(x.value(), |v| v * v);
         let tracked = x.is_tracked();
-        self.output(y, tracked, || Op::Square {
-            x: x.node().expect("tracked"),
-            input: x.value().clone(),
-        })
+        self.output(y, tracked, || Op::Square { x: x.node().expect("tracked"), input: x.value().clone() })
     }
 
     /// The sum of all elements, as a scalar (accumulated in f64).
     pub fn sum(&mut self, x: &Var) -> Var {
         let y = Tensor::scalar(reduce::sum(x.value().data()) as f32);
         let tracked = x.is_tracked();
-        self.output(y, tracked, || Op::Sum {
-            x: x.node().expect("tracked"),
-            input_shape: x.shape(),
-        })
+        self.output(y, tracked, || Op::Sum { x: x.node().expect("tracked"), input_shape: x.shape() })
     }
 
     /// The mean of all elements, as a scalar (accumulated in f64).
@@ -341,10 +267,7 @@ impl Tape {
         let n = x.shape().numel().max(1) as f64;
         let y = Tensor::scalar((reduce::sum(x.value().data()) / n) as f32);
         let tracked = x.is_tracked();
-        self.output(y, tracked, || Op::Mean {
-            x: x.node().expect("tracked"),
-            input_shape: x.shape(),
-        })
+        self.output(y, tracked, || Op::Mean { x: x.node().expect("tracked"), input_shape: x.shape() })
     }
 
     /// `mean((x - target)²)` against a constant target: the content and style losses.
@@ -360,13 +283,7 @@ impl Tape {
         let ss = reduce::sum_sq_diff(x.value().data(), target.data(), &mut diff);
         let y = Tensor::scalar((ss / diff.len().max(1) as f64) as f32);
         Ok(match x.node() {
-            Some(node) => self.record(
-                y,
-                Op::MeanSquaredError {
-                    x: node,
-                    diff: Tensor::from_parts(x.shape(), diff),
-                },
-            ),
+            Some(node) => self.record(y, Op::MeanSquaredError { x: node, diff: Tensor::from_parts(x.shape(), diff) }),
             None => Var::constant(y),
         })
     }
@@ -380,10 +297,7 @@ impl Tape {
     pub fn reshape(&mut self, x: &Var, shape: impl Into<Shape>) -> Result<Var, Error> {
         let y = x.value().reshape(shape)?;
         let tracked = x.is_tracked();
-        Ok(self.output(y, tracked, || Op::Reshape {
-            x: x.node().expect("tracked"),
-            input_shape: x.shape(),
-        }))
+        Ok(self.output(y, tracked, || Op::Reshape { x: x.node().expect("tracked"), input_shape: x.shape() }))
     }
 
     /// Differences of vertical (`along_rows`) or horizontal neighbours of `[n, c, h, w]`:
@@ -398,12 +312,10 @@ impl Tape {
         let mut y = vec![0.0; out_shape.numel()];
         elementwise::neighbour_diff(x.value().data(), n * c, h, w, along_rows, &mut y);
         let tracked = x.is_tracked();
-        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || {
-            Op::NeighbourDiff {
-                x: x.node().expect("tracked"),
-                input_shape: x.shape(),
-                along_rows,
-            }
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::NeighbourDiff {
+            x: x.node().expect("tracked"),
+            input_shape: x.shape(),
+            along_rows,
         }))
     }
 
@@ -411,10 +323,7 @@ impl Tape {
     pub fn select_channels(&mut self, x: &Var, perm: &[usize]) -> Result<Var, Error> {
         let (n, c, h, w) = expect_nchw("select_channels", x)?;
         if let Some(&bad) = perm.iter().find(|&&p| p >= c) {
-            return Err(Error::BadGeometry {
-                op: "select_channels",
-                reason: format!("channel {bad} of {c}"),
-            });
+            return Err(Error::BadGeometry { op: "select_channels", reason: format!("channel {bad} of {c}") });
         }
         let plane = h * w;
         let src = x.value().data();
@@ -426,12 +335,10 @@ impl Tape {
         }
         let out_shape = Shape::new(&[n, perm.len(), h, w]);
         let tracked = x.is_tracked();
-        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || {
-            Op::SelectChannels {
-                x: x.node().expect("tracked"),
-                perm: perm.to_vec(),
-                input_shape: x.shape(),
-            }
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::SelectChannels {
+            x: x.node().expect("tracked"),
+            perm: perm.to_vec(),
+            input_shape: x.shape(),
         }))
     }
 
@@ -451,10 +358,8 @@ impl Tape {
             plane.iter_mut().for_each(|v| *v += o);
         }
         let tracked = x.is_tracked();
-        Ok(self.output(Tensor::from_parts(x.shape(), y), tracked, || {
-            Op::AddChannelOffsets {
-                x: x.node().expect("tracked"),
-            }
+        Ok(self.output(Tensor::from_parts(x.shape(), y), tracked, || Op::AddChannelOffsets {
+            x: x.node().expect("tracked"),
         }))
     }
 }

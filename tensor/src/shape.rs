@@ -13,16 +13,10 @@ impl Shape {
     /// Panics on more than four dimensions: shapes are written by our own code, never read
     /// from users, so that would be a bug here.
     pub fn new(dims: &[usize]) -> Self {
-        assert!(
-            dims.len() <= 4,
-            "shapes have at most 4 dimensions, got {dims:?}"
-        );
+        assert!(dims.len() <= 4, "shapes have at most 4 dimensions, got {dims:?}");
         let mut d = [1; 4];
         d[..dims.len()].copy_from_slice(dims);
-        Shape {
-            dims: d,
-            rank: dims.len(),
-        }
+        Shape { dims: d, rank: dims.len() }
     }
 
     pub fn scalar() -> Self {

@@ -20,24 +20,15 @@ impl Tensor {
     pub fn new(shape: impl Into<Shape>, data: Vec<f32>) -> Result<Self, Error> {
         let shape = shape.into();
         if data.len() != shape.numel() {
-            return Err(Error::DataLength {
-                shape,
-                len: data.len(),
-            });
+            return Err(Error::DataLength { shape, len: data.len() });
         }
-        Ok(Tensor {
-            shape,
-            data: Arc::new(data),
-        })
+        Ok(Tensor { shape, data: Arc::new(data) })
     }
 
     /// For kernels' outputs, whose length is right by construction.
     pub(crate) fn from_parts(shape: Shape, data: Vec<f32>) -> Self {
         assert_eq!(data.len(), shape.numel(), "kernel output fills its shape");
-        Tensor {
-            shape,
-            data: Arc::new(data),
-        }
+        Tensor { shape, data: Arc::new(data) }
     }
 
     pub fn zeros(shape: impl Into<Shape>) -> Self {
@@ -77,10 +68,7 @@ impl Tensor {
                 got: shape,
             });
         }
-        Ok(Tensor {
-            shape,
-            data: Arc::clone(&self.data),
-        })
+        Ok(Tensor { shape, data: Arc::clone(&self.data) })
     }
 
     /// True when every element is finite (no NaN, no infinity).
@@ -97,11 +85,6 @@ impl Tensor {
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let head: Vec<f32> = self.data.iter().take(8).copied().collect();
-        write!(
-            f,
-            "Tensor{} {head:?}{}",
-            self.shape,
-            if self.data.len() > 8 { "..." } else { "" }
-        )
+        write!(f, "Tensor{} {head:?}{}", self.shape, if self.data.len() > 8 { "..." } else { "" })
     }
 }

@@ -34,11 +34,7 @@ fn run(seed: u64) -> (f32, Vec<f32>) {
 }
 
 fn in_pool(threads: usize, seed: u64) -> (f32, Vec<f32>) {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(|| run(seed))
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| run(seed))
 }
 
 #[test]
@@ -48,10 +44,7 @@ fn results_are_bit_identical_across_runs_and_thread_counts() {
     for threads in [1, 2, 3] {
         let (loss, grad) = in_pool(threads, 42);
         assert_eq!(loss.to_bits(), loss1.to_bits(), "{threads} threads: loss");
-        let same = grad
-            .iter()
-            .zip(&grad1)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
+        let same = grad.iter().zip(&grad1).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "{threads} threads: gradient bits differ");
     }
     // A different input gives a different answer (the comparison above can fail).

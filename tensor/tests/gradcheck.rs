@@ -37,12 +37,7 @@ fn gradcheck(name: &str, inputs: &[Tensor], build: &Build) {
             .iter()
             .zip(shift)
             .map(|(x, v)| {
-                let d = x
-                    .data()
-                    .iter()
-                    .zip(v)
-                    .map(|(a, b)| a + sign * H * b)
-                    .collect();
+                let d = x.data().iter().zip(v).map(|(a, b)| a + sign * H * b).collect();
                 Var::constant(Tensor::new(x.shape(), d).unwrap())
             })
             .collect();
@@ -56,9 +51,7 @@ fn gradcheck(name: &str, inputs: &[Tensor], build: &Build) {
         let mut analytic = 0.0f64;
         let mut scale = 0.0f64;
         for ((leaf, v), x) in leaves.iter().zip(&dirs).zip(inputs) {
-            let g = grads
-                .get(leaf)
-                .unwrap_or_else(|| panic!("{name}: no gradient for an input"));
+            let g = grads.get(leaf).unwrap_or_else(|| panic!("{name}: no gradient for an input"));
             assert_eq!(g.shape(), x.shape(), "{name}: gradient shape");
             for (gi, vi) in g.data().iter().zip(v) {
                 analytic += *gi as f64 * *vi as f64;
@@ -94,27 +87,19 @@ fn conv2d_input_weight_and_bias() {
     let (w, b) = (random(&mut rng, &[5, 3, 3, 3]), random(&mut rng, &[5]));
     let x = random(&mut rng, &[2, 3, 6, 7]);
     let (wc, bc) = (w.clone(), b.clone());
-    gradcheck(
-        "conv2d input (frozen weights)",
-        &[x.clone()],
-        &move |t, v| {
-            let layer = Conv2d::frozen(wc.clone(), bc.clone(), 1).unwrap();
-            t.conv2d(&v[0], &layer).unwrap()
-        },
-    );
+    gradcheck("conv2d input (frozen weights)", &[x.clone()], &move |t, v| {
+        let layer = Conv2d::frozen(wc.clone(), bc.clone(), 1).unwrap();
+        t.conv2d(&v[0], &layer).unwrap()
+    });
     gradcheck("conv2d input, weight and bias", &[x, w, b], &|t, v| {
         let layer = Conv2d::new(v[1].clone(), v[2].clone(), 1).unwrap();
         t.conv2d(&v[0], &layer).unwrap()
     });
     let (w5, b5) = (random(&mut rng, &[2, 3, 5, 5]), random(&mut rng, &[2]));
-    gradcheck(
-        "conv2d 5x5 padding 2",
-        &[random(&mut rng, &[1, 3, 5, 4]), w5, b5],
-        &|t, v| {
-            let layer = Conv2d::new(v[1].clone(), v[2].clone(), 2).unwrap();
-            t.conv2d(&v[0], &layer).unwrap()
-        },
-    );
+    gradcheck("conv2d 5x5 padding 2", &[random(&mut rng, &[1, 3, 5, 4]), w5, b5], &|t, v| {
+        let layer = Conv2d::new(v[1].clone(), v[2].clone(), 2).unwrap();
+        t.conv2d(&v[0], &layer).unwrap()
+    });
 }
 
 #[test]
@@ -127,34 +112,18 @@ fn relu() {
 #[test]
 fn pooling() {
     let mut rng = Rng::new(3);
-    gradcheck(
-        "max_pool2 (odd sizes)",
-        &[distinct(&mut rng, &[1, 3, 7, 9])],
-        &|t, v| t.max_pool2(&v[0]).unwrap(),
-    );
-    gradcheck(
-        "avg_pool2 (odd sizes)",
-        &[random(&mut rng, &[2, 2, 5, 6])],
-        &|t, v| t.avg_pool2(&v[0]).unwrap(),
-    );
+    gradcheck("max_pool2 (odd sizes)", &[distinct(&mut rng, &[1, 3, 7, 9])], &|t, v| t.max_pool2(&v[0]).unwrap());
+    gradcheck("avg_pool2 (odd sizes)", &[random(&mut rng, &[2, 2, 5, 6])], &|t, v| t.avg_pool2(&v[0]).unwrap());
 }
 
 #[test]
 fn gram_and_matmul() {
     let mut rng = Rng::new(4);
-    gradcheck(
-        "gram [1,c,h,w]",
-        &[random(&mut rng, &[1, 7, 5, 6])],
-        &|t, v| t.gram(&v[0]).unwrap(),
-    );
-    gradcheck("gram [c,n]", &[random(&mut rng, &[9, 13])], &|t, v| {
-        t.gram(&v[0]).unwrap()
+    gradcheck("gram [1,c,h,w]", &[random(&mut rng, &[1, 7, 5, 6])], &|t, v| t.gram(&v[0]).unwrap());
+    gradcheck("gram [c,n]", &[random(&mut rng, &[9, 13])], &|t, v| t.gram(&v[0]).unwrap());
+    gradcheck("matmul", &[random(&mut rng, &[7, 11]), random(&mut rng, &[11, 19])], &|t, v| {
+        t.matmul(&v[0], &v[1]).unwrap()
     });
-    gradcheck(
-        "matmul",
-        &[random(&mut rng, &[7, 11]), random(&mut rng, &[11, 19])],
-        &|t, v| t.matmul(&v[0], &v[1]).unwrap(),
-    );
 }
 
 #[test]
@@ -169,9 +138,7 @@ fn elementwise_and_reductions() {
     gradcheck("square", &[a.clone()], &|t, v| t.square(&v[0]));
     gradcheck("sum", &[a.clone()], &|t, v| t.sum(&v[0]));
     gradcheck("mean", &[a.clone()], &|t, v| t.mean(&v[0]));
-    gradcheck("reshape", &[a.clone()], &|t, v| {
-        t.reshape(&v[0], [12, 5]).unwrap()
-    });
+    gradcheck("reshape", &[a.clone()], &|t, v| t.reshape(&v[0], [12, 5]).unwrap());
     gradcheck("mse", &[a.clone()], &move |t, v| t.mse(&v[0], &b).unwrap());
     gradcheck("mean_square", &[a], &|t, v| t.mean_square(&v[0]).unwrap());
 }
@@ -180,18 +147,10 @@ fn elementwise_and_reductions() {
 fn image_ops() {
     let mut rng = Rng::new(6);
     let x = random(&mut rng, &[2, 3, 5, 4]);
-    gradcheck("neighbour_diff rows", &[x.clone()], &|t, v| {
-        t.neighbour_diff(&v[0], true).unwrap()
-    });
-    gradcheck("neighbour_diff columns", &[x.clone()], &|t, v| {
-        t.neighbour_diff(&v[0], false).unwrap()
-    });
-    gradcheck("select_channels", &[x.clone()], &|t, v| {
-        t.select_channels(&v[0], &[2, 1, 0, 0]).unwrap()
-    });
-    gradcheck("add_channel_offsets", &[x], &|t, v| {
-        t.add_channel_offsets(&v[0], &[-1.0, 2.0, 0.5]).unwrap()
-    });
+    gradcheck("neighbour_diff rows", &[x.clone()], &|t, v| t.neighbour_diff(&v[0], true).unwrap());
+    gradcheck("neighbour_diff columns", &[x.clone()], &|t, v| t.neighbour_diff(&v[0], false).unwrap());
+    gradcheck("select_channels", &[x.clone()], &|t, v| t.select_channels(&v[0], &[2, 1, 0, 0]).unwrap());
+    gradcheck("add_channel_offsets", &[x], &|t, v| t.add_channel_offsets(&v[0], &[-1.0, 2.0, 0.5]).unwrap());
 }
 
 #[test]

@@ -27,33 +27,15 @@ fn view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> MatRef<'_> 
     }
 }
 
-fn check_gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    ta: bool,
-    tb: bool,
-    bias: bool,
-    accumulate: bool,
-    packed: bool,
-    seed: u64,
-) {
+fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, bias: bool, accumulate: bool, packed: bool, seed: u64) {
     let mut rng = Rng::new(seed);
     let (a, b, bias_v, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m), rng.vec(m * n));
     let (av, bv) = (view(&a, m, k, ta), view(&b, k, n, tb));
     let bias = bias.then_some(bias_v.as_slice());
     // beta = 0 contract: C starts as NaN and must be overwritten.
-    let mut fast = if accumulate {
-        c0.clone()
-    } else {
-        vec![f32::NAN; m * n]
-    };
+    let mut fast = if accumulate { c0.clone() } else { vec![f32::NAN; m * n] };
     let pa = PackedA::new(av);
-    let a_op = if packed {
-        AOperand::Packed(&pa)
-    } else {
-        AOperand::View(av)
-    };
+    let a_op = if packed { AOperand::Packed(&pa) } else { AOperand::View(av) };
     gemm(a_op, &bv, &mut fast, Epilogue { bias, accumulate });
     let mut exact = c0.clone();
     reference::gemm(&av, &bv, &mut exact, bias, accumulate);
@@ -67,12 +49,7 @@ fn check_gemm(
         accumulate,
     );
     let bound: Vec<f32> = abs_sum.iter().map(|&s| dot_bound(k + 2, s)).collect();
-    assert_within(
-        &format!("gemm {m}x{k}x{n} ta={ta} tb={tb}"),
-        &fast,
-        &exact,
-        &bound,
-    );
+    assert_within(&format!("gemm {m}x{k}x{n} ta={ta} tb={tb}"), &fast, &exact, &bound);
 }
 
 proptest! {
@@ -196,36 +173,16 @@ proptest! {
 #[test]
 fn gemm_identity_kernels() {
     // A·I = A and I·B = B exactly (MM's test_a_kernel), across ragged sizes.
-    for &(m, n) in &[
-        (1, 1),
-        (MR, NR),
-        (MR + 1, NR - 1),
-        (17, 33),
-        (2 * MR + 5, 3 * NR + 7),
-    ] {
+    for &(m, n) in &[(1, 1), (MR, NR), (MR + 1, NR - 1), (17, 33), (2 * MR + 5, 3 * NR + 7)] {
         let mut rng = Rng::new(m as u64 * 131 + n as u64);
         let a = rng.vec(m * n);
-        let eye = |d: usize| {
-            (0..d * d)
-                .map(|i| if i % (d + 1) == 0 { 1.0 } else { 0.0 })
-                .collect::<Vec<f32>>()
-        };
+        let eye = |d: usize| (0..d * d).map(|i| if i % (d + 1) == 0 { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
         let (in_, im) = (eye(n), eye(m));
         let mut c = vec![f32::NAN; m * n];
-        gemm(
-            AOperand::View(MatRef::row_major(&a, m, n)),
-            &MatRef::row_major(&in_, n, n),
-            &mut c,
-            Epilogue::default(),
-        );
+        gemm(AOperand::View(MatRef::row_major(&a, m, n)), &MatRef::row_major(&in_, n, n), &mut c, Epilogue::default());
         assert_eq!(c, a, "A·I = A for {m}x{n}");
         let mut c = vec![f32::NAN; m * n];
-        gemm(
-            AOperand::View(MatRef::row_major(&im, m, m)),
-            &MatRef::row_major(&a, m, n),
-            &mut c,
-            Epilogue::default(),
-        );
+        gemm(AOperand::View(MatRef::row_major(&im, m, m)), &MatRef::row_major(&a, m, n), &mut c, Epilogue::default());
         assert_eq!(c, a, "I·B = B for {m}x{n}");
     }
 }
@@ -253,9 +210,6 @@ fn conv_backward_input_col2im_route_matches_reference() {
         "conv1_1 backward input",
         &dx,
         &exact,
-        &abs_sum
-            .iter()
-            .map(|&s| dot_bound(64 * 9, s))
-            .collect::<Vec<_>>(),
+        &abs_sum.iter().map(|&s| dot_bound(64 * 9, s)).collect::<Vec<_>>(),
     );
 }

@@ -11,23 +11,13 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
     let mut out = Vec::with_capacity(2);
     match op {
         Op::Leaf => {}
-        Op::Conv2d {
-            x,
-            conv,
-            input_shape,
-            weight,
-            bias,
-            input,
-        } => {
+        Op::Conv2d { x, conv, input_shape, weight, bias, input } => {
             let (n, cin, h, w) = input_shape.nchw().expect("conv input is NCHW");
             let geo = conv.geometry;
             let dy_len = g.shape().numel() / n;
             if let Some(x) = x {
                 let mut dx = vec![0.0; input_shape.numel()];
-                for (dx, dy) in dx
-                    .chunks_exact_mut(cin * h * w)
-                    .zip(g.data().chunks_exact(dy_len))
-                {
+                for (dx, dy) in dx.chunks_exact_mut(cin * h * w).zip(g.data().chunks_exact(dy_len)) {
                     conv::conv_backward_input(&conv, dy, h, w, dx);
                 }
                 out.push((x, Tensor::from_parts(input_shape, dx)));
@@ -37,11 +27,7 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
                 let mut dw = vec![0.0; geo.cout * geo.patch_len()];
                 let mut db = vec![0.0; geo.cout];
                 let (mut dw_i, mut db_i) = (dw.clone(), db.clone());
-                for (x, dy) in input
-                    .data()
-                    .chunks_exact(cin * h * w)
-                    .zip(g.data().chunks_exact(dy_len))
-                {
+                for (x, dy) in input.data().chunks_exact(cin * h * w).zip(g.data().chunks_exact(dy_len)) {
                     conv::conv_backward_weight(geo, x, h, w, dy, &mut dw_i, &mut db_i);
                     elementwise::add_assign(&mut dw, &dw_i);
                     elementwise::add_assign(&mut db, &db_i);
@@ -60,11 +46,7 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
             elementwise::relu_backward(g.data(), &mask, &mut dx);
             out.push((x, Tensor::from_parts(g.shape(), dx)));
         }
-        Op::MaxPool2 {
-            x,
-            argmax,
-            input_shape,
-        } => {
+        Op::MaxPool2 { x, argmax, input_shape } => {
             let (n, c, h, w) = input_shape.nchw().expect("pool input is NCHW");
             let mut dx = vec![0.0; input_shape.numel()];
             pool::max_pool2_backward(g.data(), &argmax, n * c, h, w, &mut dx);
@@ -83,12 +65,7 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
             gram::gram_backward(features.data(), g.data(), c, n, &mut df);
             out.push((x, Tensor::from_parts(features.shape(), df)));
         }
-        Op::MatMul {
-            a,
-            b,
-            a_value,
-            b_value,
-        } => {
+        Op::MatMul { a, b, a_value, b_value } => {
             let (m, n) = (g.shape().dims()[0], g.shape().dims()[1]);
             let dc = MatRef::row_major(g.data(), m, n);
             if let Some(a) = a {
@@ -96,12 +73,7 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
                 let bv = b_value.expect("matmul saves B when A is tracked");
                 let k = bv.shape().dims()[0];
                 let mut da = vec![0.0; m * k];
-                gemm(
-                    AOperand::View(dc),
-                    &MatRef::row_major(bv.data(), k, n).t(),
-                    &mut da,
-                    Epilogue::default(),
-                );
+                gemm(AOperand::View(dc), &MatRef::row_major(bv.data(), k, n).t(), &mut da, Epilogue::default());
                 out.push((a, Tensor::from_parts([m, k].into(), da)));
             }
             if let Some(b) = b {
@@ -109,12 +81,7 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
                 let av = a_value.expect("matmul saves A when B is tracked");
                 let k = av.shape().dims()[1];
                 let mut db = vec![0.0; k * n];
-                gemm(
-                    AOperand::View(MatRef::row_major(av.data(), m, k).t()),
-                    &dc,
-                    &mut db,
-                    Epilogue::default(),
-                );
+                gemm(AOperand::View(MatRef::row_major(av.data(), m, k).t()), &dc, &mut db, Epilogue::default());
                 out.push((b, Tensor::from_parts([k, n].into(), db)));
             }
         }
@@ -134,48 +101,23 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
                 out.push((a, g));
             }
         }
-        Op::Mul {
-            a,
-            b,
-            a_value,
-            b_value,
-        } => {
+        Op::Mul { a, b, a_value, b_value } => {
             if let Some(a) = a {
-                out.push((
-                    a,
-                    zip(
-                        &g,
-                        &b_value.expect("mul saves B when A is tracked"),
-                        |g, b| g * b,
-                    ),
-                ));
+                out.push((a, zip(&g, &b_value.expect("mul saves B when A is tracked"), |g, b| g * b)));
             }
             if let Some(b) = b {
-                out.push((
-                    b,
-                    zip(
-                        &g,
-                        &a_value.expect("mul saves A when B is tracked"),
-                        |g, a| g * a,
-                    ),
-                ));
+                out.push((b, zip(&g, &a_value.expect("mul saves A when B is tracked"), |g, a| g * a)));
             }
         }
         Op::Scale { x, factor } => out.push((x, map(&g, |v| v * factor))),
         Op::Square { x, input } => out.push((x, zip(&g, &input, |g, x| 2.0 * x * g))),
         Op::Sum { x, input_shape } => {
             let gv = g.item().expect("sum is a scalar");
-            out.push((
-                x,
-                Tensor::from_parts(input_shape, vec![gv; input_shape.numel()]),
-            ));
+            out.push((x, Tensor::from_parts(input_shape, vec![gv; input_shape.numel()])));
         }
         Op::Mean { x, input_shape } => {
             let gv = g.item().expect("mean is a scalar") / input_shape.numel() as f32;
-            out.push((
-                x,
-                Tensor::from_parts(input_shape, vec![gv; input_shape.numel()]),
-            ));
+            out.push((x, Tensor::from_parts(input_shape, vec![gv; input_shape.numel()])));
         }
         Op::MeanSquaredError { x, diff } => {
             // d/dx mean((x - t)²) = 2 (x - t) / numel
@@ -185,21 +127,13 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
         Op::Reshape { x, input_shape } => {
             out.push((x, g.reshape(input_shape).expect("same number of elements")));
         }
-        Op::NeighbourDiff {
-            x,
-            input_shape,
-            along_rows,
-        } => {
+        Op::NeighbourDiff { x, input_shape, along_rows } => {
             let (n, c, h, w) = input_shape.nchw().expect("neighbour_diff input is NCHW");
             let mut dx = vec![0.0; input_shape.numel()];
             elementwise::neighbour_diff_backward(g.data(), n * c, h, w, along_rows, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
-        Op::SelectChannels {
-            x,
-            perm,
-            input_shape,
-        } => {
+        Op::SelectChannels { x, perm, input_shape } => {
             let (n, c_in, h, w) = input_shape.nchw().expect("select_channels input is NCHW");
             let plane = h * w;
             let mut dx = vec![0.0; input_shape.numel()];

@@ -119,12 +119,7 @@ impl Op {
             Op::Relu { mask, .. } => mask.len(),
             Op::MaxPool2 { argmax, .. } => argmax.len(),
             Op::Gram { features, .. } => features.bytes(),
-            Op::MatMul {
-                a_value, b_value, ..
-            }
-            | Op::Mul {
-                a_value, b_value, ..
-            } => t(a_value) + t(b_value),
+            Op::MatMul { a_value, b_value, .. } | Op::Mul { a_value, b_value, .. } => t(a_value) + t(b_value),
             Op::Square { input, .. } => input.bytes(),
             Op::MeanSquaredError { diff, .. } => diff.bytes(),
             Op::SelectChannels { perm, .. } => perm.len() * std::mem::size_of::<usize>(),

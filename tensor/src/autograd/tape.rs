@@ -64,10 +64,7 @@ impl Tape {
 
     pub(crate) fn record(&mut self, value: Tensor, op: Op) -> Var {
         self.ops.push(op);
-        Var {
-            value,
-            node: Some(NodeId(self.ops.len() - 1)),
-        }
+        Var { value, node: Some(NodeId(self.ops.len() - 1)) }
     }
 
     /// Number of recorded ops (leaves included).

@@ -34,14 +34,7 @@ pub struct ConvGeometry {
 impl ConvGeometry {
     /// The usual VGG layer: 3x3 kernel, padding 1, so the output has the input's size.
     pub fn same3x3(cin: usize, cout: usize) -> Self {
-        ConvGeometry {
-            cin,
-            cout,
-            kh: 3,
-            kw: 3,
-            pad_h: 1,
-            pad_w: 1,
-        }
+        ConvGeometry { cin, cout, kh: 3, kw: 3, pad_h: 1, pad_w: 1 }
     }
 
     /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
@@ -87,10 +80,7 @@ impl PackedConv {
     pub fn new(weight: &[f32], bias: &[f32], g: ConvGeometry) -> Self {
         assert_eq!(weight.len(), g.cout * g.patch_len(), "conv weight shape");
         assert_eq!(bias.len(), g.cout, "conv bias shape");
-        assert!(
-            g.pad_h < g.kh && g.pad_w < g.kw,
-            "padding must be smaller than the kernel"
-        );
+        assert!(g.pad_h < g.kh && g.pad_w < g.kw, "padding must be smaller than the kernel");
         let forward = PackedA::new(MatRef::row_major(weight, g.cout, g.patch_len()));
         let (kh, kw) = (g.kh, g.kw);
         let mut flipped = vec![0.0; weight.len()];
@@ -106,16 +96,9 @@ impl PackedConv {
             }
         }
         let backward = PackedA::new(MatRef::row_major(&flipped, g.cin, g.cout * kh * kw));
-        let transposed = g
-            .col2im_is_cheaper()
-            .then(|| PackedA::new(MatRef::row_major(weight, g.cout, g.patch_len()).t()));
-        PackedConv {
-            geometry: g,
-            forward,
-            backward,
-            transposed,
-            bias: bias.to_vec(),
-        }
+        let transposed =
+            g.col2im_is_cheaper().then(|| PackedA::new(MatRef::row_major(weight, g.cout, g.patch_len()).t()));
+        PackedConv { geometry: g, forward, backward, transposed, bias: bias.to_vec() }
     }
 }
 
@@ -130,15 +113,7 @@ impl ConvGeometry {
 /// `y [cout, ho, wo] = conv(x [cin, h, w], W) + b`.
 pub fn conv_forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32]) {
     let src = Im2col::new(x, p.geometry, h, w);
-    gemm(
-        AOperand::Packed(&p.forward),
-        &src,
-        y,
-        Epilogue {
-            bias: Some(&p.bias),
-            accumulate: false,
-        },
-    );
+    gemm(AOperand::Packed(&p.forward), &src, y, Epilogue { bias: Some(&p.bias), accumulate: false });
 }
 
 /// `dx [cin, h, w] = ∂L/∂x` from `dy [cout, ho, wo]`, for an `h x w` input.
@@ -147,12 +122,7 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], h: usize, w: usize, dx: &
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
     if let Some(wt) = &p.transposed {
         let mut dcol = vec![0.0; g.patch_len() * ho * wo];
-        gemm(
-            AOperand::Packed(wt),
-            &MatRef::row_major(dy, g.cout, ho * wo),
-            &mut dcol,
-            Epilogue::default(),
-        );
+        gemm(AOperand::Packed(wt), &MatRef::row_major(dy, g.cout, ho * wo), &mut dcol, Epilogue::default());
         col2im(&dcol, g, h, w, dx);
         return;
     }
@@ -166,32 +136,29 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], h: usize, w: usize, dx: &
 /// fixed order, so the sums do not depend on the thread count.
 fn col2im(dcol: &[f32], g: ConvGeometry, h: usize, w: usize, dx: &mut [f32]) {
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
-    dx.par_chunks_mut(h * w)
-        .enumerate()
-        .for_each(|(ci, plane)| {
-            plane.fill(0.0);
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    let row = &dcol[((ci * g.kh + ky) * g.kw + kx) * ho * wo..][..ho * wo];
-                    for oy in 0..ho {
-                        let iy = (oy + ky) as isize - g.pad_h as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        // ix = ox + kx - pad_w must lie in 0..w.
-                        let shift = kx as isize - g.pad_w as isize;
-                        let ox_lo = (-shift).clamp(0, wo as isize) as usize;
-                        let ox_hi =
-                            (w as isize - shift).clamp(ox_lo as isize, wo as isize) as usize;
-                        let src = &row[oy * wo + ox_lo..oy * wo + ox_hi];
-                        let dst_start = (iy as usize) * w + (ox_lo as isize + shift) as usize;
-                        for (d, s) in plane[dst_start..dst_start + src.len()].iter_mut().zip(src) {
-                            *d += s;
-                        }
+    dx.par_chunks_mut(h * w).enumerate().for_each(|(ci, plane)| {
+        plane.fill(0.0);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = &dcol[((ci * g.kh + ky) * g.kw + kx) * ho * wo..][..ho * wo];
+                for oy in 0..ho {
+                    let iy = (oy + ky) as isize - g.pad_h as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    // ix = ox + kx - pad_w must lie in 0..w.
+                    let shift = kx as isize - g.pad_w as isize;
+                    let ox_lo = (-shift).clamp(0, wo as isize) as usize;
+                    let ox_hi = (w as isize - shift).clamp(ox_lo as isize, wo as isize) as usize;
+                    let src = &row[oy * wo + ox_lo..oy * wo + ox_hi];
+                    let dst_start = (iy as usize) * w + (ox_lo as isize + shift) as usize;
+                    for (d, s) in plane[dst_start..dst_start + src.len()].iter_mut().zip(src) {
+                        *d += s;
                     }
                 }
             }
-        });
+        }
+    });
 }
 
 /// `dw [cout, cin, kh, kw]` and `db [cout]` from the input `x [cin, h, w]` and `dy`.
@@ -211,12 +178,7 @@ pub fn conv_backward_weight(
     let pixels = ho * wo;
     let col = reference::im2col(x, g, h, w);
     let dy_mat = MatRef::row_major(dy, g.cout, pixels);
-    gemm(
-        AOperand::View(dy_mat),
-        &MatRef::row_major(&col, g.patch_len(), pixels).t(),
-        dw,
-        Epilogue::default(),
-    );
+    gemm(AOperand::View(dy_mat), &MatRef::row_major(&col, g.patch_len(), pixels).t(), dw, Epilogue::default());
     for (b, row) in db.iter_mut().zip(dy.chunks_exact(pixels)) {
         *b = row.iter().map(|&v| v as f64).sum::<f64>() as f32;
     }
@@ -238,17 +200,8 @@ pub struct Im2col<'a> {
 impl<'a> Im2col<'a> {
     pub fn new(x: &'a [f32], g: ConvGeometry, h: usize, w: usize) -> Self {
         assert_eq!(x.len(), g.cin * h * w, "im2col input is [cin, h, w]");
-        let (ho, wo) = g
-            .output_size(h, w)
-            .expect("kernel larger than the padded image");
-        Im2col {
-            x,
-            g,
-            h,
-            w,
-            wo,
-            pixels: ho * wo,
-        }
+        let (ho, wo) = g.output_size(h, w).expect("kernel larger than the padded image");
+        Im2col { x, g, h, w, wo, pixels: ho * wo }
     }
 }
 
@@ -262,19 +215,9 @@ impl PackB for Im2col<'_> {
     }
 
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
-        let ConvGeometry {
-            kh,
-            kw,
-            pad_h,
-            pad_w,
-            ..
-        } = self.g;
+        let ConvGeometry { kh, kw, pad_h, pad_w, .. } = self.g;
         let (h, w, wo) = (self.h, self.w, self.wo);
-        for (p, panel) in out
-            .chunks_exact_mut(kc * NR)
-            .take(nc.div_ceil(NR))
-            .enumerate()
-        {
+        for (p, panel) in out.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
             let j0 = n0 + p * NR;
             let width = NR.min(n0 + nc - j0);
             // The panel's columns as runs of consecutive pixels in one output row:

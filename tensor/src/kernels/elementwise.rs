@@ -9,79 +9,59 @@ const CHUNK: usize = 1 << 15;
 /// `y = max(x, 0)`, `mask = (x > 0)`: ReLU saves one byte per element for its backward.
 pub fn relu(x: &[f32], y: &mut [f32], mask: &mut [u8]) {
     assert!(x.len() == y.len() && x.len() == mask.len());
-    y.par_chunks_mut(CHUNK)
-        .zip(mask.par_chunks_mut(CHUNK))
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|((y, m), x)| {
-            for ((y, m), &x) in y.iter_mut().zip(m.iter_mut()).zip(x) {
-                let on = x > 0.0;
-                *y = if on { x } else { 0.0 };
-                *m = on as u8;
-            }
-        });
+    y.par_chunks_mut(CHUNK).zip(mask.par_chunks_mut(CHUNK)).zip(x.par_chunks(CHUNK)).for_each(|((y, m), x)| {
+        for ((y, m), &x) in y.iter_mut().zip(m.iter_mut()).zip(x) {
+            let on = x > 0.0;
+            *y = if on { x } else { 0.0 };
+            *m = on as u8;
+        }
+    });
 }
 
 /// `dx = dy * mask`.
 pub fn relu_backward(dy: &[f32], mask: &[u8], dx: &mut [f32]) {
     assert!(dy.len() == dx.len() && dy.len() == mask.len());
-    dx.par_chunks_mut(CHUNK)
-        .zip(dy.par_chunks(CHUNK))
-        .zip(mask.par_chunks(CHUNK))
-        .for_each(|((dx, dy), m)| {
-            for ((dx, &dy), &m) in dx.iter_mut().zip(dy).zip(m) {
-                *dx = if m != 0 { dy } else { 0.0 };
-            }
-        });
+    dx.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK)).zip(mask.par_chunks(CHUNK)).for_each(|((dx, dy), m)| {
+        for ((dx, &dy), &m) in dx.iter_mut().zip(dy).zip(m) {
+            *dx = if m != 0 { dy } else { 0.0 };
+        }
+    });
 }
 
 /// `out[i] = f(a[i], b[i])`.
 pub fn zip_map(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
     assert!(a.len() == b.len() && a.len() == out.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK))
-        .zip(b.par_chunks(CHUNK))
-        .for_each(|((o, a), b)| {
-            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                *o = f(a, b);
-            }
-        });
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(|((o, a), b)| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            *o = f(a, b);
+        }
+    });
 }
 
 /// `out[i] = f(a[i])`.
 pub fn map(a: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
     assert_eq!(a.len(), out.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK))
-        .for_each(|(o, a)| {
-            for (o, &a) in o.iter_mut().zip(a) {
-                *o = f(a);
-            }
-        });
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).for_each(|(o, a)| {
+        for (o, &a) in o.iter_mut().zip(a) {
+            *o = f(a);
+        }
+    });
 }
 
 /// `acc[i] += x[i]`: how autograd sums the gradients of a value used twice.
 pub fn add_assign(acc: &mut [f32], x: &[f32]) {
     assert_eq!(acc.len(), x.len());
-    acc.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(a, x)| {
-            for (a, &x) in a.iter_mut().zip(x) {
-                *a += x;
-            }
-        });
+    acc.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(a, x)| {
+        for (a, &x) in a.iter_mut().zip(x) {
+            *a += x;
+        }
+    });
 }
 
 /// Differences of neighbours along the last axis (`axis_len` = width) or the one before it
 /// (rows): `y[.., j] = x[.., j+1] - x[.., j]`, one fewer element along that axis. `x` is a stack
 /// of `planes` planes of `h x w`.
-pub fn neighbour_diff(
-    x: &[f32],
-    planes: usize,
-    h: usize,
-    w: usize,
-    along_rows: bool,
-    y: &mut [f32],
-) {
+pub fn neighbour_diff(x: &[f32], planes: usize, h: usize, w: usize, along_rows: bool, y: &mut [f32]) {
     assert_eq!(x.len(), planes * h * w);
     if along_rows {
         assert_eq!(y.len(), planes * h.saturating_sub(1) * w);
@@ -106,14 +86,7 @@ pub fn neighbour_diff(
 }
 
 /// The adjoint of [`neighbour_diff`]: `dx[j] = dy[j-1] - dy[j]` (missing terms are 0).
-pub fn neighbour_diff_backward(
-    dy: &[f32],
-    planes: usize,
-    h: usize,
-    w: usize,
-    along_rows: bool,
-    dx: &mut [f32],
-) {
+pub fn neighbour_diff_backward(dy: &[f32], planes: usize, h: usize, w: usize, along_rows: bool, dx: &mut [f32]) {
     assert_eq!(dx.len(), planes * h * w);
     dx.fill(0.0);
     if along_rows {

@@ -21,12 +21,7 @@ pub fn gram_backward(f: &[f32], dg: &[f32], c: usize, n: usize, df: &mut [f32]) 
             sym[i * c + j] = (dg[i * c + j] + dg[j * c + i]) * scale;
         }
     }
-    gemm(
-        AOperand::View(MatRef::row_major(&sym, c, c)),
-        &MatRef::row_major(f, c, n),
-        df,
-        Epilogue::default(),
-    );
+    gemm(AOperand::View(MatRef::row_major(&sym, c, c)), &MatRef::row_major(f, c, n), df, Epilogue::default());
 }
 
 /// `1 / n`, with an empty feature map (n = 0) giving a zero Gram matrix rather than 0/0.

@@ -13,31 +13,23 @@ pub fn max_pool2(x: &[f32], c: usize, h: usize, w: usize, y: &mut [f32], argmax:
     if y.is_empty() {
         return;
     }
-    y.par_chunks_mut(ho * wo)
-        .zip(argmax.par_chunks_mut(ho * wo))
-        .zip(x.par_chunks(h * w))
-        .for_each(|((y, am), x)| {
-            for oy in 0..ho {
-                let top = &x[2 * oy * w..];
-                let bottom = &x[(2 * oy + 1) * w..];
-                for ox in 0..wo {
-                    let cells = [
-                        top[2 * ox],
-                        top[2 * ox + 1],
-                        bottom[2 * ox],
-                        bottom[2 * ox + 1],
-                    ];
-                    let mut best = 0;
-                    for (i, &v) in cells.iter().enumerate().skip(1) {
-                        if v > cells[best] || (v.is_nan() && !cells[best].is_nan()) {
-                            best = i;
-                        }
+    y.par_chunks_mut(ho * wo).zip(argmax.par_chunks_mut(ho * wo)).zip(x.par_chunks(h * w)).for_each(|((y, am), x)| {
+        for oy in 0..ho {
+            let top = &x[2 * oy * w..];
+            let bottom = &x[(2 * oy + 1) * w..];
+            for ox in 0..wo {
+                let cells = [top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]];
+                let mut best = 0;
+                for (i, &v) in cells.iter().enumerate().skip(1) {
+                    if v > cells[best] || (v.is_nan() && !cells[best].is_nan()) {
+                        best = i;
                     }
-                    y[oy * wo + ox] = cells[best];
-                    am[oy * wo + ox] = best as u8;
                 }
+                y[oy * wo + ox] = cells[best];
+                am[oy * wo + ox] = best as u8;
             }
-        });
+        }
+    });
 }
 
 /// `dx [c, h, w]`: each `dy` goes to the cell its window's `argmax` names; all else is 0.
@@ -66,16 +58,14 @@ pub fn avg_pool2(x: &[f32], c: usize, h: usize, w: usize, y: &mut [f32]) {
     if y.is_empty() {
         return;
     }
-    y.par_chunks_mut(ho * wo)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(y, x)| {
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let (t, b) = (2 * oy * w + 2 * ox, (2 * oy + 1) * w + 2 * ox);
-                    y[oy * wo + ox] = 0.25 * (x[t] + x[t + 1] + x[b] + x[b + 1]);
-                }
+    y.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(y, x)| {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let (t, b) = (2 * oy * w + 2 * ox, (2 * oy + 1) * w + 2 * ox);
+                y[oy * wo + ox] = 0.25 * (x[t] + x[t + 1] + x[b] + x[b + 1]);
             }
-        });
+        }
+    });
 }
 
 /// `dx [c, h, w]`: a quarter of each `dy` to each cell of its window; 0 outside all windows.

@@ -9,10 +9,7 @@ const CHUNK: usize = 1 << 14;
 
 /// `Σ f(x[i])`, in f64.
 pub fn sum_map(x: &[f32], f: impl Fn(f32) -> f64 + Sync) -> f64 {
-    let partials: Vec<f64> = x
-        .par_chunks(CHUNK)
-        .map(|c| c.iter().map(|&v| f(v)).sum())
-        .collect();
+    let partials: Vec<f64> = x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| f(v)).sum()).collect();
     partials.iter().sum()
 }
 

@@ -18,11 +18,7 @@ pub fn gemm(a: &MatRef, b: &MatRef, c: &mut [f32], bias: Option<&[f32]>, accumul
             }
             s += bias.map_or(0.0, |b| b[i] as f64);
             let out = &mut c[i * b.cols + j];
-            *out = if accumulate {
-                *out + s as f32
-            } else {
-                s as f32
-            };
+            *out = if accumulate { *out + s as f32 } else { s as f32 };
         }
     }
 }
@@ -40,8 +36,7 @@ pub fn im2col(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
                         let iy = (oy + ky) as isize - g.pad_h as isize;
                         let ix = (ox + kx) as isize - g.pad_w as isize;
                         if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                            col[row * ho * wo + oy * wo + ox] =
-                                x[ci * h * w + iy as usize * w + ix as usize];
+                            col[row * ho * wo + oy * wo + ox] = x[ci * h * w + iy as usize * w + ix as usize];
                         }
                     }
                 }
@@ -52,14 +47,7 @@ pub fn im2col(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
 }
 
 /// Direct convolution: `y[co, oy, ox] = b[co] + Σ w[co, ci, ky, kx] · x[ci, oy+ky-ph, ox+kx-pw]`.
-pub fn conv2d(
-    x: &[f32],
-    weight: &[f32],
-    bias: &[f32],
-    g: ConvGeometry,
-    h: usize,
-    w: usize,
-) -> Vec<f32> {
+pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
     let (ho, wo) = g.output_size(h, w).expect("kernel fits");
     let mut y = vec![0.0; g.cout * ho * wo];
     for co in 0..g.cout {
@@ -73,8 +61,7 @@ pub fn conv2d(
                             let ix = (ox + kx) as isize - g.pad_w as isize;
                             if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
                                 let wv = weight[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
-                                s += wv as f64
-                                    * x[ci * h * w + iy as usize * w + ix as usize] as f64;
+                                s += wv as f64 * x[ci * h * w + iy as usize * w + ix as usize] as f64;
                             }
                         }
                     }
@@ -87,13 +74,7 @@ pub fn conv2d(
 }
 
 /// `dx = ∂L/∂x` of [`conv2d`]: every output pixel sends `w · dy` back to the inputs it read.
-pub fn conv2d_backward_input(
-    dy: &[f32],
-    weight: &[f32],
-    g: ConvGeometry,
-    h: usize,
-    w: usize,
-) -> Vec<f32> {
+pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
     let (ho, wo) = g.output_size(h, w).expect("kernel fits");
     let mut dx = vec![0.0f64; g.cin * h * w];
     for co in 0..g.cout {
@@ -119,13 +100,7 @@ pub fn conv2d_backward_input(
 }
 
 /// `(dw, db)` of [`conv2d`].
-pub fn conv2d_backward_weight(
-    x: &[f32],
-    dy: &[f32],
-    g: ConvGeometry,
-    h: usize,
-    w: usize,
-) -> (Vec<f32>, Vec<f32>) {
+pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], g: ConvGeometry, h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
     let (ho, wo) = g.output_size(h, w).expect("kernel fits");
     let mut dw = vec![0.0f64; g.cout * g.patch_len()];
     let mut db = vec![0.0f64; g.cout];
@@ -149,10 +124,7 @@ pub fn conv2d_backward_weight(
             }
         }
     }
-    (
-        dw.into_iter().map(|v| v as f32).collect(),
-        db.into_iter().map(|v| v as f32).collect(),
-    )
+    (dw.into_iter().map(|v| v as f32).collect(), db.into_iter().map(|v| v as f32).collect())
 }
 
 /// 2x2 stride-2 max-pool with floor: `(y, argmax)`, first maximum wins, NaN propagates.
@@ -222,8 +194,7 @@ pub fn avg_pool2_backward(dy: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> 
         for oy in 0..ho {
             for ox in 0..wo {
                 for a in 0..4 {
-                    dx[ch * h * w + (2 * oy + a / 2) * w + 2 * ox + a % 2] =
-                        dy[ch * ho * wo + oy * wo + ox] / 4.0;
+                    dx[ch * h * w + (2 * oy + a / 2) * w + 2 * ox + a % 2] = dy[ch * ho * wo + oy * wo + ox] / 4.0;
                 }
             }
         }
@@ -236,9 +207,7 @@ pub fn gram(f: &[f32], c: usize, n: usize) -> Vec<f32> {
     let mut g = vec![0.0; c * c];
     for i in 0..c {
         for j in 0..c {
-            let s: f64 = (0..n)
-                .map(|k| f[i * n + k] as f64 * f[j * n + k] as f64)
-                .sum();
+            let s: f64 = (0..n).map(|k| f[i * n + k] as f64 * f[j * n + k] as f64).sum();
             g[i * c + j] = if n == 0 { 0.0 } else { (s / n as f64) as f32 };
         }
     }
@@ -250,9 +219,7 @@ pub fn gram_backward(f: &[f32], dg: &[f32], c: usize, n: usize) -> Vec<f32> {
     let mut df = vec![0.0; c * n];
     for i in 0..c {
         for k in 0..n {
-            let s: f64 = (0..c)
-                .map(|j| (dg[i * c + j] + dg[j * c + i]) as f64 * f[j * n + k] as f64)
-                .sum();
+            let s: f64 = (0..c).map(|j| (dg[i * c + j] + dg[j * c + i]) as f64 * f[j * n + k] as f64).sum();
             df[i * n + k] = (s / n as f64) as f32; // n > 0 inside this loop
         }
     }

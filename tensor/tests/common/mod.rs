@@ -49,10 +49,6 @@ pub fn dot_bound(k: usize, abs_sum: f32) -> f32 {
 pub fn assert_within(what: &str, fast: &[f32], exact: &[f32], bound: &[f32]) {
     assert_eq!(fast.len(), exact.len(), "{what}: lengths");
     for (i, ((f, e), b)) in fast.iter().zip(exact).zip(bound).enumerate() {
-        assert!(
-            (f - e).abs() <= *b,
-            "{what}[{i}]: fast {f} vs reference {e}, |diff| {} > bound {b}",
-            (f - e).abs()
-        );
+        assert!((f - e).abs() <= *b, "{what}[{i}]: fast {f} vs reference {e}, |diff| {} > bound {b}", (f - e).abs());
     }
 }

@@ -62,12 +62,7 @@ pub struct Epilogue<'a> {
 /// `C (m x n, row-major) = A (m x k) · B (k x n) [+ bias] [+ C]`.
 pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
-    assert_eq!(
-        b.rows(),
-        k,
-        "gemm: A is {m}x{k} but B has {} rows",
-        b.rows()
-    );
+    assert_eq!(b.rows(), k, "gemm: A is {m}x{k} but B has {} rows", b.rows());
     assert_eq!(c.len(), m * n, "gemm: C must be {m}x{n}");
     if let Some(bias) = epilogue.bias {
         assert_eq!(bias.len(), m, "gemm: one bias per row of C");
@@ -91,16 +86,10 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
     // result does not depend on these choices (see the module docs).
     let want = 4 * rayon::current_num_threads();
     let nc = (n.div_ceil(want).div_ceil(NR) * NR).clamp(NR, NC);
-    let mt = if n.div_ceil(nc) >= want {
-        m
-    } else {
-        (m.div_ceil(want.div_ceil(n.div_ceil(nc)))).div_ceil(MR) * MR
-    };
+    let mt = if n.div_ceil(nc) >= want { m } else { (m.div_ceil(want.div_ceil(n.div_ceil(nc)))).div_ceil(MR) * MR };
     let mt = mt.max(MR);
-    let tasks: Vec<(usize, usize)> = (0..m)
-        .step_by(mt)
-        .flat_map(|m0| (0..n).step_by(nc).map(move |n0| (m0, n0)))
-        .collect();
+    let tasks: Vec<(usize, usize)> =
+        (0..m).step_by(mt).flat_map(|m0| (0..n).step_by(nc).map(move |n0| (m0, n0))).collect();
 
     // A view of A would be packed again by every column task: pack it once, in parallel.
     let packed;
@@ -209,12 +198,7 @@ unsafe impl Sync for SharedC<'_> {}
 
 impl<'a> SharedC<'a> {
     fn new(c: &'a mut [f32], cols: usize) -> Self {
-        SharedC {
-            ptr: c.as_mut_ptr(),
-            len: c.len(),
-            cols,
-            _borrow: PhantomData,
-        }
+        SharedC { ptr: c.as_mut_ptr(), len: c.len(), cols, _borrow: PhantomData }
     }
 
     /// Row `i`, columns `j..j + len`.
@@ -225,10 +209,7 @@ impl<'a> SharedC<'a> {
     #[allow(clippy::mut_from_ref)]
     unsafe fn row(&self, i: usize, j: usize, len: usize) -> &mut [f32] {
         let start = i * self.cols + j;
-        assert!(
-            j + len <= self.cols && start + len <= self.len,
-            "write outside C"
-        );
+        assert!(j + len <= self.cols && start + len <= self.len, "write outside C");
         // SAFETY: in bounds (asserted above) and unaliased (the caller's contract).
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }

@@ -26,13 +26,7 @@ impl<'a> MatRef<'a> {
     /// A contiguous row-major `rows x cols` matrix.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
         assert_eq!(data.len(), rows * cols, "row-major matrix of {rows}x{cols}");
-        MatRef {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
+        MatRef { data, rows, cols, row_stride: cols, col_stride: 1 }
     }
 
     /// The transpose, as a view of the same data.
@@ -75,11 +69,7 @@ impl PackB for MatRef<'_> {
         self.cols
     }
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
-        for (p, panel) in out
-            .chunks_exact_mut(kc * NR)
-            .take(nc.div_ceil(NR))
-            .enumerate()
-        {
+        for (p, panel) in out.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
             let j0 = n0 + p * NR;
             let width = NR.min(n0 + nc - j0);
             for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
@@ -101,11 +91,7 @@ impl PackB for MatRef<'_> {
 /// Packs A[m0..m0+mc, k0..k0+kc] as MR-row micro-panels into `out`
 /// (`ceil(mc / MR) * kc * MR` floats), zero-padding rows past `mc`.
 pub fn pack_a(a: &MatRef, m0: usize, mc: usize, k0: usize, kc: usize, out: &mut [f32]) {
-    for (p, panel) in out
-        .chunks_exact_mut(kc * MR)
-        .take(mc.div_ceil(MR))
-        .enumerate()
-    {
+    for (p, panel) in out.chunks_exact_mut(kc * MR).take(mc.div_ceil(MR)).enumerate() {
         let i0 = m0 + p * MR;
         let height = MR.min(m0 + mc - i0);
         for (k, col) in panel.chunks_exact_mut(MR).enumerate() {
@@ -132,16 +118,13 @@ impl PackedA {
     pub fn new(a: MatRef) -> Self {
         let padded_rows = a.rows.div_ceil(MR) * MR;
         let mut data = vec![0.0; padded_rows * a.cols];
-        for k0 in (0..a.cols).step_by(KC) {
-            let kc = KC.min(a.cols - k0);
-            let block = &mut data[k0 * padded_rows..(k0 + kc) * padded_rows];
-            pack_a(&a, 0, a.rows, k0, kc, block);
+        if !data.is_empty() {
+            // One KC block of columns per task; the last block may be shorter.
+            data.par_chunks_mut(KC * padded_rows).enumerate().for_each(|(p, block)| {
+                pack_a(&a, 0, a.rows, p * KC, block.len() / padded_rows, block);
+            });
         }
-        PackedA {
-            rows: a.rows,
-            cols: a.cols,
-            data,
-        }
+        PackedA { rows: a.rows, cols: a.cols, data }
     }
 
     pub fn rows(&self) -> usize {

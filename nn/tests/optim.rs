@@ -1,0 +1,151 @@
+//! The optimisers on functions with known minima, and their PyTorch-compatible details.
+
+use nn::optim::{Adam, AdamConfig, ClosureError, Lbfgs, LbfgsConfig, OptimError, Optimizer};
+
+/// Rosenbrock in n dimensions: Σ 100 (x[i+1] - x[i]²)² + (1 - x[i])², minimum 0 at all ones.
+fn rosenbrock(x: &[f32], g: &mut [f32]) -> Result<f32, ClosureError> {
+    g.fill(0.0);
+    let mut f = 0.0f64;
+    for i in 0..x.len() - 1 {
+        let (a, b) = (x[i] as f64, x[i + 1] as f64);
+        f += 100.0 * (b - a * a).powi(2) + (1.0 - a).powi(2);
+        g[i] += (-400.0 * a * (b - a * a) - 2.0 * (1.0 - a)) as f32;
+        g[i + 1] += (200.0 * (b - a * a)) as f32;
+    }
+    Ok(f as f32)
+}
+
+/// A convex quadratic ½ Σ k·(x_k - k)², minimum 0 at x_k = k.
+fn quadratic(x: &[f32], g: &mut [f32]) -> Result<f32, ClosureError> {
+    let mut f = 0.0;
+    for (k, (&xk, gk)) in x.iter().zip(g.iter_mut()).enumerate() {
+        let c = (k + 1) as f32;
+        *gk = c * (xk - c);
+        f += 0.5 * c * (xk - c) * (xk - c);
+    }
+    Ok(f)
+}
+
+fn minimise(
+    opt: &mut dyn Optimizer,
+    x: &mut [f32],
+    steps: usize,
+    f: fn(&[f32], &mut [f32]) -> Result<f32, ClosureError>,
+) -> f32 {
+    let mut last = f32::NAN;
+    for _ in 0..steps {
+        last = opt.step(x, &mut |x: &[f32], g: &mut [f32]| f(x, g)).unwrap().loss;
+    }
+    last
+}
+
+#[test]
+fn lbfgs_solves_a_quadratic_without_line_search() {
+    let mut x = vec![0.0f32; 10];
+    let mut opt = Lbfgs::new(LbfgsConfig::default());
+    minimise(&mut opt, &mut x, 60, quadratic);
+    for (k, v) in x.iter().enumerate() {
+        assert!((v - (k + 1) as f32).abs() < 1e-3, "x[{k}] = {v}");
+    }
+}
+
+#[test]
+fn lbfgs_with_line_search_solves_rosenbrock() {
+    for n in [2, 10] {
+        let mut x = vec![-1.2f32; n];
+        let mut opt = Lbfgs::new(LbfgsConfig { line_search: true, ..LbfgsConfig::default() });
+        let loss = minimise(&mut opt, &mut x, 200, rosenbrock);
+        assert!(loss < 1e-6, "{n}-D Rosenbrock: loss {loss}");
+        assert!(x.iter().all(|v| (v - 1.0).abs() < 1e-2), "{n}-D: {x:?}");
+    }
+}
+
+#[test]
+fn lbfgs_first_step_is_the_scaled_gradient() {
+    // torch: t = min(1, 1/‖g‖₁)·lr, d = -g. At x = 0 the quadratic's gradient is -(1, 4, 9).
+    let mut x = vec![0.0f32; 3];
+    let mut opt = Lbfgs::new(LbfgsConfig { lr: 0.5, ..LbfgsConfig::default() });
+    minimise(&mut opt, &mut x, 1, quadratic);
+    let t = 0.5 / 14.0;
+    for (k, g) in [-1.0f32, -4.0, -9.0].iter().enumerate() {
+        assert!((x[k] - (-t * g)).abs() < 1e-7, "x[{k}] = {}", x[k]);
+    }
+    assert_eq!(opt.history_len(), 0);
+    // The second step stores the first pair and uses γ = s·y / y·y: on this quadratic
+    // (y = diag(1, 2, 3)·s) γ lies between 1/3 and 1.
+    minimise(&mut opt, &mut x, 1, quadratic);
+    assert_eq!(opt.history_len(), 1);
+}
+
+#[test]
+fn lbfgs_keeps_at_most_history_pairs() {
+    let mut x = vec![0.0f32; 6];
+    let mut opt = Lbfgs::new(LbfgsConfig { history: 2, ..LbfgsConfig::default() });
+    minimise(&mut opt, &mut x, 8, quadratic);
+    assert_eq!(opt.history_len(), 2);
+}
+
+#[test]
+fn lbfgs_skips_pairs_without_curvature() {
+    // A linear function has y = 0, so s·y = 0 <= 1e-10: no pair is ever stored.
+    let mut x = vec![0.0f32; 4];
+    let mut opt = Lbfgs::new(LbfgsConfig::default());
+    for _ in 0..5 {
+        opt.step(&mut x, &mut |x: &[f32], g: &mut [f32]| {
+            g.fill(1.0);
+            Ok(x.iter().sum())
+        })
+        .unwrap();
+    }
+    assert_eq!(opt.history_len(), 0);
+    assert!(x.iter().all(|&v| v < 0.0), "moved downhill: {x:?}");
+}
+
+#[test]
+fn adam_first_step_moves_each_coordinate_by_lr() {
+    // With bias correction the first update is lr · g / (|g| + ε·…) ≈ lr · sign(g).
+    let mut x = vec![0.0f32, 10.0, 3.0];
+    let mut opt = Adam::new(AdamConfig::default());
+    opt.step(&mut x, &mut |x: &[f32], g: &mut [f32]| {
+        g.copy_from_slice(&[-5.0, 0.25, 1e3]);
+        Ok(x[0])
+    })
+    .unwrap();
+    let want = [2.0f32, 8.0, 1.0];
+    for (v, w) in x.iter().zip(want) {
+        assert!((v - w).abs() < 1e-5, "{x:?}");
+    }
+}
+
+#[test]
+fn adam_decreases_a_quadratic() {
+    let mut x = vec![0.0f32; 5];
+    let mut opt = Adam::new(AdamConfig { lr: 0.1, ..AdamConfig::default() });
+    let first = minimise(&mut opt, &mut x, 1, quadratic);
+    let last = minimise(&mut opt, &mut x, 500, quadratic);
+    assert!(last < first * 1e-3, "{first} -> {last}");
+}
+
+#[test]
+fn non_finite_loss_is_an_error_and_leaves_x_alone() {
+    for opt in [&mut Lbfgs::new(LbfgsConfig::default()) as &mut dyn Optimizer, &mut Adam::new(AdamConfig::default())] {
+        let mut x = vec![1.0f32, 2.0];
+        let err = opt
+            .step(&mut x, &mut |_: &[f32], g: &mut [f32]| {
+                g.fill(0.5);
+                Ok(f32::NAN)
+            })
+            .unwrap_err();
+        assert!(matches!(err, OptimError::NonFinite { .. }));
+        assert_eq!(x, [1.0, 2.0]);
+    }
+}
+
+#[test]
+fn closure_errors_propagate() {
+    let mut x = vec![1.0f32];
+    let err = Lbfgs::new(LbfgsConfig::default())
+        .step(&mut x, &mut |_: &[f32], _: &mut [f32]| Err("out of coffee".into()))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "out of coffee");
+}

