@@ -15,7 +15,8 @@
 //! `dX = col2im(Wᵀ · dY)`: a GEMM whose B is dY itself (64 rows), then a scatter-add of the
 //! 27 patch rows back into the image.
 
-use super::gemm::{gemm, params::NR, AOperand, Epilogue, MatRef, PackB, PackedA};
+use super::gemm::params::{KC, NR};
+use super::gemm::{gemm, AOperand, Epilogue, MatRef, PackB, PackedA};
 use rayon::prelude::*;
 
 use super::reference;
@@ -216,46 +217,67 @@ impl PackB for Im2col<'_> {
 
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
         let ConvGeometry { kh, kw, pad_h, pad_w, .. } = self.g;
-        let (h, w, wo) = (self.h, self.w, self.wo);
+        let (h, w, wo) = (self.h as isize, self.w as isize, self.wo);
+        // Each row k of the block as (start of its input plane, row shift, column shift),
+        // decoded once here rather than with three divisions per panel row.
+        let mut rows = [(0usize, 0isize, 0isize); KC];
+        for (kk, r) in rows.iter_mut().enumerate().take(kc) {
+            let k = k0 + kk;
+            let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+            *r = (ci * self.h * self.w, ky as isize - pad_h as isize, kx as isize - pad_w as isize);
+        }
         for (p, panel) in out.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
             let j0 = n0 + p * NR;
             let width = NR.min(n0 + nc - j0);
             // The panel's columns as runs of consecutive pixels in one output row:
             // (offset in the panel, oy, first ox, length).
-            let mut runs = [(0usize, 0usize, 0usize, 0usize); NR];
+            let mut runs = [(0usize, 0isize, 0isize, 0usize); NR];
             let mut n_runs = 0;
             let mut j = 0;
             while j < width {
                 let (oy, ox) = ((j0 + j) / wo, (j0 + j) % wo);
                 let len = (wo - ox).min(width - j);
-                runs[n_runs] = (j, oy, ox, len);
+                runs[n_runs] = (j, oy as isize, ox as isize, len);
                 n_runs += 1;
                 j += len;
             }
-            for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-                let k = k0 + kk;
-                let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-                let plane = &self.x[ci * h * w..(ci + 1) * h * w];
+            for (row, &(plane, dy, dx)) in panel.chunks_exact_mut(NR).zip(&rows[..kc]) {
                 for &(off, oy, ox0, len) in &runs[..n_runs] {
                     let dst = &mut row[off..off + len];
-                    let iy = (oy + ky) as isize - pad_h as isize;
-                    if iy < 0 || iy >= h as isize {
+                    let iy = oy + dy;
+                    if iy < 0 || iy >= h {
                         dst.fill(0.0);
                         continue;
                     }
-                    // Input columns ix = ox0 + kx - pad_w + t for t in 0..len; keep 0 <= ix < w.
-                    let ix0 = (ox0 + kx) as isize - pad_w as isize;
+                    let ix0 = ox0 + dx;
+                    let line = plane + iy as usize * self.w;
+                    if ix0 >= 0 && ix0 + len as isize <= w {
+                        copy_run(dst, &self.x[line + ix0 as usize..][..len]);
+                        continue;
+                    }
+                    // Part of the run falls in the zero padding: ix = ix0 + t must lie in 0..w.
                     let lo = (-ix0).clamp(0, len as isize) as usize;
-                    let hi = (w as isize - ix0).clamp(lo as isize, len as isize) as usize;
+                    let hi = (w - ix0).clamp(lo as isize, len as isize) as usize;
                     dst[..lo].fill(0.0);
                     if hi > lo {
-                        let src = iy as usize * w + (ix0 + lo as isize) as usize;
-                        dst[lo..hi].copy_from_slice(&plane[src..src + (hi - lo)]);
+                        let start = line + (ix0 + lo as isize) as usize;
+                        copy_run(&mut dst[lo..hi], &self.x[start..start + (hi - lo)]);
                     }
                     dst[hi..].fill(0.0);
                 }
                 row[width..].fill(0.0);
             }
         }
+    }
+}
+
+/// `dst = src` for runs of at most NR floats: a whole panel row is a fixed-size copy (two
+/// vector moves), avoiding a call to `memmove` for 64 bytes.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    if let (Ok(d), Ok(s)) = (<&mut [f32; NR]>::try_from(&mut *dst), <&[f32; NR]>::try_from(src)) {
+        *d = *s;
+    } else {
+        dst.copy_from_slice(src);
     }
 }
