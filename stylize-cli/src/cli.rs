@@ -185,9 +185,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "content|noise|PATH", default_value = "content", value_parser = parse_init)]
     pub init: Init,
 
-    /// Seed for --init noise: the same seed, inputs and --threads give the same output bit for bit
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub seed: u64,
+    /// Seed for --init noise [default: chosen at random and printed]. The same seed, inputs and
+    /// --threads give the same output bit for bit
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 
     /// Keep the content's colours: transfer only luminance (Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer")
     #[arg(long)]
@@ -467,7 +468,7 @@ mod tests {
         assert_eq!(r.style_layers, LayerWeights::default());
         assert_eq!(r.style_layers.0.len(), 5);
         assert!(r.style_layers.0.iter().all(|(_, w)| *w == 1.0));
-        assert_eq!((r.init, r.seed, r.style_scale, r.scales), (Init::Content, 0, 1.0, None));
+        assert_eq!((r.init, r.seed, r.style_scale, r.scales), (Init::Content, None, 1.0, None));
         assert_eq!(r.loss.blend_weights(1), [1.0]);
         assert_eq!(r.compute, ComputeArgs { threads: None, weights: None });
     }

@@ -21,7 +21,7 @@ pub struct Report {
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
     if let Some(path) = &args.grad_out {
-        check_npy_path(path)?;
+        image_io::check_output_dir(path)?;
     }
     let weights_path = vgg::resolve_weights_path(args.compute.weights.as_deref())?;
     let load = |p: &std::path::Path, what: &str| -> Result<Image> {
@@ -52,7 +52,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         grad_first: grad.data().iter().take(8).copied().collect(),
     };
     if let Some(path) = &args.grad_out {
-        image_io::save_npy_f32(path, &grad.shape().dims().to_vec(), grad.data())?;
+        image_io::save_npy_f32(path, grad.shape().dims(), grad.data())?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -62,18 +62,6 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             "content {:e}\nstyle   {:e}\ntv      {:e}\ntotal   {:e}\n|grad|  {:e}",
             l.content, l.style, l.tv, l.total, report.grad_l2
         );
-    }
-    Ok(())
-}
-
-/// The `.npy` output's folder must exist: checked before any compute.
-fn check_npy_path(path: &std::path::Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    if !dir.is_dir() {
-        anyhow::bail!("{}: the folder {} does not exist; create it first", path.display(), dir.display());
     }
     Ok(())
 }

@@ -438,13 +438,20 @@ pub fn output_format(path: &Path) -> Result<OutputFormat, ImageError> {
 /// anything, so a run that fails later leaves no trace. Write permission is only known when
 /// [`save_rgb_atomic`] tries; call that early (e.g. on the initial image) to be sure.
 pub fn check_output_path(path: &Path) -> Result<OutputFormat, ImageError> {
+    let format = output_format(path)?;
+    check_output_dir(path)?;
+    Ok(format)
+}
+
+/// Checks that `path` could be created: it is not a folder and its folder exists. For outputs
+/// that are not images (logs, `.npy` files), before any compute.
+pub fn check_output_dir(path: &Path) -> Result<(), ImageError> {
     if path.is_dir() {
         return Err(ImageError::OutputIsDir { path: path.to_path_buf() });
     }
-    let format = output_format(path)?;
     let dir = parent_dir(path);
     match fs::metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(format),
+        Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(ImageError::NotADir { path: path.to_path_buf(), dir: dir.to_path_buf() }),
         Err(_) => Err(ImageError::NoSuchDir { path: path.to_path_buf(), dir: dir.to_path_buf() }),
     }

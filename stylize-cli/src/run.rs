@@ -55,10 +55,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     // --- Checks before any compute -------------------------------------------------------
     image_io::check_output_path(&args.output)?;
     if let Some(log) = &args.log {
-        image_io::check_output_path(log).or_else(|e| match e {
-            image_io::ImageError::UnknownExtension { .. } => Ok(image_io::OutputFormat::Png),
-            e => Err(e),
-        })?;
+        image_io::check_output_dir(log)?;
     }
     let weights_path = vgg::resolve_weights_path(args.compute.weights.as_deref())?;
     let content = image_io::load_rgb(&args.content).context("reading the content image")?;
@@ -108,6 +105,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
     };
     say(format!("loaded VGG19 weights from {} in {:.2} s", weights_path.display(), t.elapsed().as_secs_f64()));
 
+    let seed = args.seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        nanos as u64
+    });
+    if args.init == Init::Noise && args.seed.is_none() {
+        say(format!("noise seed {seed} (pass --seed {seed} to repeat this run)"));
+    }
+
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = Arc::clone(&interrupted);
@@ -141,7 +146,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             Some(prev) => image_io::resize_exact(&prev, w, h),
             None => match (&args.init, &init_image) {
                 (Init::Content, _) => content_s.clone(),
-                (Init::Noise, _) => noise_image(w, h, args.seed),
+                (Init::Noise, _) => noise_image(w, h, seed),
                 (Init::Image(_), Some(img)) => image_io::resize_exact(img, w, h),
                 (Init::Image(_), None) => unreachable!("loaded above"),
             },
@@ -155,12 +160,15 @@ pub fn run(args: &RunArgs) -> Result<()> {
             })),
             Optimizer::Adam => Box::new(Adam::new(AdamConfig { lr: args.lr.unwrap_or(2.0), ..AdamConfig::default() })),
         };
+        // The pixels at which the loss was last finite: what a NaN leaves behind.
+        let mut good = pixels.clone();
         for _ in 0..args.iters {
             if interrupted.load(Ordering::SeqCst) {
                 outcome = Err(anyhow::anyhow!("interrupted"));
                 last_good = Some(Image::new(w, h, pixels.clone()));
                 break 'scales;
             }
+            let before = pixels.clone();
             let t_step = Instant::now();
             let mut losses = Losses::default();
             let result = optimizer.step(&mut pixels, &mut |p: &[f32], grad: &mut [f32]| {
@@ -172,13 +180,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             });
             step += 1;
             match result {
-                Ok(_) => {}
+                Ok(_) => good = before,
                 Err(OptimError::NonFinite { .. }) => {
                     outcome = Err(anyhow::anyhow!(
-                        "the loss became NaN or infinite at step {step}; stopped and kept the last good image. \
-                         Try a lower --lr, --style-weight or --tv-weight"
+                        "the loss became NaN or infinite at step {step}; stopped and kept the last image whose \
+                         loss was finite. Try a lower --lr, --style-weight or --tv-weight"
                     ));
-                    last_good = Some(Image::new(w, h, pixels.clone()));
+                    last_good = Some(Image::new(w, h, std::mem::take(&mut good)));
                     break 'scales;
                 }
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("optimising, step {step}"))),
@@ -274,7 +282,7 @@ impl Progress {
             bar.set_message(msg);
             bar.set_position(s.step as u64);
         } else if let Some(every) = self.plain_every {
-            if s.step % every == 0 || s.step == self.total {
+            if s.step.is_multiple_of(every) || s.step == self.total {
                 eprintln!(
                     "step {}/{} scale {}/{scales} ({}x{}): {msg}",
                     s.step, self.total, s.scale, s.size.0, s.size.1

@@ -140,7 +140,7 @@ fn check_optimiser(case: &str, which: &str) {
         _ => Box::new(Adam::new(AdamConfig::default())),
     };
     let shape = content.shape();
-    let mut loss_at = |x: &[f32]| objective.evaluate(&Tensor::new(shape, x.to_vec()).unwrap(), false).unwrap().0.total;
+    let loss_at = |x: &[f32]| objective.evaluate(&Tensor::new(shape, x.to_vec()).unwrap(), false).unwrap().0.total;
     for step in 1..=50 {
         opt.step(&mut x, &mut |p: &[f32], grad: &mut [f32]| {
             let (l, gr) = objective.evaluate(&Tensor::new(shape, p.to_vec())?, true)?;

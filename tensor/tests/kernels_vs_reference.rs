@@ -27,6 +27,7 @@ fn view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> MatRef<'_> 
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, bias: bool, accumulate: bool, packed: bool, seed: u64) {
     let mut rng = Rng::new(seed);
     let (a, b, bias_v, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m), rng.vec(m * n));

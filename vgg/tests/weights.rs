@@ -63,10 +63,13 @@ fn shipped_weights_load_with_the_right_shapes() {
     assert!(Vgg19::from_weights(&w).is_ok());
 }
 
+/// A tensor to write: name, dtype, shape, little-endian bytes.
+type Entry = (String, Dtype, Vec<usize>, Vec<u8>);
+
 /// Writes a safetensors file of the shipped layers, with `edit` applied to the tensor list.
-fn write_variant(path: &Path, edit: impl Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) {
+fn write_variant(path: &Path, edit: impl Fn(&mut Vec<Entry>)) {
     let w = weights::load(Path::new(SHIPPED_WEIGHTS)).unwrap();
-    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: Vec<Entry> = Vec::new();
     for c in &w.convs {
         let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let (o, i) = (c.spec.out_channels, c.spec.in_channels);
@@ -98,7 +101,8 @@ fn bad_files_fail_with_errors_that_name_the_problem() {
         p
     };
     let shipped = std::fs::read(SHIPPED_WEIGHTS).unwrap();
-    let cases: Vec<(PathBuf, fn(&Error) -> bool)> = vec![
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(PathBuf, Check)> = vec![
         (file("empty.safetensors", b""), |e| matches!(e, Error::NotSafetensors { .. })),
         (file("half.safetensors", &shipped[..shipped.len() / 2]), |e| matches!(e, Error::NotSafetensors { .. })),
         (file("noise.safetensors", &[0x5a; 4096]), |e| matches!(e, Error::NotSafetensors { .. })),
@@ -110,7 +114,7 @@ fn bad_files_fail_with_errors_that_name_the_problem() {
         assert!(err.to_string().contains(&*path.file_name().unwrap().to_string_lossy()), "names the file: {err}");
     }
 
-    let variant = |name: &str, edit: &dyn Fn(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)| {
+    let variant = |name: &str, edit: &dyn Fn(&mut Vec<Entry>)| {
         let p = dir.path().join(name);
         write_variant(&p, edit);
         weights::load(&p).unwrap_err()

