@@ -64,6 +64,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .iter()
         .map(|p| image_io::load_rgb(p).with_context(|| format!("reading style image {}", p.display())))
         .collect::<Result<_>>()?;
+    // --preserve-colors: optimise on luminance only, put the content's colours back when saving.
+    let (transfer_content, styles) =
+        if args.preserve_colors { color::luminance_only(&content, &styles) } else { (content.clone(), styles) };
     let init_image = match &args.init {
         Init::Image(p) => Some(image_io::load_rgb(p).context("reading the --init image")?),
         _ => None,
@@ -128,7 +131,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut step = 0;
     let mut outcome: Result<()> = Ok(());
     'scales: for (scale_idx, &size) in sizes.iter().enumerate() {
-        let content_s = image_io::resize_longest(&content, size);
+        let content_s = image_io::resize_longest(&transfer_content, size);
         let (w, h) = (content_s.width, content_s.height);
         let style_side = ((size as f32 * args.style_scale).round() as usize).max(MIN_SIDE);
         let style_tensors: Vec<(Tensor, f32)> = styles

@@ -7,6 +7,9 @@
 //! are exact for the piecewise-linear and quadratic ops here as long as no kink is crossed, so
 //! inputs are kept away from ReLU's zero and max-pool ties.
 
+// `&[x.clone()]` reads better than `std::slice::from_ref(&x)` in these one-input calls.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 mod common;
 
 use common::Rng;
