@@ -120,6 +120,21 @@ pub fn grey_from_luminance(y: &[f32], width: usize, height: usize) -> Image {
     Image::new(width, height, y.repeat(3))
 }
 
+/// Steps 1 and 2 of luminance-only transfer: the grey images to optimise on. Returns the
+/// content's luminance as a grey image, and each style's luminance, matched to the content's
+/// mean and spread, as grey images.
+pub fn luminance_only(content: &Image, styles: &[Image]) -> (Image, Vec<Image>) {
+    let [content_y, _, _] = rgb_to_yiq(content);
+    let greys = styles
+        .iter()
+        .map(|s| {
+            let [style_y, _, _] = rgb_to_yiq(s);
+            grey_from_luminance(&match_luminance(&style_y, &content_y), s.width, s.height)
+        })
+        .collect();
+    (grey_from_luminance(&content_y, content.width, content.height), greys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,19 +219,4 @@ mod tests {
         let g = grey_from_luminance(&[1.0, 2.0], 2, 1);
         assert_eq!(g.data, [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
     }
-}
-
-/// Steps 1 and 2 of luminance-only transfer: the grey images to optimise on. Returns the
-/// content's luminance as a grey image, and each style's luminance, matched to the content's
-/// mean and spread, as grey images.
-pub fn luminance_only(content: &Image, styles: &[Image]) -> (Image, Vec<Image>) {
-    let [content_y, _, _] = rgb_to_yiq(content);
-    let greys = styles
-        .iter()
-        .map(|s| {
-            let [style_y, _, _] = rgb_to_yiq(s);
-            grey_from_luminance(&match_luminance(&style_y, &content_y), s.width, s.height)
-        })
-        .collect();
-    (grey_from_luminance(&content_y, content.width, content.height), greys)
 }

@@ -73,18 +73,6 @@ fn same_shape(op: &'static str, a: &Var, b: &Var) -> Result<(), Error> {
     Ok(())
 }
 
-fn elementwise_map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
-    let mut out = vec![0.0; x.shape().numel()];
-    elementwise::map(x.data(), &mut out, f);
-    Tensor::from_parts(x.shape(), out)
-}
-
-fn elementwise_zip(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
-    let mut out = vec![0.0; a.shape().numel()];
-    elementwise::zip_map(a.data(), b.data(), &mut out, f);
-    Tensor::from_parts(a.shape(), out)
-}
-
 impl Tape {
     /// Records `op` when `tracked`, else returns a constant.
     fn output(&mut self, value: Tensor, tracked: bool, op: impl FnOnce() -> Op) -> Var {
@@ -216,14 +204,14 @@ impl Tape {
 
     pub fn add(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
         same_shape("add", a, b)?;
-        let y = elementwise_zip(a.value(), b.value(), |a, b| a + b);
+        let y = a.value().zip_map(b.value(), |a, b| a + b);
         let tracked = a.is_tracked() || b.is_tracked();
         Ok(self.output(y, tracked, || Op::Add { a: a.node(), b: b.node() }))
     }
 
     pub fn sub(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
         same_shape("sub", a, b)?;
-        let y = elementwise_zip(a.value(), b.value(), |a, b| a - b);
+        let y = a.value().zip_map(b.value(), |a, b| a - b);
         let tracked = a.is_tracked() || b.is_tracked();
         Ok(self.output(y, tracked, || Op::Sub { a: a.node(), b: b.node() }))
     }
@@ -231,7 +219,7 @@ impl Tape {
     /// Elementwise product.
     pub fn mul(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
         same_shape("mul", a, b)?;
-        let y = elementwise_zip(a.value(), b.value(), |a, b| a * b);
+        let y = a.value().zip_map(b.value(), |a, b| a * b);
         let tracked = a.is_tracked() || b.is_tracked();
         Ok(self.output(y, tracked, || Op::Mul {
             a: a.node(),
@@ -243,14 +231,14 @@ impl Tape {
 
     /// `factor · x`.
     pub fn scale(&mut self, x: &Var, factor: f32) -> Var {
-        let y = elementwise_map(x.value(), |v| v * factor);
+        let y = x.value().map(|v| v * factor);
         let tracked = x.is_tracked();
         self.output(y, tracked, || Op::Scale { x: x.node().expect("tracked"), factor })
     }
 
     /// `x²`, elementwise.
     pub fn square(&mut self, x: &Var) -> Var {
-        let y = elementwise_map(x.value(), |v| v * v);
+        let y = x.value().map(|v| v * v);
         let tracked = x.is_tracked();
         self.output(y, tracked, || Op::Square { x: x.node().expect("tracked"), input: x.value().clone() })
     }

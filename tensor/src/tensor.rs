@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::kernels::elementwise;
 use crate::{Error, Shape};
 
 /// A contiguous row-major f32 array. Clones share the data (`Arc`), so saving a tensor for a
@@ -69,6 +70,20 @@ impl Tensor {
             });
         }
         Ok(Tensor { shape, data: Arc::clone(&self.data) })
+    }
+
+    /// `f` applied to every element (in parallel, see `kernels::elementwise`).
+    pub(crate) fn map(&self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
+        let mut out = vec![0.0; self.data.len()];
+        elementwise::map(&self.data, &mut out, f);
+        Tensor::from_parts(self.shape, out)
+    }
+
+    /// `f(self[i], other[i])` for every element; the shapes must match (callers check).
+    pub(crate) fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
+        let mut out = vec![0.0; self.data.len()];
+        elementwise::zip_map(&self.data, &other.data, &mut out, f);
+        Tensor::from_parts(self.shape, out)
     }
 
     /// True when every element is finite (no NaN, no infinity).

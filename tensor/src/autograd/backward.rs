@@ -95,7 +95,7 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
         }
         Op::Sub { a, b } => {
             if let Some(b) = b {
-                out.push((b, map(&g, |v| -v)));
+                out.push((b, g.map(|v| -v)));
             }
             if let Some(a) = a {
                 out.push((a, g));
@@ -103,14 +103,14 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
         }
         Op::Mul { a, b, a_value, b_value } => {
             if let Some(a) = a {
-                out.push((a, zip(&g, &b_value.expect("mul saves B when A is tracked"), |g, b| g * b)));
+                out.push((a, g.zip_map(&b_value.expect("mul saves B when A is tracked"), |g, b| g * b)));
             }
             if let Some(b) = b {
-                out.push((b, zip(&g, &a_value.expect("mul saves A when B is tracked"), |g, a| g * a)));
+                out.push((b, g.zip_map(&a_value.expect("mul saves A when B is tracked"), |g, a| g * a)));
             }
         }
-        Op::Scale { x, factor } => out.push((x, map(&g, |v| v * factor))),
-        Op::Square { x, input } => out.push((x, zip(&g, &input, |g, x| 2.0 * x * g))),
+        Op::Scale { x, factor } => out.push((x, g.map(|v| v * factor))),
+        Op::Square { x, input } => out.push((x, g.zip_map(&input, |g, x| 2.0 * x * g))),
         Op::Sum { x, input_shape } => {
             let gv = g.item().expect("sum is a scalar");
             out.push((x, Tensor::from_parts(input_shape, vec![gv; input_shape.numel()])));
@@ -122,7 +122,7 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
         Op::MeanSquaredError { x, diff } => {
             // d/dx mean((x - t)²) = 2 (x - t) / numel
             let k = 2.0 * g.item().expect("mse is a scalar") / diff.shape().numel() as f32;
-            out.push((x, map(&diff, |d| k * d)));
+            out.push((x, diff.map(|d| k * d)));
         }
         Op::Reshape { x, input_shape } => {
             out.push((x, g.reshape(input_shape).expect("same number of elements")));
@@ -150,16 +150,4 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
         Op::AddChannelOffsets { x } => out.push((x, g)),
     }
     out
-}
-
-fn map(t: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
-    let mut out = vec![0.0; t.shape().numel()];
-    elementwise::map(t.data(), &mut out, f);
-    Tensor::from_parts(t.shape(), out)
-}
-
-fn zip(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
-    let mut out = vec![0.0; a.shape().numel()];
-    elementwise::zip_map(a.data(), b.data(), &mut out, f);
-    Tensor::from_parts(a.shape(), out)
 }
