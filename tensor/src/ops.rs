@@ -85,7 +85,18 @@ impl Tape {
 
     /// `y = conv(x, W) + b` for `x [n, cin, h, w]`.
     pub fn conv2d(&mut self, x: &Var, layer: &Conv2d) -> Result<Var, Error> {
-        let op = "conv2d";
+        self.conv2d_then(x, layer, false)
+    }
+
+    /// `y = max(conv(x, W) + b, 0)`: [`Tape::conv2d`] then [`Tape::relu`] in one pass over y,
+    /// with bit-identical results. VGG uses it wherever the convolution's own output is not
+    /// asked for.
+    pub fn conv2d_relu(&mut self, x: &Var, layer: &Conv2d) -> Result<Var, Error> {
+        self.conv2d_then(x, layer, true)
+    }
+
+    fn conv2d_then(&mut self, x: &Var, layer: &Conv2d, relu: bool) -> Result<Var, Error> {
+        let op = if relu { "conv2d_relu" } else { "conv2d" };
         let g = layer.geometry();
         let (n, cin, h, w) = expect_nchw(op, x)?;
         if cin != g.cin {
@@ -99,11 +110,13 @@ impl Tape {
         };
         let out_shape = Shape::new(&[n, g.cout, ho, wo]);
         let mut y = vec![0.0; out_shape.numel()];
+        let forward = if relu { conv::conv_relu_forward } else { conv::conv_forward };
         for (y, x) in y.chunks_exact_mut(g.cout * ho * wo).zip(x.value().data().chunks_exact(cin * h * w)) {
-            conv::conv_forward(&layer.packed, x, h, w, y);
+            forward(&layer.packed, x, h, w, y);
         }
         let (wn, bn) = (layer.weight.node(), layer.bias.node());
         let tracked = x.is_tracked() || wn.is_some() || bn.is_some();
+        let relu_mask = (relu && tracked).then(|| elementwise::positive_mask(&y));
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Conv2d {
             x: x.node(),
             conv: Arc::clone(&layer.packed),
@@ -111,6 +124,7 @@ impl Tape {
             weight: wn,
             bias: bn,
             input: (wn.is_some() || bn.is_some()).then(|| x.value().clone()),
+            relu_mask,
         }))
     }
 

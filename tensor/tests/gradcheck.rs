@@ -105,6 +105,45 @@ fn conv2d_input_weight_and_bias() {
     });
 }
 
+/// The fused op is checked against the two it replaces, bit for bit, rather than by finite
+/// differences: a convolution's outputs cannot all be kept away from ReLU's kink.
+#[test]
+fn conv2d_relu_is_conv2d_then_relu() {
+    let mut rng = Rng::new(11);
+    // K = 7·9·9 = 567 spans three K blocks, so the ReLU must wait for the last one.
+    let (w, b) = (random(&mut rng, &[5, 7, 9, 9]), random(&mut rng, &[5]));
+    let x = random(&mut rng, &[2, 7, 10, 9]);
+    let r = random(&mut rng, &[2, 5, 6, 5]);
+    for tracked_weights in [false, true] {
+        let run = |fused: bool| {
+            let mut tape = Tape::new();
+            let xv = tape.leaf(x.clone());
+            let (wv, bv) = if tracked_weights {
+                (tape.leaf(w.clone()), tape.leaf(b.clone()))
+            } else {
+                (Var::constant(w.clone()), Var::constant(b.clone()))
+            };
+            let layer = Conv2d::new(wv.clone(), bv.clone(), 2).unwrap();
+            let y = if fused {
+                tape.conv2d_relu(&xv, &layer).unwrap()
+            } else {
+                let c = tape.conv2d(&xv, &layer).unwrap();
+                tape.relu(&c)
+            };
+            let saved = tape.saved_bytes();
+            let loss = loss_of(&mut tape, &y, &r);
+            let grads = tape.backward(&loss).unwrap();
+            let bits = |t: Option<&Tensor>| t.map(|t| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+            (bits(Some(y.value())), [&xv, &wv, &bv].map(|v| bits(grads.get(v))), saved)
+        };
+        let (fused, separate) = (run(true), run(false));
+        assert!(fused.0.as_ref().unwrap().iter().any(|&b| b == 0), "some outputs are clamped");
+        assert_eq!(fused.0, separate.0, "values (tracked weights: {tracked_weights})");
+        assert_eq!(fused.1, separate.1, "gradients (tracked weights: {tracked_weights})");
+        assert_eq!(fused.2, separate.2, "saved bytes (tracked weights: {tracked_weights})");
+    }
+}
+
 #[test]
 fn relu() {
     let mut rng = Rng::new(2);

@@ -19,6 +19,14 @@ fn abs(v: &[f32]) -> Vec<f32> {
 }
 
 /// A matrix stored either row-major or as the transpose of a row-major matrix.
+fn relu(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| if x > 0.0 { x } else { 0.0 }).collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 fn view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> MatRef<'_> {
     if transposed {
         MatRef::row_major(data, cols, rows).t()
@@ -37,7 +45,11 @@ fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, bias: bool, accu
     let mut fast = if accumulate { c0.clone() } else { vec![f32::NAN; m * n] };
     let pa = PackedA::new(av);
     let a_op = if packed { AOperand::Packed(&pa) } else { AOperand::View(av) };
-    gemm(a_op, &bv, &mut fast, Epilogue { bias, accumulate });
+    gemm(a_op, &bv, &mut fast, Epilogue { bias, accumulate, relu: false });
+    // The fused ReLU clamps the finished sum, whatever the number of K blocks.
+    let mut fused = if accumulate { c0.clone() } else { vec![f32::NAN; m * n] };
+    gemm(a_op, &bv, &mut fused, Epilogue { bias, accumulate, relu: true });
+    assert_eq!(bits(&fused), bits(&relu(&fast)), "gemm {m}x{k}x{n}: fused ReLU != ReLU of the result");
     let mut exact = c0.clone();
     reference::gemm(&av, &bv, &mut exact, bias, accumulate);
     let (aa, ba) = (abs(&a), abs(&b));
@@ -83,6 +95,9 @@ proptest! {
         let exact = reference::conv2d(&x, &wt, &b, g, h, w);
         let abs_sum = reference::conv2d(&abs(&x), &abs(&wt), &abs(&b), g, h, w);
         assert_within("conv forward", &y, &exact, &abs_sum.iter().map(|&s| dot_bound(k, s)).collect::<Vec<_>>());
+        let mut fused = vec![f32::NAN; y.len()];
+        conv::conv_relu_forward(&packed, &x, h, w, &mut fused);
+        prop_assert_eq!(bits(&fused), bits(&relu(&y)), "fused conv + ReLU != ReLU of the conv");
 
         if g.pad_h < kh && g.pad_w < kw {
             let dy = rng.vec(cout * ho * wo);

@@ -5,7 +5,8 @@
 //! weights were trained with: reorder to BGR and subtract the ImageNet mean. Every
 //! convolution is 3x3, stride 1, padding 1, followed by ReLU; a 2x2 max-pool closes each block.
 //! The weights are frozen (constants), so the tape records only ReLU masks and max-pool
-//! argmaxes, and gradients flow to the image alone.
+//! argmaxes, and gradients flow to the image alone. Each ReLU runs fused into its
+//! convolution's write-back unless the convolution's own output is asked for.
 
 use std::path::Path;
 
@@ -71,14 +72,24 @@ impl Vgg19 {
         let bgr = tape.select_channels(image, &[2, 1, 0])?;
         let mut h = tape.add_channel_offsets(&bgr, &MEAN_BGR.map(|m| -m))?;
         let mut out: Vec<Option<Var>> = vec![None; layers.len()];
-        for (i, layer) in table::LAYERS.iter().enumerate().take(deepest + 1) {
-            h = match *layer {
-                Layer::Conv { index, .. } => {
+        let mut i = 0;
+        while i <= deepest {
+            let layer = table::LAYERS[i];
+            h = match layer {
+                Layer::Conv { index } => {
                     let conv = self
                         .convs
                         .get(index)
                         .ok_or_else(|| Error::LayerNotLoaded { layer: layer.name().to_string() })?;
-                    tape.conv2d(&h, conv)?
+                    // A ReLU follows every convolution; when nobody asked for the convolution's
+                    // own output, the ReLU runs inside it (one pass over the activations less).
+                    if i < deepest && !wanted.contains(&i) {
+                        debug_assert!(matches!(table::LAYERS[i + 1], Layer::Relu { .. }));
+                        i += 1;
+                        tape.conv2d_relu(&h, conv)?
+                    } else {
+                        tape.conv2d(&h, conv)?
+                    }
                 }
                 Layer::Relu { .. } => tape.relu(&h),
                 Layer::Pool { .. } => tape.max_pool2(&h)?,
@@ -86,6 +97,7 @@ impl Vgg19 {
             for (slot, _) in out.iter_mut().zip(&wanted).filter(|(_, &w)| w == i) {
                 *slot = Some(h.clone());
             }
+            i += 1;
         }
         Ok(out.into_iter().map(|v| v.expect("every wanted layer is at most the deepest")).collect())
     }

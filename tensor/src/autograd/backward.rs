@@ -11,7 +11,11 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
     let mut out = Vec::with_capacity(2);
     match op {
         Op::Leaf => {}
-        Op::Conv2d { x, conv, input_shape, weight, bias, input } => {
+        Op::Conv2d { x, conv, input_shape, weight, bias, input, relu_mask } => {
+            let g = match relu_mask {
+                Some(mask) => relu_backward(&g, &mask),
+                None => g,
+            };
             let (n, cin, h, w) = input_shape.nchw().expect("conv input is NCHW");
             let geo = conv.geometry;
             let dy_len = g.shape().numel() / n;
@@ -41,11 +45,7 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
                 }
             }
         }
-        Op::Relu { x, mask } => {
-            let mut dx = vec![0.0; mask.len()];
-            elementwise::relu_backward(g.data(), &mask, &mut dx);
-            out.push((x, Tensor::from_parts(g.shape(), dx)));
-        }
+        Op::Relu { x, mask } => out.push((x, relu_backward(&g, &mask))),
         Op::MaxPool2 { x, argmax, input_shape } => {
             let (n, c, h, w) = input_shape.nchw().expect("pool input is NCHW");
             let mut dx = vec![0.0; input_shape.numel()];
@@ -150,4 +150,11 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
         Op::AddChannelOffsets { x } => out.push((x, g)),
     }
     out
+}
+
+/// `dx = dy ⊙ mask`.
+fn relu_backward(dy: &Tensor, mask: &[u8]) -> Tensor {
+    let mut dx = vec![0.0; mask.len()];
+    elementwise::relu_backward(dy.data(), mask, &mut dx);
+    Tensor::from_parts(dy.shape(), dx)
 }

@@ -16,6 +16,8 @@ pub(crate) enum Op {
     Leaf,
     /// `y = conv(x, W) + b` on an `[n, cin, h, w]` input. `input` is kept only when the weight
     /// or bias is tracked (their gradients need x); `weight`/`bias` are then their nodes.
+    /// `relu_mask` is `(y > 0)` when a ReLU was fused into the forward (`y = max(conv, 0)`):
+    /// backward masks the gradient first, as the separate [`Op::Relu`] would.
     Conv2d {
         x: Option<NodeId>,
         conv: Arc<PackedConv>,
@@ -23,6 +25,7 @@ pub(crate) enum Op {
         weight: Option<NodeId>,
         bias: Option<NodeId>,
         input: Option<Tensor>,
+        relu_mask: Option<Vec<u8>>,
     },
     /// `y = max(x, 0)`; `mask[i] = (x[i] > 0)`.
     Relu {
@@ -115,7 +118,7 @@ impl Op {
     pub(crate) fn saved_bytes(&self) -> usize {
         let t = |t: &Option<Tensor>| t.as_ref().map_or(0, Tensor::bytes);
         match self {
-            Op::Conv2d { input, .. } => t(input),
+            Op::Conv2d { input, relu_mask, .. } => t(input) + relu_mask.as_ref().map_or(0, Vec::len),
             Op::Relu { mask, .. } => mask.len(),
             Op::MaxPool2 { argmax, .. } => argmax.len(),
             Op::Gram { features, .. } => features.bytes(),

@@ -113,8 +113,17 @@ impl ConvGeometry {
 
 /// `y [cout, ho, wo] = conv(x [cin, h, w], W) + b`.
 pub fn conv_forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32]) {
+    forward(p, x, h, w, y, false);
+}
+
+/// `y = max(conv(x, W) + b, 0)`: the ReLU done in the GEMM's write-back (see [`Epilogue::relu`]).
+pub fn conv_relu_forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32]) {
+    forward(p, x, h, w, y, true);
+}
+
+fn forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32], relu: bool) {
     let src = Im2col::new(x, p.geometry, h, w);
-    gemm(AOperand::Packed(&p.forward), &src, y, Epilogue { bias: Some(&p.bias), accumulate: false });
+    gemm(AOperand::Packed(&p.forward), &src, y, Epilogue { bias: Some(&p.bias), accumulate: false, relu });
 }
 
 /// `dx [cin, h, w] = ∂L/∂x` from `dy [cout, ho, wo]`, for an `h x w` input.

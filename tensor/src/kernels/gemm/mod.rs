@@ -57,9 +57,15 @@ pub struct Epilogue<'a> {
     /// `C += A·B` instead of `C = A·B`. When false, C is only written, never read, so it may
     /// hold garbage or NaN on entry (the BLIS beta = 0 contract).
     pub accumulate: bool,
+    /// `C = max(C, 0)` once the sum is complete (a convolution's ReLU), applied in the last K
+    /// block's write-back while the tile is still in cache: it saves a pass over C, which for
+    /// VGG's early layers is tens of megabytes. NaN becomes 0, as in [`elementwise::relu`].
+    ///
+    /// [`elementwise::relu`]: crate::kernels::elementwise::relu
+    pub relu: bool,
 }
 
-/// `C (m x n, row-major) = A (m x k) · B (k x n) [+ bias] [+ C]`.
+/// `C (m x n, row-major) = A (m x k) · B (k x n) [+ bias] [+ C]`, then `max(C, 0)` if asked.
 pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     assert_eq!(b.rows(), k, "gemm: A is {m}x{k} but B has {} rows", b.rows());
@@ -73,8 +79,11 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
     if k == 0 {
         for (i, row) in c.chunks_exact_mut(n).enumerate() {
             let b = epilogue.bias.map_or(0.0, |bias| bias[i]);
-            for v in row {
+            for v in row.iter_mut() {
                 *v = if epilogue.accumulate { *v + b } else { b };
+            }
+            if epilogue.relu {
+                relu_in_place(row);
             }
         }
         return;
@@ -129,7 +138,7 @@ fn block(
         let kc = KC.min(k - k0);
         let b_block = &mut b_buf[..nc.div_ceil(NR) * NR * kc];
         b.pack(k0, kc, n0, nc, b_block);
-        let first = k0 == 0;
+        let (first, last) = (k0 == 0, k0 + kc == k);
         // IC loop (3rd): M in MC blocks, each packed A block reused across all of B's panels.
         for i0 in (m0..m0 + mt).step_by(MC) {
             let mc = MC.min(m0 + mt - i0);
@@ -154,7 +163,7 @@ fn block(
                         // SAFETY: row i + r, columns j..j+nr lie inside this task's block of C,
                         // and the blocks of different tasks are disjoint.
                         let out = unsafe { c.row(i + r, j, nr) };
-                        write_back(out, &t[..nr], first, epilogue, i + r);
+                        write_back(out, &t[..nr], first, last, epilogue, i + r);
                     }
                 }
             }
@@ -163,24 +172,35 @@ fn block(
 }
 
 /// Stores one row of a tile: the first K block overwrites (or accumulates into) C and adds
-/// the bias; later K blocks add their partial sums.
+/// the bias; later K blocks add their partial sums; the last one applies the ReLU.
 #[inline(always)]
-fn write_back(out: &mut [f32], tile: &[f32], first: bool, epilogue: Epilogue, row: usize) {
+fn write_back(out: &mut [f32], tile: &[f32], first: bool, last: bool, epilogue: Epilogue, row: usize) {
     if !first {
         for (o, t) in out.iter_mut().zip(tile) {
             *o += t;
         }
-        return;
-    }
-    let bias = epilogue.bias.map_or(0.0, |b| b[row]);
-    if epilogue.accumulate {
-        for (o, t) in out.iter_mut().zip(tile) {
-            *o += t + bias;
-        }
     } else {
-        for (o, t) in out.iter_mut().zip(tile) {
-            *o = t + bias;
+        let bias = epilogue.bias.map_or(0.0, |b| b[row]);
+        if epilogue.accumulate {
+            for (o, t) in out.iter_mut().zip(tile) {
+                *o += t + bias;
+            }
+        } else {
+            for (o, t) in out.iter_mut().zip(tile) {
+                *o = t + bias;
+            }
         }
+    }
+    if last && epilogue.relu {
+        relu_in_place(out);
+    }
+}
+
+/// `v = max(v, 0)`, NaN to 0, exactly as the standalone ReLU.
+#[inline(always)]
+fn relu_in_place(out: &mut [f32]) {
+    for o in out {
+        *o = if *o > 0.0 { *o } else { 0.0 };
     }
 }
 
