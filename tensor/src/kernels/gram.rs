@@ -1,12 +1,43 @@
 //! The Gram matrix of Gatys et al. (2015), `G = F Fᵀ / n`, for features `F` viewed as a
 //! `c x n` matrix (n = H·W pixels), and its backward `dF = (dG + dGᵀ) F / n`.
 
+use rayon::prelude::*;
+
+use super::elementwise;
 use super::gemm::{gemm, AOperand, Epilogue, MatRef};
 
+/// Floats of F per partial Gram matrix (1 MiB): slices long enough for an efficient GEMM each,
+/// and for the c = 64 layer at 512 px, 64 of them to spread over the threads. Measured with
+/// `cargo bench --bench pool_gram -- gram` from 256 KiB to 4 MiB: 1 MiB or more is best.
+pub const SLICE_FLOATS: usize = 1 << 18;
+
 /// `g [c, c] = f fᵀ / n` for `f [c, n]`.
+///
+/// The early VGG layers give a tall-and-skinny product (c = 64, n = 262144 at 512 px): a
+/// small C with a long K. A single GEMM would stream all of F through each of its few output
+/// blocks, so instead F is cut into column slices, each slice's `F_s F_sᵀ` is one parallel
+/// task, and the partial sums are added in slice order (the sum, like the slicing, does not
+/// depend on the thread count, so results stay bit-identical).
 pub fn gram(f: &[f32], c: usize, n: usize, g: &mut [f32]) {
     let fm = MatRef::row_major(f, c, n);
-    gemm(AOperand::View(fm), &fm.t(), g, Epilogue::default());
+    let slice = (SLICE_FLOATS / c.max(1)).max(1);
+    if n <= slice {
+        gemm(AOperand::View(fm), &fm.t(), g, Epilogue::default());
+    } else {
+        let partials: Vec<Vec<f32>> = (0..n.div_ceil(slice))
+            .into_par_iter()
+            .map(|s| {
+                let fs = fm.columns(s * slice, slice.min(n - s * slice));
+                let mut p = vec![0.0; c * c];
+                gemm(AOperand::View(fs), &fs.t(), &mut p, Epilogue::default());
+                p
+            })
+            .collect();
+        g.copy_from_slice(&partials[0]);
+        for p in &partials[1..] {
+            elementwise::add_assign(g, p);
+        }
+    }
     let scale = inverse_pixels(n);
     g.iter_mut().for_each(|v| *v *= scale);
 }

@@ -14,19 +14,20 @@ pub fn max_pool2(x: &[f32], c: usize, h: usize, w: usize, y: &mut [f32], argmax:
         return;
     }
     y.par_chunks_mut(ho * wo).zip(argmax.par_chunks_mut(ho * wo)).zip(x.par_chunks(h * w)).for_each(|((y, am), x)| {
-        for oy in 0..ho {
-            let top = &x[2 * oy * w..];
-            let bottom = &x[(2 * oy + 1) * w..];
-            for ox in 0..wo {
-                let cells = [top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]];
-                let mut best = 0;
-                for (i, &v) in cells.iter().enumerate().skip(1) {
-                    if v > cells[best] || (v.is_nan() && !cells[best].is_nan()) {
-                        best = i;
-                    }
+        for ((y, am), rows) in y.chunks_exact_mut(wo).zip(am.chunks_exact_mut(wo)).zip(x.chunks_exact(2 * w)) {
+            let (top, bottom) = rows.split_at(w);
+            let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+            for ((y, am), (t, b)) in y.iter_mut().zip(am.iter_mut()).zip(windows) {
+                // Straight-line selects rather than a loop over the cells: the compiler keeps
+                // it branch-free, which matters on random data.
+                let (mut best, mut at) = (t[0], 0);
+                for (v, i) in [(t[1], 1), (b[0], 2), (b[1], 3)] {
+                    let wins = v > best || (v.is_nan() && !best.is_nan());
+                    best = if wins { v } else { best };
+                    at = if wins { i } else { at };
                 }
-                y[oy * wo + ox] = cells[best];
-                am[oy * wo + ox] = best as u8;
+                *y = best;
+                *am = at;
             }
         }
     });

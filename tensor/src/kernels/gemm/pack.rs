@@ -40,6 +40,12 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// Columns `j0..j0 + cols` of this matrix, as a view of the same data.
+    pub fn columns(self, j0: usize, cols: usize) -> Self {
+        assert!(j0 + cols <= self.cols, "columns {j0}..{} of a {}-column matrix", j0 + cols, self.cols);
+        MatRef { data: &self.data[j0 * self.col_stride..], cols, ..self }
+    }
+
     #[inline(always)]
     pub fn at(&self, i: usize, j: usize) -> f32 {
         self.data[i * self.row_stride + j * self.col_stride]
