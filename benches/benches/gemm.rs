@@ -21,7 +21,7 @@ fn peak(c: &mut Criterion) {
             rayon::broadcast(|_| {
                 let mut tile = [[0.0f32; NR]; MR];
                 for _ in 0..calls {
-                    microkernel(std::hint::black_box(&a), std::hint::black_box(&b), &mut tile);
+                    microkernel(std::hint::black_box(&a), std::hint::black_box(&b).chunks_exact(NR), &mut tile);
                 }
                 std::hint::black_box(tile);
             })

@@ -3,8 +3,9 @@
 //! Forward: `Y (cout x P) = W (cout x cin·kh·kw) · col(X) (cin·kh·kw x P) + b`, where P is the
 //! number of output pixels and `col(X)` the im2col matrix (Chellapilla et al., "High
 //! Performance Convolutional Neural Networks for Document Processing", 2006). `col(X)` is
-//! never built: [`Im2col`] gathers exactly the `kc x NR` panels the micro-kernel is about to
-//! read, straight from the image (600 MB saved for conv1_2 at 512x512).
+//! never built (600 MB saved for conv1_2 at 512x512): the image is zero-padded once, and then
+//! [`Im2col`] lets the micro-kernel read most panels of `col(X)` straight from it, packing only
+//! the few that wrap from one image row to the next.
 //!
 //! Backward to the input: for stride 1, `dX = conv(dY, W')` with padding `k - 1 - p`, where
 //! `W'[ci, co, ky, kx] = W[co, ci, kh-1-ky, kw-1-kx]` (in/out swapped, rotated 180°). So the
@@ -122,8 +123,35 @@ pub fn conv_relu_forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut 
 }
 
 fn forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32], relu: bool) {
-    let src = Im2col::new(x, p.geometry, h, w);
-    gemm(AOperand::Packed(&p.forward), &src, y, Epilogue { bias: Some(&p.bias), accumulate: false, relu });
+    let epilogue = Epilogue { bias: Some(&p.bias), accumulate: false, relu };
+    conv_gemm(&p.forward, x, p.geometry, h, w, y, epilogue);
+}
+
+/// `y = a · col(x)` for the convolution `g` of an `h x w` image: zero-pads the image once
+/// (one copy of it), then lets the GEMM read `col` of the padded image (see [`Im2col`]).
+fn conv_gemm(a: &PackedA, x: &[f32], g: ConvGeometry, h: usize, w: usize, y: &mut [f32], epilogue: Epilogue) {
+    let (hp, wp) = (h + 2 * g.pad_h, w + 2 * g.pad_w);
+    let padded;
+    let x = if g.pad_h == 0 && g.pad_w == 0 {
+        x
+    } else {
+        padded = zero_pad(x, g.cin, (h, w), (g.pad_h, g.pad_w));
+        &padded
+    };
+    let unpadded = ConvGeometry { pad_h: 0, pad_w: 0, ..g };
+    gemm(AOperand::Packed(a), &Im2col::new(x, unpadded, hp, wp), y, epilogue);
+}
+
+/// `x [c, h, w]` inside a border of `pad_h` rows and `pad_w` columns of zeros.
+fn zero_pad(x: &[f32], c: usize, (h, w): (usize, usize), (pad_h, pad_w): (usize, usize)) -> Vec<f32> {
+    let (hp, wp) = (h + 2 * pad_h, w + 2 * pad_w);
+    let mut out = vec![0.0; c * hp * wp];
+    out.par_chunks_mut(hp * wp).zip(x.par_chunks(h * w)).for_each(|(dst, src)| {
+        for (d, s) in dst.chunks_exact_mut(wp).skip(pad_h).zip(src.chunks_exact(w)) {
+            d[pad_w..pad_w + w].copy_from_slice(s);
+        }
+    });
+    out
 }
 
 /// `dx [cin, h, w] = ∂L/∂x` from `dy [cout, ho, wo]`, for an `h x w` input.
@@ -136,9 +164,7 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], h: usize, w: usize, dx: &
         col2im(&dcol, g, h, w, dx);
         return;
     }
-    let src = Im2col::new(dy, g.transposed(), ho, wo);
-    debug_assert_eq!(src.cols(), h * w);
-    gemm(AOperand::Packed(&p.backward), &src, dx, Epilogue::default());
+    conv_gemm(&p.backward, dy, g.transposed(), ho, wo, dx, Epilogue::default());
 }
 
 /// `dx [cin, h, w]` = the sum, over every patch position, of the patch rows of `dcol`
@@ -194,10 +220,14 @@ pub fn conv_backward_weight(
     }
 }
 
-/// The im2col matrix of an image, as a B operand that packs itself on demand.
+/// The im2col matrix of an (already padded) image, as a B operand the GEMM reads without
+/// ever materialising it.
 ///
-/// Row `k = (ci·kh + ky)·kw + kx`, column `n = oy·wo + ox` holds `x[ci, oy+ky-pad_h, ox+kx-pad_w]`,
-/// or 0 where that falls in the padding.
+/// Row `k = (ci·kh + ky)·kw + kx`, column `n = oy·wo + ox` holds `x[ci, oy+ky, ox+kx]`: with
+/// no padding left to apply, row k is the image shifted by `offset(k) = (ci·h + ky)·w + kx`,
+/// so `B[k, n] = x[offset(k) + oy·w + ox]`. A micro-panel of NR pixels inside one output row
+/// is then NR consecutive floats of the image in every row k, and the micro-kernel reads it in
+/// place ("implicit GEMM"); only panels that wrap to the next output row are packed.
 pub struct Im2col<'a> {
     x: &'a [f32],
     g: ConvGeometry,
@@ -210,8 +240,18 @@ pub struct Im2col<'a> {
 impl<'a> Im2col<'a> {
     pub fn new(x: &'a [f32], g: ConvGeometry, h: usize, w: usize) -> Self {
         assert_eq!(x.len(), g.cin * h * w, "im2col input is [cin, h, w]");
-        let (ho, wo) = g.output_size(h, w).expect("kernel larger than the padded image");
+        assert!(g.pad_h == 0 && g.pad_w == 0, "im2col reads an image padded beforehand");
+        let (ho, wo) = g.output_size(h, w).expect("kernel larger than the image");
         Im2col { x, g, h, w, wo, pixels: ho * wo }
+    }
+
+    /// `offset(k)` for rows `k0..k0 + offsets.len()`.
+    fn row_offsets(&self, k0: usize, offsets: &mut [usize]) {
+        let ConvGeometry { kh, kw, .. } = self.g;
+        for (k, o) in (k0..).zip(offsets) {
+            let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+            *o = (ci * self.h + ky) * self.w + kx;
+        }
     }
 }
 
@@ -225,58 +265,43 @@ impl PackB for Im2col<'_> {
     }
 
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
-        let ConvGeometry { kh, kw, pad_h, pad_w, .. } = self.g;
-        let (h, w, wo) = (self.h as isize, self.w as isize, self.wo);
-        // Each row k of the block as (start of its input plane, row shift, column shift),
-        // decoded once here rather than with three divisions per panel row.
-        let mut rows = [(0usize, 0isize, 0isize); KC];
-        for (kk, r) in rows.iter_mut().enumerate().take(kc) {
-            let k = k0 + kk;
-            let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-            *r = (ci * self.h * self.w, ky as isize - pad_h as isize, kx as isize - pad_w as isize);
-        }
+        let mut offsets = [0; KC];
+        self.row_offsets(k0, &mut offsets[..kc]);
         for (p, panel) in out.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
             let j0 = n0 + p * NR;
+            if self.panel_in_place(j0).is_some() {
+                continue;
+            }
             let width = NR.min(n0 + nc - j0);
             // The panel's columns as runs of consecutive pixels in one output row:
-            // (offset in the panel, oy, first ox, length).
-            let mut runs = [(0usize, 0isize, 0isize, 0usize); NR];
+            // (offset in the panel, oy·w + ox of the first, length).
+            let mut runs = [(0, 0, 0); NR];
             let mut n_runs = 0;
             let mut j = 0;
             while j < width {
-                let (oy, ox) = ((j0 + j) / wo, (j0 + j) % wo);
-                let len = (wo - ox).min(width - j);
-                runs[n_runs] = (j, oy as isize, ox as isize, len);
+                let (oy, ox) = ((j0 + j) / self.wo, (j0 + j) % self.wo);
+                let len = (self.wo - ox).min(width - j);
+                runs[n_runs] = (j, oy * self.w + ox, len);
                 n_runs += 1;
                 j += len;
             }
-            for (row, &(plane, dy, dx)) in panel.chunks_exact_mut(NR).zip(&rows[..kc]) {
-                for &(off, oy, ox0, len) in &runs[..n_runs] {
-                    let dst = &mut row[off..off + len];
-                    let iy = oy + dy;
-                    if iy < 0 || iy >= h {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let ix0 = ox0 + dx;
-                    let line = plane + iy as usize * self.w;
-                    if ix0 >= 0 && ix0 + len as isize <= w {
-                        copy_run(dst, &self.x[line + ix0 as usize..][..len]);
-                        continue;
-                    }
-                    // Part of the run falls in the zero padding: ix = ix0 + t must lie in 0..w.
-                    let lo = (-ix0).clamp(0, len as isize) as usize;
-                    let hi = (w - ix0).clamp(lo as isize, len as isize) as usize;
-                    dst[..lo].fill(0.0);
-                    if hi > lo {
-                        let start = line + (ix0 + lo as isize) as usize;
-                        copy_run(&mut dst[lo..hi], &self.x[start..start + (hi - lo)]);
-                    }
-                    dst[hi..].fill(0.0);
+            for (row, &offset) in panel.chunks_exact_mut(NR).zip(&offsets[..kc]) {
+                for &(j, start, len) in &runs[..n_runs] {
+                    copy_run(&mut row[j..j + len], &self.x[offset + start..][..len]);
                 }
                 row[width..].fill(0.0);
             }
         }
+    }
+
+    fn rows_in_place(&self, k0: usize, kc: usize, offsets: &mut [usize]) -> Option<&[f32]> {
+        self.row_offsets(k0, &mut offsets[..kc]);
+        Some(self.x)
+    }
+
+    fn panel_in_place(&self, j: usize) -> Option<usize> {
+        let (oy, ox) = (j / self.wo, j % self.wo);
+        (ox + NR <= self.wo).then_some(oy * self.w + ox)
     }
 }
 

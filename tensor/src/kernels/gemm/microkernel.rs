@@ -1,7 +1,7 @@
 //! The GEMM micro-kernel: the only clever code in the engine.
 //!
-//! One call computes an `MR x NR` tile of `A_panel · B_panel` from two packed micro-panels of
-//! depth `kc`: per step of k it loads one row of B (NR floats, `NR / LANES` vectors), then for
+//! One call computes an `MR x NR` tile of `A_panel · B_panel` from micro-panels of depth `kc`
+//! (A packed, B packed or read in place from an image): per step of k it loads one row of B (NR floats, `NR / LANES` vectors), then for
 //! each of the MR rows broadcasts one element of A and does `NR / LANES` fused multiply-adds
 //! (BLIS: "a loop where each iteration performs a very small outer product"). The MR x NR
 //! accumulators live in registers for the whole loop; the loops over MR and NR have constant
@@ -14,13 +14,13 @@ use crate::kernels::simd::{load, store, LANES, V};
 /// Vectors per tile row.
 const NV: usize = NR / LANES;
 
-/// `tile = Σ_k a[k] ⊗ b[k]`, with `a` a packed A micro-panel (`kc * MR` floats) and `b` a
-/// packed B micro-panel (`kc * NR` floats). `tile` is overwritten (it is never read).
+/// `tile = Σ_k a[k] ⊗ b[k]`, with `a` a packed A micro-panel (`kc * MR` floats) and `b` the
+/// `kc` rows of a B micro-panel, `NR` floats each: the rows of a packed panel, or rows read in
+/// place from an image (see `PackB::rows_in_place`). `tile` is overwritten (it is never read).
 #[inline(always)]
-pub fn microkernel(a: &[f32], b: &[f32], tile: &mut [[f32; NR]; MR]) {
-    debug_assert_eq!(a.len() / MR, b.len() / NR);
+pub fn microkernel<'b>(a: &[f32], b: impl Iterator<Item = &'b [f32]>, tile: &mut [[f32; NR]; MR]) {
     let mut acc = [[V::ZERO; NV]; MR];
-    for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+    for (ak, bk) in a.chunks_exact(MR).zip(b) {
         let bv: [V; NV] = std::array::from_fn(|v| load(&bk[v * LANES..]));
         for i in 0..MR {
             let ai = V::splat(ak[i]);

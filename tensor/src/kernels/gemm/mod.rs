@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! JC      (5th)     : C in NC-column blocks                -- the parallel tasks (rayon)
-//!   PC    (4th)     : K in KC-deep blocks; pack the B block (kc x nc) once
+//!   PC    (4th)     : K in KC-deep blocks; pack the B block (kc x nc) once, except the
+//!                     panels B lets the micro-kernel read in place (`PackB::rows_in_place`)
 //!     IC  (3rd)     : M in MC-row blocks; find or pack the A block (mc x kc)
 //!       JR (2nd)    : NR-column micro-panels of the B block
 //!         IR (1st)  : MR-row micro-panels of the A block -> micro-kernel -> write-back
@@ -133,9 +134,11 @@ fn block(
     b_buf: &mut [f32],
 ) {
     let mut tile = [[0.0f32; NR]; MR];
+    let mut offsets = [0usize; KC];
     // PC loop (4th): K in KC blocks, in order; one packed B block each.
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
+        let in_place = b.rows_in_place(k0, kc, &mut offsets[..kc]);
         let b_block = &mut b_buf[..nc.div_ceil(NR) * NR * kc];
         b.pack(k0, kc, n0, nc, b_block);
         let (first, last) = (k0 == 0, k0 + kc == k);
@@ -154,11 +157,18 @@ fn block(
             for (jp, b_panel) in b_block.chunks_exact(kc * NR).enumerate() {
                 let j = n0 + jp * NR;
                 let nr = NR.min(n0 + nc - j);
+                let direct = in_place.and_then(|data| Some((data, b.panel_in_place(j)?)));
                 // IR loop (1st): MR-row micro-panels of A.
                 for (ip, a_panel) in a_block.chunks_exact(kc * MR).enumerate() {
                     let i = i0 + ip * MR;
                     let mr = MR.min(i0 + mc - i);
-                    microkernel(a_panel, b_panel, &mut tile);
+                    match direct {
+                        Some((data, base)) => {
+                            let rows = offsets[..kc].iter().map(|&o| &data[o + base..o + base + NR]);
+                            microkernel(a_panel, rows, &mut tile)
+                        }
+                        None => microkernel(a_panel, b_panel.chunks_exact(NR), &mut tile),
+                    }
                     for (r, t) in tile.iter().enumerate().take(mr) {
                         // SAFETY: row i + r, columns j..j+nr lie inside this task's block of C,
                         // and the blocks of different tasks are disjoint.

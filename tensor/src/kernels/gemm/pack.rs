@@ -63,8 +63,23 @@ pub trait PackB: Sync {
     /// Columns of B (N).
     fn cols(&self) -> usize;
     /// Writes B[k0..k0+kc, n0..n0+nc] as NR-column micro-panels into `out`
-    /// (`ceil(nc / NR) * kc * NR` floats), zero-padding columns past `nc`.
+    /// (`ceil(nc / NR) * kc * NR` floats), zero-padding columns past `nc`. Panels that
+    /// [`PackB::panel_in_place`] reports may be left unwritten.
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]);
+
+    /// Whether the micro-kernel may read micro-panels of rows `k0..k0+kc` straight from B's
+    /// own memory instead of from a packed copy (the "implicit GEMM" of convolution: an im2col
+    /// row over an unpadded image is a shifted image row). If so, returns that memory and
+    /// writes into `offsets` where each row starts in it. The default: always pack.
+    fn rows_in_place(&self, _k0: usize, _kc: usize, _offsets: &mut [usize]) -> Option<&[f32]> {
+        None
+    }
+
+    /// For a panel of columns `j..j+NR` that can be read in place, the shift `base` such that
+    /// its row `k` is `data[offsets[k] + base..][..NR]`.
+    fn panel_in_place(&self, _j: usize) -> Option<usize> {
+        None
+    }
 }
 
 impl PackB for MatRef<'_> {
