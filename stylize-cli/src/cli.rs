@@ -10,18 +10,6 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-/// Every VGG19 layer a loss can tap, in network order: conv/relu B_C for blocks 1-2 (two
-/// convolutions each) and 3-5 (four each), and poolB after each block.
-// The vgg crate's table is the source of truth for shapes; this copy exists so parsing needs no model.
-#[rustfmt::skip]
-pub const VGG19_LAYERS: [&str; 37] = [
-    "conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1",
-    "conv2_1", "relu2_1", "conv2_2", "relu2_2", "pool2",
-    "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "conv3_4", "relu3_4", "pool3",
-    "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "conv4_4", "relu4_4", "pool4",
-    "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "conv5_4", "relu5_4", "pool5",
-];
-
 /// The reference's style layers (Gatys et al. 2016), each with user weight 1.
 pub const DEFAULT_STYLE_LAYERS: &str = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1";
 /// The reference's content layer.
@@ -386,10 +374,10 @@ pub fn parse_positive_f32(s: &str) -> Result<f32, String> {
     Ok(v)
 }
 
-/// One of [`VGG19_LAYERS`].
+/// A layer of VGG19's table (`vgg::table::LAYERS`).
 pub fn parse_layer_name(s: &str) -> Result<String, String> {
     let name = s.trim();
-    if VGG19_LAYERS.contains(&name) {
+    if vgg::table::layer_index(name).is_some() {
         Ok(name.to_string())
     } else {
         Err(format!("'{name}' is not a VGG19 layer; use one of conv1_1 .. conv5_4, relu1_1 .. relu5_4, pool1 .. pool5"))
@@ -577,15 +565,6 @@ mod tests {
             panic!()
         };
         assert_eq!((c.src, c.output), (PathBuf::from("p.bin"), PathBuf::from("vgg19.safetensors")));
-    }
-
-    #[test]
-    fn layer_list_is_vgg19() {
-        assert_eq!(VGG19_LAYERS.iter().filter(|l| l.starts_with("conv")).count(), 16);
-        assert_eq!(VGG19_LAYERS.iter().filter(|l| l.starts_with("pool")).count(), 5);
-        for l in VGG19_LAYERS.iter().filter(|l| l.starts_with("conv")) {
-            assert!(VGG19_LAYERS.contains(&l.replace("conv", "relu").as_str()));
-        }
     }
 
     #[test]
