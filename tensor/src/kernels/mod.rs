@@ -4,7 +4,8 @@
 //!
 //! - [`simd`]: the vector type (`wide::f32x16` with AVX-512, `f32x8` otherwise)
 //! - [`gemm`]: packed, blocked, parallel GEMM with its micro-kernel
-//! - [`conv`]: convolution via im2col fused into GEMM packing, and its backward passes
+//! - [`conv`]: convolution as an implicit GEMM (im2col panels read in place from the padded
+//!   image), and its backward passes
 //! - [`pool`]: 2x2 max and average pooling
 //! - [`gram`]: Gram matrices and their backward
 //! - [`elementwise`], [`reduce`]: ReLU, maps, neighbour differences; fixed-partition sums
