@@ -110,9 +110,17 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
         }
         a => a,
     };
+    // Scratch per worker, no larger than this call needs (small GEMMs, like the slices of a
+    // Gram matrix, would otherwise spend their time zeroing full-size buffers).
+    let kc_max = KC.min(k);
+    let a_len = match a {
+        AOperand::Packed(_) => 0,
+        AOperand::View(_) => MC.min(mt).div_ceil(MR) * MR * kc_max,
+    };
+    let b_len = nc.div_ceil(NR) * NR * kc_max;
     let c = SharedC::new(c, n);
     tasks.into_par_iter().for_each_init(
-        || (vec![0.0; MC * KC], vec![0.0; NC * KC]),
+        || (vec![0.0; a_len], vec![0.0; b_len]),
         |(a_buf, b_buf), (m0, n0)| {
             let (mc, ncb) = (mt.min(m - m0), nc.min(n - n0));
             block(&a, b, &c, (m0, mc), (n0, ncb), k, epilogue, a_buf, b_buf);
