@@ -3,17 +3,21 @@
 //! With `-C target-cpu=native` on an AVX-512 machine `V` is `f32x16` (one zmm register);
 //! everywhere else it is `f32x8` (one ymm register on AVX2, two xmm on older CPUs).
 //! `mul_add` compiles to a single fused multiply-add when the `fma` feature is on.
+//!
+//! `RUSTFLAGS="--cfg stylize_f32x16"` forces the AVX-512 layout (`f32x16`, `NR = 32`) on any
+//! CPU, where `wide` runs each vector as two halves: slower, but it lets a machine without
+//! AVX-512 run the test suite over the layout an AVX-512 machine uses (see `.ci/run`).
 
-#[cfg(target_feature = "avx512f")]
+#[cfg(any(target_feature = "avx512f", stylize_f32x16))]
 pub use wide::f32x16 as V;
-#[cfg(not(target_feature = "avx512f"))]
+#[cfg(not(any(target_feature = "avx512f", stylize_f32x16)))]
 pub use wide::f32x8 as V;
 
 /// Floats per vector register.
-#[cfg(target_feature = "avx512f")]
+#[cfg(any(target_feature = "avx512f", stylize_f32x16))]
 pub const LANES: usize = 16;
 /// Floats per vector register.
-#[cfg(not(target_feature = "avx512f"))]
+#[cfg(not(any(target_feature = "avx512f", stylize_f32x16)))]
 pub const LANES: usize = 8;
 
 /// Loads `LANES` floats from the front of `s` (panics if `s` is shorter).
