@@ -93,6 +93,19 @@ impl PackB for MatRef<'_> {
         for (p, panel) in out.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
             let j0 = n0 + p * NR;
             let width = NR.min(n0 + nc - j0);
+            if self.row_stride == 1 && width == NR {
+                // A transposed matrix (the Fᵀ of a Gram matrix): its columns are contiguous, so
+                // each is read straight through and scattered down the panel. (Reading all NR
+                // side by side is slower: for a long F they lie a power of two apart and
+                // contend for the same L1 cache set.)
+                for j in 0..NR {
+                    let column = &self.data[(j0 + j) * self.col_stride + k0..][..kc];
+                    for (v, &x) in panel[j..].iter_mut().step_by(NR).zip(column) {
+                        *v = x;
+                    }
+                }
+                continue;
+            }
             for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
                 let i = k0 + k;
                 if self.col_stride == 1 {
@@ -115,6 +128,16 @@ pub fn pack_a(a: &MatRef, m0: usize, mc: usize, k0: usize, kc: usize, out: &mut 
     for (p, panel) in out.chunks_exact_mut(kc * MR).take(mc.div_ceil(MR)).enumerate() {
         let i0 = m0 + p * MR;
         let height = MR.min(m0 + mc - i0);
+        if a.col_stride == 1 && height == MR {
+            // Row-major A: read its MR contiguous rows side by side, one float of each per k.
+            let rows: [&[f32]; MR] = std::array::from_fn(|i| &a.data[(i0 + i) * a.row_stride + k0..][..kc]);
+            for (k, col) in panel.chunks_exact_mut(MR).enumerate() {
+                for (v, row) in col.iter_mut().zip(&rows) {
+                    *v = row[k];
+                }
+            }
+            continue;
+        }
         for (k, col) in panel.chunks_exact_mut(MR).enumerate() {
             for (i, v) in col[..height].iter_mut().enumerate() {
                 *v = a.at(i0 + i, k0 + k);
