@@ -90,14 +90,33 @@ impl PackB for MatRef<'_> {
         self.cols
     }
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
+        let whole = nc / NR;
+        if self.col_stride == 1 {
+            // Row-major B: each row of the block is read straight through and dealt out, NR
+            // floats to each panel. (Going panel by panel instead walks down kc rows at once,
+            // which in a long matrix lie a power of two apart and contend for one cache set.)
+            for k in 0..kc {
+                let row = &self.data[(k0 + k) * self.row_stride + n0..][..nc];
+                let mut chunks = row.chunks_exact(NR);
+                for (p, chunk) in (&mut chunks).enumerate() {
+                    out[(p * kc + k) * NR..][..NR].copy_from_slice(chunk);
+                }
+                let tail = chunks.remainder();
+                if !tail.is_empty() {
+                    let dst = &mut out[(whole * kc + k) * NR..][..NR];
+                    dst[..tail.len()].copy_from_slice(tail);
+                    dst[tail.len()..].fill(0.0);
+                }
+            }
+            return;
+        }
         for (p, panel) in out.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
             let j0 = n0 + p * NR;
             let width = NR.min(n0 + nc - j0);
             if self.row_stride == 1 && width == NR {
                 // A transposed matrix (the Fᵀ of a Gram matrix): its columns are contiguous, so
-                // each is read straight through and scattered down the panel. (Reading all NR
-                // side by side is slower: for a long F they lie a power of two apart and
-                // contend for the same L1 cache set.)
+                // each is read straight through and scattered down the panel (for the same
+                // reason, not all NR side by side).
                 for j in 0..NR {
                     let column = &self.data[(j0 + j) * self.col_stride + k0..][..kc];
                     for (v, &x) in panel[j..].iter_mut().step_by(NR).zip(column) {
@@ -107,14 +126,8 @@ impl PackB for MatRef<'_> {
                 continue;
             }
             for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
-                let i = k0 + k;
-                if self.col_stride == 1 {
-                    let start = i * self.row_stride + j0;
-                    row[..width].copy_from_slice(&self.data[start..start + width]);
-                } else {
-                    for (j, v) in row[..width].iter_mut().enumerate() {
-                        *v = self.at(i, j0 + j);
-                    }
+                for (j, v) in row[..width].iter_mut().enumerate() {
+                    *v = self.at(k0 + k, j0 + j);
                 }
                 row[width..].fill(0.0);
             }
