@@ -18,7 +18,7 @@ fn abs(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x.abs()).collect()
 }
 
-/// A matrix stored either row-major or as the transpose of a row-major matrix.
+/// ReLU as the kernels define it (NaN to 0), to hold the fused ReLU to.
 fn relu(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| if x > 0.0 { x } else { 0.0 }).collect()
 }
@@ -27,6 +27,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// A matrix stored either row-major or as the transpose of a row-major matrix.
 fn view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> MatRef<'_> {
     if transposed {
         MatRef::row_major(data, cols, rows).t()

@@ -21,22 +21,18 @@ pub const SLICE_FLOATS: usize = 1 << 18;
 pub fn gram(f: &[f32], c: usize, n: usize, g: &mut [f32]) {
     let fm = MatRef::row_major(f, c, n);
     let slice = (SLICE_FLOATS / c.max(1)).max(1);
-    if n <= slice {
-        gemm(AOperand::View(fm), &fm.t(), g, Epilogue::default());
-    } else {
-        let partials: Vec<Vec<f32>> = (0..n.div_ceil(slice))
-            .into_par_iter()
-            .map(|s| {
-                let fs = fm.columns(s * slice, slice.min(n - s * slice));
-                let mut p = vec![0.0; c * c];
-                gemm(AOperand::View(fs), &fs.t(), &mut p, Epilogue::default());
-                p
-            })
-            .collect();
-        g.copy_from_slice(&partials[0]);
-        for p in &partials[1..] {
-            elementwise::add_assign(g, p);
-        }
+    let partials: Vec<Vec<f32>> = (0..n.div_ceil(slice))
+        .into_par_iter()
+        .map(|s| {
+            let fs = fm.columns(s * slice, slice.min(n - s * slice));
+            let mut p = vec![0.0; c * c];
+            gemm(AOperand::View(fs), &fs.t(), &mut p, Epilogue::default());
+            p
+        })
+        .collect();
+    g.fill(0.0);
+    for p in &partials {
+        elementwise::add_assign(g, p);
     }
     let scale = inverse_pixels(n);
     g.iter_mut().for_each(|v| *v *= scale);

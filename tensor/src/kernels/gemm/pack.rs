@@ -90,7 +90,6 @@ impl PackB for MatRef<'_> {
         self.cols
     }
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
-        let whole = nc / NR;
         if self.col_stride == 1 {
             // Row-major B: each row of the block is read straight through and dealt out, NR
             // floats to each panel. (Going panel by panel instead walks down kc rows at once,
@@ -103,7 +102,7 @@ impl PackB for MatRef<'_> {
                 }
                 let tail = chunks.remainder();
                 if !tail.is_empty() {
-                    let dst = &mut out[(whole * kc + k) * NR..][..NR];
+                    let dst = &mut out[(nc / NR * kc + k) * NR..][..NR];
                     dst[..tail.len()].copy_from_slice(tail);
                     dst[tail.len()..].fill(0.0);
                 }
