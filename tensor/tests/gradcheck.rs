@@ -1,11 +1,12 @@
 //! Every op's backward against central finite differences.
 //!
-//! For an op `y = f(x₁, …)`, the test builds the scalar `L = Σ r ⊙ y` with a fixed random `r`,
-//! runs `backward`, and compares the directional derivative `⟨∇L, v⟩` along random directions v
-//! with `(L(x + h·v) - L(x - h·v)) / 2h`. L is summed in f64, so its f32 rounding is about
-//! 6e-8·Σ|r·y|; with h = 1e-2 that is far below the 2e-3 relative tolerance. Central differences
-//! are exact for the piecewise-linear and quadratic ops here as long as no kink is crossed, so
-//! inputs are kept away from ReLU's zero and max-pool ties.
+//! For an op `y = f(x₁, …)` and the scalar `L = ⟨r, y⟩` with a fixed random `r`, the test runs
+//! backward seeded with `r` ([`Tape::backward_with`], which gives `∇L`) and compares the
+//! directional derivative `⟨∇L, v⟩` along random directions v with
+//! `(L(x + h·v) - L(x - h·v)) / 2h`. L is summed in f64 from the f32 values of y, whose rounding
+//! moves it by about 6e-8·Σ|r·y|; with h = 1e-2 that is far below the 2e-3 relative tolerance.
+//! Central differences are exact for the piecewise-linear and quadratic ops here as long as no
+//! kink is crossed, so inputs are kept away from ReLU's zero and max-pool ties.
 
 // `&[x.clone()]` reads better than `std::slice::from_ref(&x)` in these one-input calls.
 #![allow(clippy::cloned_ref_to_slice_refs)]
@@ -13,16 +14,15 @@
 mod common;
 
 use common::Rng;
-use tensor::{Conv2d, Shape, Tape, Tensor, Var};
+use tensor::{Conv2d, Error, Shape, Tape, Tensor, Var};
 
 const H: f32 = 1e-2;
 
 type Build = dyn Fn(&mut Tape, &[Var]) -> Var;
 
-fn loss_of(tape: &mut Tape, y: &Var, r: &Tensor) -> Var {
-    let rv = Var::constant(r.clone());
-    let p = tape.mul(y, &rv).expect("same shape");
-    tape.sum(&p)
+/// `L = ⟨r, y⟩`, in f64.
+fn project(y: &Tensor, r: &Tensor) -> f64 {
+    y.data().iter().zip(r.data()).map(|(&y, &r)| y as f64 * r as f64).sum()
 }
 
 fn gradcheck(name: &str, inputs: &[Tensor], build: &Build) {
@@ -31,8 +31,7 @@ fn gradcheck(name: &str, inputs: &[Tensor], build: &Build) {
     let leaves: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
     let y = build(&mut tape, &leaves);
     let r = Tensor::new(y.shape(), rng.vec(y.shape().numel())).unwrap();
-    let loss = loss_of(&mut tape, &y, &r);
-    let grads = tape.backward(&loss).unwrap();
+    let grads = tape.backward_with(&y, r.clone()).unwrap();
 
     let eval = |shift: &[Vec<f32>], sign: f32| -> f64 {
         let mut t = Tape::new();
@@ -46,7 +45,7 @@ fn gradcheck(name: &str, inputs: &[Tensor], build: &Build) {
             .collect();
         let y = build(&mut t, &xs);
         assert!(t.is_empty(), "{name}: constants must leave the tape empty");
-        loss_of(&mut t, &y, &r).value().item().unwrap() as f64
+        project(y.value(), &r)
     };
 
     for trial in 0..3 {
@@ -131,8 +130,7 @@ fn conv2d_relu_is_conv2d_then_relu() {
                 tape.relu(&c)
             };
             let saved = tape.saved_bytes();
-            let loss = loss_of(&mut tape, &y, &r);
-            let grads = tape.backward(&loss).unwrap();
+            let grads = tape.backward_with(&y, r.clone()).unwrap();
             let bits = |t: Option<&Tensor>| t.map(|t| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>());
             (bits(Some(y.value())), [&xv, &wv, &bv].map(|v| bits(grads.get(v))), saved)
         };
@@ -223,9 +221,18 @@ fn frozen_conv_records_only_shared_weights() {
 }
 
 #[test]
-fn backward_needs_a_scalar_loss() {
-    let mut tape = Tape::new();
-    let x = tape.leaf(Tensor::new([2], vec![1.0, 2.0]).unwrap());
-    let y = tape.square(&x);
-    assert!(tape.backward(&y).is_err());
+fn backward_needs_a_scalar_loss_or_a_seed_of_the_output_shape() {
+    let record = || {
+        let mut tape = Tape::new();
+        let x = tape.leaf(Tensor::new([2], vec![1.0, 2.0]).unwrap());
+        let y = tape.scale(&x, 3.0);
+        (tape, x, y)
+    };
+    let (tape, _, y) = record();
+    assert!(matches!(tape.backward(&y), Err(Error::NonScalarLoss(_))));
+    let (tape, _, y) = record();
+    assert!(matches!(tape.backward_with(&y, Tensor::zeros([3])), Err(Error::ShapeMismatch { .. })));
+    let (tape, x, y) = record();
+    let grads = tape.backward_with(&y, Tensor::new([2], vec![1.0, -2.0]).unwrap()).unwrap();
+    assert_eq!(grads.get(&x).unwrap().data(), &[3.0, -6.0]);
 }

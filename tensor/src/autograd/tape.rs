@@ -86,11 +86,26 @@ impl Tape {
         if loss.shape().numel() != 1 {
             return Err(Error::NonScalarLoss(loss.shape()));
         }
+        self.backward_with(loss, Tensor::from_parts(loss.shape(), vec![1.0]))
+    }
+
+    /// `∂⟨dy, y⟩/∂leaf` for every leaf `y` depends on: backward seeded with a given `dy = ∂L/∂y`
+    /// rather than 1, for a `y` of any shape (a vector-Jacobian product; PyTorch's
+    /// `y.backward(dy)`). Gradient checks use it to project an op's output on a random
+    /// direction without recording any op for the projection. Consumes the tape.
+    pub fn backward_with(self, y: &Var, dy: Tensor) -> Result<Grads, Error> {
+        if dy.shape() != y.shape() {
+            return Err(Error::ShapeMismatch {
+                op: "backward",
+                expected: format!("a gradient of the output's shape {}", y.shape()),
+                got: dy.shape(),
+            });
+        }
         let mut grads: Vec<Option<Tensor>> = vec![None; self.ops.len()];
-        let Some(root) = loss.node else {
+        let Some(root) = y.node else {
             return Ok(Grads { grads });
         };
-        grads[root.0] = Some(Tensor::from_parts(loss.shape(), vec![1.0]));
+        grads[root.0] = Some(dy);
         for (id, op) in self.ops.into_iter().enumerate().take(root.0 + 1).rev() {
             let Some(g) = grads[id].take() else { continue };
             if let Op::Leaf = op {
