@@ -14,11 +14,11 @@
 //! ```
 //! use tensor::{Tape, Tensor};
 //! let mut tape = Tape::new();
-//! let x = tape.leaf(Tensor::new([3], vec![1.0, 2.0, 3.0]).unwrap());
-//! let y = tape.square(&x);
-//! let loss = tape.sum(&y);
+//! let x = tape.leaf(Tensor::new([4], vec![1.0, 2.0, 3.0, 4.0]).unwrap());
+//! let y = tape.scale(&x, 2.0);
+//! let loss = tape.mean_square(&y).unwrap(); // mean(4x²)
 //! let grads = tape.backward(&loss).unwrap();
-//! assert_eq!(grads.get(&x).unwrap().data(), &[2.0, 4.0, 6.0]);
+//! assert_eq!(grads.get(&x).unwrap().data(), &[2.0, 4.0, 6.0, 8.0]); // 8x / 4
 //! ```
 
 pub mod autograd;

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use crate::autograd::op::Op;
 use crate::kernels::conv::{self, ConvGeometry, PackedConv};
-use crate::kernels::gemm::{gemm, AOperand, Epilogue, MatRef};
 use crate::kernels::{elementwise, gram, pool, reduce};
 use crate::{Error, Shape, Tape, Tensor, Var};
 
@@ -153,19 +152,6 @@ impl Tape {
         })
     }
 
-    /// 2x2 average pool, stride 2, odd sizes floored.
-    pub fn avg_pool2(&mut self, x: &Var) -> Result<Var, Error> {
-        let (n, c, h, w) = expect_nchw("avg_pool2", x)?;
-        let out_shape = Shape::new(&[n, c, h / 2, w / 2]);
-        let mut y = vec![0.0; out_shape.numel()];
-        pool::avg_pool2(x.value().data(), n * c, h, w, &mut y);
-        let tracked = x.is_tracked();
-        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::AvgPool2 {
-            x: x.node().expect("tracked"),
-            input_shape: x.shape(),
-        }))
-    }
-
     /// The Gram matrix `F Fᵀ / n` of features `[1, c, h, w]` (n = h·w) or of a `[c, n]` matrix.
     pub fn gram(&mut self, x: &Var) -> Result<Var, Error> {
         let (c, n) = match *x.shape().dims() {
@@ -188,34 +174,6 @@ impl Tape {
         }))
     }
 
-    /// `C = A B` for `A [m, k]`, `B [k, n]`.
-    pub fn matmul(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
-        let (&[m, k], &[k2, n]) = (a.shape().dims(), b.shape().dims()) else {
-            return Err(Error::ShapeMismatch {
-                op: "matmul",
-                expected: "two matrices".into(),
-                got: if a.shape().rank() != 2 { a.shape() } else { b.shape() },
-            });
-        };
-        if k != k2 {
-            return Err(Error::ShapeMismatch {
-                op: "matmul",
-                expected: format!("[{k}, _] to match A {}", a.shape()),
-                got: b.shape(),
-            });
-        }
-        let mut c = vec![0.0; m * n];
-        let am = MatRef::row_major(a.value().data(), m, k);
-        gemm(AOperand::View(am), &MatRef::row_major(b.value().data(), k, n), &mut c, Epilogue::default());
-        let tracked = a.is_tracked() || b.is_tracked();
-        Ok(self.output(Tensor::from_parts(Shape::new(&[m, n]), c), tracked, || Op::MatMul {
-            a: a.node(),
-            b: b.node(),
-            a_value: b.is_tracked().then(|| a.value().clone()),
-            b_value: a.is_tracked().then(|| b.value().clone()),
-        }))
-    }
-
     pub fn add(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
         same_shape("add", a, b)?;
         let y = a.value().zip_map(b.value(), |a, b| a + b);
@@ -223,53 +181,11 @@ impl Tape {
         Ok(self.output(y, tracked, || Op::Add { a: a.node(), b: b.node() }))
     }
 
-    pub fn sub(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
-        same_shape("sub", a, b)?;
-        let y = a.value().zip_map(b.value(), |a, b| a - b);
-        let tracked = a.is_tracked() || b.is_tracked();
-        Ok(self.output(y, tracked, || Op::Sub { a: a.node(), b: b.node() }))
-    }
-
-    /// Elementwise product.
-    pub fn mul(&mut self, a: &Var, b: &Var) -> Result<Var, Error> {
-        same_shape("mul", a, b)?;
-        let y = a.value().zip_map(b.value(), |a, b| a * b);
-        let tracked = a.is_tracked() || b.is_tracked();
-        Ok(self.output(y, tracked, || Op::Mul {
-            a: a.node(),
-            b: b.node(),
-            a_value: b.is_tracked().then(|| a.value().clone()),
-            b_value: a.is_tracked().then(|| b.value().clone()),
-        }))
-    }
-
     /// `factor · x`.
     pub fn scale(&mut self, x: &Var, factor: f32) -> Var {
         let y = x.value().map(|v| v * factor);
         let tracked = x.is_tracked();
         self.output(y, tracked, || Op::Scale { x: x.node().expect("tracked"), factor })
-    }
-
-    /// `x²`, elementwise.
-    pub fn square(&mut self, x: &Var) -> Var {
-        let y = x.value().map(|v| v * v);
-        let tracked = x.is_tracked();
-        self.output(y, tracked, || Op::Square { x: x.node().expect("tracked"), input: x.value().clone() })
-    }
-
-    /// The sum of all elements, as a scalar (accumulated in f64).
-    pub fn sum(&mut self, x: &Var) -> Var {
-        let y = Tensor::scalar(reduce::sum(x.value().data()) as f32);
-        let tracked = x.is_tracked();
-        self.output(y, tracked, || Op::Sum { x: x.node().expect("tracked"), input_shape: x.shape() })
-    }
-
-    /// The mean of all elements, as a scalar (accumulated in f64).
-    pub fn mean(&mut self, x: &Var) -> Var {
-        let n = x.shape().numel().max(1) as f64;
-        let y = Tensor::scalar((reduce::sum(x.value().data()) / n) as f32);
-        let tracked = x.is_tracked();
-        self.output(y, tracked, || Op::Mean { x: x.node().expect("tracked"), input_shape: x.shape() })
     }
 
     /// `mean((x - target)²)` against a constant target: the content and style losses.
@@ -293,13 +209,6 @@ impl Tape {
     /// `mean(x²)`.
     pub fn mean_square(&mut self, x: &Var) -> Result<Var, Error> {
         self.mse(x, &Tensor::zeros(x.shape()))
-    }
-
-    /// The same values under another shape with as many elements.
-    pub fn reshape(&mut self, x: &Var, shape: impl Into<Shape>) -> Result<Var, Error> {
-        let y = x.value().reshape(shape)?;
-        let tracked = x.is_tracked();
-        Ok(self.output(y, tracked, || Op::Reshape { x: x.node().expect("tracked"), input_shape: x.shape() }))
     }
 
     /// Differences of vertical (`along_rows`) or horizontal neighbours of `[n, c, h, w]`:

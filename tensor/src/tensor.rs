@@ -59,19 +59,6 @@ impl Tensor {
         (self.data.len() == 1).then(|| self.data[0])
     }
 
-    /// The same data under another shape with as many elements (no copy).
-    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self, Error> {
-        let shape = shape.into();
-        if shape.numel() != self.shape.numel() {
-            return Err(Error::ShapeMismatch {
-                op: "reshape",
-                expected: format!("{} elements", self.shape.numel()),
-                got: shape,
-            });
-        }
-        Ok(Tensor { shape, data: Arc::clone(&self.data) })
-    }
-
     /// `f` applied to every element (in parallel, see `kernels::elementwise`).
     pub(crate) fn map(&self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
         let mut out = vec![0.0; self.data.len()];

@@ -153,32 +153,22 @@ fn relu() {
 fn pooling() {
     let mut rng = Rng::new(3);
     gradcheck("max_pool2 (odd sizes)", &[distinct(&mut rng, &[1, 3, 7, 9])], &|t, v| t.max_pool2(&v[0]).unwrap());
-    gradcheck("avg_pool2 (odd sizes)", &[random(&mut rng, &[2, 2, 5, 6])], &|t, v| t.avg_pool2(&v[0]).unwrap());
 }
 
 #[test]
-fn gram_and_matmul() {
+fn gram() {
     let mut rng = Rng::new(4);
     gradcheck("gram [1,c,h,w]", &[random(&mut rng, &[1, 7, 5, 6])], &|t, v| t.gram(&v[0]).unwrap());
     gradcheck("gram [c,n]", &[random(&mut rng, &[9, 13])], &|t, v| t.gram(&v[0]).unwrap());
-    gradcheck("matmul", &[random(&mut rng, &[7, 11]), random(&mut rng, &[11, 19])], &|t, v| {
-        t.matmul(&v[0], &v[1]).unwrap()
-    });
 }
 
 #[test]
-fn elementwise_and_reductions() {
+fn elementwise_and_losses() {
     let mut rng = Rng::new(5);
     let (a, b) = (random(&mut rng, &[3, 4, 5]), random(&mut rng, &[3, 4, 5]));
     let ab = [a.clone(), b.clone()];
     gradcheck("add", &ab, &|t, v| t.add(&v[0], &v[1]).unwrap());
-    gradcheck("sub", &ab, &|t, v| t.sub(&v[0], &v[1]).unwrap());
-    gradcheck("mul", &ab, &|t, v| t.mul(&v[0], &v[1]).unwrap());
     gradcheck("scale", &[a.clone()], &|t, v| t.scale(&v[0], -2.5));
-    gradcheck("square", &[a.clone()], &|t, v| t.square(&v[0]));
-    gradcheck("sum", &[a.clone()], &|t, v| t.sum(&v[0]));
-    gradcheck("mean", &[a.clone()], &|t, v| t.mean(&v[0]));
-    gradcheck("reshape", &[a.clone()], &|t, v| t.reshape(&v[0], [12, 5]).unwrap());
     gradcheck("mse", &[a.clone()], &move |t, v| t.mse(&v[0], &b).unwrap());
     gradcheck("mean_square", &[a], &|t, v| t.mean_square(&v[0]).unwrap());
 }
@@ -195,14 +185,13 @@ fn image_ops() {
 
 #[test]
 fn a_value_used_twice_sums_its_gradients() {
-    // d/dx Σ (x·x + x) = 2x + 1
+    // d/dx mean((x + x)²) = 8x / 4 = 2x for four elements, every step exact in f32.
     let mut tape = Tape::new();
-    let x = tape.leaf(Tensor::new([3], vec![1.0, -2.0, 0.5]).unwrap());
-    let sq = tape.mul(&x, &x).unwrap();
-    let s = tape.add(&sq, &x).unwrap();
-    let loss = tape.sum(&s);
+    let x = tape.leaf(Tensor::new([4], vec![1.0, -2.0, 0.5, 3.0]).unwrap());
+    let s = tape.add(&x, &x).unwrap();
+    let loss = tape.mean_square(&s).unwrap();
     let g = tape.backward(&loss).unwrap();
-    assert_eq!(g.get(&x).unwrap().data(), &[3.0, -3.0, 2.0]);
+    assert_eq!(g.get(&x).unwrap().data(), &[2.0, -4.0, 1.0, 6.0]);
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! compile until its rule is written here.
 
 use crate::autograd::{op::Op, tape::NodeId};
-use crate::kernels::gemm::{gemm, AOperand, Epilogue, MatRef};
 use crate::kernels::{conv, elementwise, gram, pool};
 use crate::Tensor;
 
@@ -52,38 +51,12 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
             pool::max_pool2_backward(g.data(), &argmax, n * c, h, w, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
-        Op::AvgPool2 { x, input_shape } => {
-            let (n, c, h, w) = input_shape.nchw().expect("pool input is NCHW");
-            let mut dx = vec![0.0; input_shape.numel()];
-            pool::avg_pool2_backward(g.data(), n * c, h, w, &mut dx);
-            out.push((x, Tensor::from_parts(input_shape, dx)));
-        }
         Op::Gram { x, features } => {
             let c = g.shape().dims()[0];
             let n = features.shape().numel() / c;
             let mut df = vec![0.0; features.shape().numel()];
             gram::gram_backward(features.data(), g.data(), c, n, &mut df);
             out.push((x, Tensor::from_parts(features.shape(), df)));
-        }
-        Op::MatMul { a, b, a_value, b_value } => {
-            let (m, n) = (g.shape().dims()[0], g.shape().dims()[1]);
-            let dc = MatRef::row_major(g.data(), m, n);
-            if let Some(a) = a {
-                // dA = dC Bᵀ
-                let bv = b_value.expect("matmul saves B when A is tracked");
-                let k = bv.shape().dims()[0];
-                let mut da = vec![0.0; m * k];
-                gemm(AOperand::View(dc), &MatRef::row_major(bv.data(), k, n).t(), &mut da, Epilogue::default());
-                out.push((a, Tensor::from_parts([m, k].into(), da)));
-            }
-            if let Some(b) = b {
-                // dB = Aᵀ dC
-                let av = a_value.expect("matmul saves A when B is tracked");
-                let k = av.shape().dims()[1];
-                let mut db = vec![0.0; k * n];
-                gemm(AOperand::View(MatRef::row_major(av.data(), m, k).t()), &dc, &mut db, Epilogue::default());
-                out.push((b, Tensor::from_parts([k, n].into(), db)));
-            }
         }
         Op::Add { a, b } => {
             if let Some(a) = a {
@@ -93,39 +66,11 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
                 out.push((b, g));
             }
         }
-        Op::Sub { a, b } => {
-            if let Some(b) = b {
-                out.push((b, g.map(|v| -v)));
-            }
-            if let Some(a) = a {
-                out.push((a, g));
-            }
-        }
-        Op::Mul { a, b, a_value, b_value } => {
-            if let Some(a) = a {
-                out.push((a, g.zip_map(&b_value.expect("mul saves B when A is tracked"), |g, b| g * b)));
-            }
-            if let Some(b) = b {
-                out.push((b, g.zip_map(&a_value.expect("mul saves A when B is tracked"), |g, a| g * a)));
-            }
-        }
         Op::Scale { x, factor } => out.push((x, g.map(|v| v * factor))),
-        Op::Square { x, input } => out.push((x, g.zip_map(&input, |g, x| 2.0 * x * g))),
-        Op::Sum { x, input_shape } => {
-            let gv = g.item().expect("sum is a scalar");
-            out.push((x, Tensor::from_parts(input_shape, vec![gv; input_shape.numel()])));
-        }
-        Op::Mean { x, input_shape } => {
-            let gv = g.item().expect("mean is a scalar") / input_shape.numel() as f32;
-            out.push((x, Tensor::from_parts(input_shape, vec![gv; input_shape.numel()])));
-        }
         Op::MeanSquaredError { x, diff } => {
             // d/dx mean((x - t)²) = 2 (x - t) / numel
             let k = 2.0 * g.item().expect("mse is a scalar") / diff.shape().numel() as f32;
             out.push((x, diff.map(|d| k * d)));
-        }
-        Op::Reshape { x, input_shape } => {
-            out.push((x, g.reshape(input_shape).expect("same number of elements")));
         }
         Op::NeighbourDiff { x, input_shape, along_rows } => {
             let (n, c, h, w) = input_shape.nchw().expect("neighbour_diff input is NCHW");

@@ -38,62 +38,23 @@ pub(crate) enum Op {
         argmax: Vec<u8>,
         input_shape: Shape,
     },
-    /// 2x2 average pool.
-    AvgPool2 {
-        x: NodeId,
-        input_shape: Shape,
-    },
     /// `G = F Fᵀ / n` of `[1, c, h, w]` (or `[c, n]`) features; saves F.
     Gram {
         x: NodeId,
         features: Tensor,
     },
-    /// `C = A B`; saves B only if A is tracked and A only if B is tracked.
-    MatMul {
-        a: Option<NodeId>,
-        b: Option<NodeId>,
-        a_value: Option<Tensor>,
-        b_value: Option<Tensor>,
-    },
     Add {
         a: Option<NodeId>,
         b: Option<NodeId>,
-    },
-    Sub {
-        a: Option<NodeId>,
-        b: Option<NodeId>,
-    },
-    /// Elementwise product; saves each factor only if the other is tracked.
-    Mul {
-        a: Option<NodeId>,
-        b: Option<NodeId>,
-        a_value: Option<Tensor>,
-        b_value: Option<Tensor>,
     },
     Scale {
         x: NodeId,
         factor: f32,
     },
-    Square {
-        x: NodeId,
-        input: Tensor,
-    },
-    Sum {
-        x: NodeId,
-        input_shape: Shape,
-    },
-    Mean {
-        x: NodeId,
-        input_shape: Shape,
-    },
     /// `mean((x - target)²)` against a constant target; saves `x - target`.
     MeanSquaredError {
         x: NodeId,
         diff: Tensor,
-    },
-    Reshape {
-        x: NodeId,
-        input_shape: Shape,
     },
     /// Neighbour differences along rows (`along_rows`) or columns of `[n, c, h, w]`.
     NeighbourDiff {
@@ -122,20 +83,9 @@ impl Op {
             Op::Relu { mask, .. } => mask.len(),
             Op::MaxPool2 { argmax, .. } => argmax.len(),
             Op::Gram { features, .. } => features.bytes(),
-            Op::MatMul { a_value, b_value, .. } | Op::Mul { a_value, b_value, .. } => t(a_value) + t(b_value),
-            Op::Square { input, .. } => input.bytes(),
             Op::MeanSquaredError { diff, .. } => diff.bytes(),
             Op::SelectChannels { perm, .. } => perm.len() * std::mem::size_of::<usize>(),
-            Op::Leaf
-            | Op::AvgPool2 { .. }
-            | Op::Add { .. }
-            | Op::Sub { .. }
-            | Op::Scale { .. }
-            | Op::Sum { .. }
-            | Op::Mean { .. }
-            | Op::Reshape { .. }
-            | Op::NeighbourDiff { .. }
-            | Op::AddChannelOffsets { .. } => 0,
+            Op::Leaf | Op::Add { .. } | Op::Scale { .. } | Op::NeighbourDiff { .. } | Op::AddChannelOffsets { .. } => 0,
         }
     }
 }

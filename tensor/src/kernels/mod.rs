@@ -6,7 +6,7 @@
 //! - [`gemm`]: packed, blocked, parallel GEMM with its micro-kernel
 //! - [`conv`]: convolution as an implicit GEMM (im2col panels read in place from the padded
 //!   image), and its backward passes
-//! - [`pool`]: 2x2 max and average pooling
+//! - [`pool`]: 2x2 max-pooling and its backward
 //! - [`gram`]: Gram matrices and their backward
 //! - [`elementwise`], [`reduce`]: ReLU, maps, neighbour differences; fixed-partition sums
 //! - [`reference`]: the scalar twin of each of the above

@@ -1,4 +1,4 @@
-//! 2x2 pooling with stride 2, flooring odd sizes (PyTorch's default `ceil_mode=False`): the
+//! 2x2 max-pooling with stride 2, flooring odd sizes (PyTorch's default `ceil_mode=False`): the
 //! last row or column of an odd-sized input belongs to no window.
 
 use rayon::prelude::*;
@@ -47,44 +47,6 @@ pub fn max_pool2_backward(dy: &[f32], argmax: &[u8], c: usize, h: usize, w: usiz
             for ox in 0..wo {
                 let a = am[oy * wo + ox] as usize;
                 dx[(2 * oy + a / 2) * w + 2 * ox + a % 2] = dy[oy * wo + ox];
-            }
-        }
-    });
-}
-
-/// `y [c, h/2, w/2]` = mean of each 2x2 window of `x [c, h, w]`.
-pub fn avg_pool2(x: &[f32], c: usize, h: usize, w: usize, y: &mut [f32]) {
-    let (ho, wo) = (h / 2, w / 2);
-    assert!(x.len() == c * h * w && y.len() == c * ho * wo);
-    if y.is_empty() {
-        return;
-    }
-    y.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(y, x)| {
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let (t, b) = (2 * oy * w + 2 * ox, (2 * oy + 1) * w + 2 * ox);
-                y[oy * wo + ox] = 0.25 * (x[t] + x[t + 1] + x[b] + x[b + 1]);
-            }
-        }
-    });
-}
-
-/// `dx [c, h, w]`: a quarter of each `dy` to each cell of its window; 0 outside all windows.
-pub fn avg_pool2_backward(dy: &[f32], c: usize, h: usize, w: usize, dx: &mut [f32]) {
-    let (ho, wo) = (h / 2, w / 2);
-    assert!(dy.len() == c * ho * wo && dx.len() == c * h * w);
-    if dx.is_empty() {
-        return;
-    }
-    dx.par_chunks_mut(h * w).enumerate().for_each(|(ch, dx)| {
-        dx.fill(0.0);
-        let dy = &dy[ch * ho * wo..];
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let g = 0.25 * dy[oy * wo + ox];
-                for (dy_, dx_) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                    dx[(2 * oy + dy_) * w + 2 * ox + dx_] = g;
-                }
             }
         }
     });

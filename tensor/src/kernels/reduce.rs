@@ -13,11 +13,6 @@ pub fn sum_map(x: &[f32], f: impl Fn(f32) -> f64 + Sync) -> f64 {
     partials.iter().sum()
 }
 
-/// `Σ x[i]`, in f64.
-pub fn sum(x: &[f32]) -> f64 {
-    sum_map(x, |v| v as f64)
-}
-
 /// `Σ (a[i] - b[i])²`, in f64, also writing `diff = a - b`.
 pub fn sum_sq_diff(a: &[f32], b: &[f32], diff: &mut [f32]) -> f64 {
     assert!(a.len() == b.len() && a.len() == diff.len());

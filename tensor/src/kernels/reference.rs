@@ -168,40 +168,6 @@ pub fn max_pool2_backward(dy: &[f32], argmax: &[u8], c: usize, h: usize, w: usiz
     dx
 }
 
-/// 2x2 stride-2 average pool with floor.
-pub fn avg_pool2(x: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
-    let (ho, wo) = (h / 2, w / 2);
-    let mut y = vec![0.0; c * ho * wo];
-    for ch in 0..c {
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let mut s = 0.0;
-                for a in 0..4 {
-                    s += x[ch * h * w + (2 * oy + a / 2) * w + 2 * ox + a % 2];
-                }
-                y[ch * ho * wo + oy * wo + ox] = s / 4.0;
-            }
-        }
-    }
-    y
-}
-
-/// `dx` of [`avg_pool2`].
-pub fn avg_pool2_backward(dy: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
-    let (ho, wo) = (h / 2, w / 2);
-    let mut dx = vec![0.0; c * h * w];
-    for ch in 0..c {
-        for oy in 0..ho {
-            for ox in 0..wo {
-                for a in 0..4 {
-                    dx[ch * h * w + (2 * oy + a / 2) * w + 2 * ox + a % 2] = dy[ch * ho * wo + oy * wo + ox] / 4.0;
-                }
-            }
-        }
-    }
-    dx
-}
-
 /// `G = F Fᵀ / n` for `F [c, n]` (zero when n = 0).
 pub fn gram(f: &[f32], c: usize, n: usize) -> Vec<f32> {
     let mut g = vec![0.0; c * c];
