@@ -95,6 +95,7 @@ proptest! {
         let packed = PackedConv::new(&wt, &b, g);
         let k = g.patch_len() + 1;
 
+        prop_assert_eq!(bits(&conv::im2col(&x, g, h, w)), bits(&reference::im2col(&x, g, h, w)), "im2col is a copy");
         let mut y = vec![f32::NAN; cout * ho * wo];
         conv::conv_forward(&packed, &x, h, w, &mut y);
         let exact = reference::conv2d(&x, &wt, &b, g, h, w);

@@ -16,11 +16,11 @@
 //! `dX = col2im(Wᵀ · dY)`: a GEMM whose B is dY itself (64 rows), then a scatter-add of the
 //! 27 patch rows back into the image.
 
+use std::borrow::Cow;
+
 use super::gemm::params::{KC, NR};
 use super::gemm::{gemm, AOperand, Epilogue, MatRef, PackB, PackedA};
 use rayon::prelude::*;
-
-use super::reference;
 
 /// Shape of a convolution: channels, kernel size and zero padding; stride is 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +48,11 @@ impl ConvGeometry {
     pub fn output_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
         let (hp, wp) = (h + 2 * self.pad_h, w + 2 * self.pad_w);
         (hp >= self.kh && wp >= self.kw).then(|| (hp - self.kh + 1, wp - self.kw + 1))
+    }
+
+    /// The same convolution on an image already padded.
+    fn unpadded(&self) -> Self {
+        ConvGeometry { pad_h: 0, pad_w: 0, ..*self }
     }
 
     /// The geometry of the backward-to-input convolution (channels swapped, padding k-1-p).
@@ -130,16 +135,37 @@ fn forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32], relu: b
 /// `y = a · col(x)` for the convolution `g` of an `h x w` image: zero-pads the image once
 /// (one copy of it), then lets the GEMM read `col` of the padded image (see [`Im2col`]).
 fn conv_gemm(a: &PackedA, x: &[f32], g: ConvGeometry, h: usize, w: usize, y: &mut [f32], epilogue: Epilogue) {
+    let (x, hp, wp) = padded(x, g, h, w);
+    gemm(AOperand::Packed(a), &Im2col::new(&x, g.unpadded(), hp, wp), y, epilogue);
+}
+
+/// The im2col matrix `[cin·kh·kw, ho·wo]` of `x [cin, h, w]`, written out (the forward and
+/// input-gradient GEMMs never do: they read it in place, see [`Im2col`]). Row k is the
+/// zero-padded image shifted by `offset(k)`, so each output row of it is one copy of `wo`
+/// consecutive floats.
+pub fn im2col(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
+    let (x, hp, wp) = padded(x, g, h, w);
+    let b = Im2col::new(&x, g.unpadded(), hp, wp);
+    let mut offsets = vec![0; g.patch_len()];
+    b.row_offsets(0, &mut offsets);
+    let mut col = vec![0.0; g.patch_len() * b.pixels];
+    col.par_chunks_mut(b.pixels).zip(offsets.par_iter()).for_each(|(row, &offset)| {
+        for (oy, out) in row.chunks_exact_mut(b.wo).enumerate() {
+            out.copy_from_slice(&x[offset + oy * wp..][..b.wo]);
+        }
+    });
+    col
+}
+
+/// `x [cin, h, w]` inside the zero border of `g` (borrowed when `g` has no padding), with its
+/// padded height and width.
+fn padded(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> (Cow<'_, [f32]>, usize, usize) {
     let (hp, wp) = (h + 2 * g.pad_h, w + 2 * g.pad_w);
-    let padded;
-    let x = if g.pad_h == 0 && g.pad_w == 0 {
-        x
+    if g.pad_h == 0 && g.pad_w == 0 {
+        (Cow::Borrowed(x), hp, wp)
     } else {
-        padded = zero_pad(x, g.cin, (h, w), (g.pad_h, g.pad_w));
-        &padded
-    };
-    let unpadded = ConvGeometry { pad_h: 0, pad_w: 0, ..g };
-    gemm(AOperand::Packed(a), &Im2col::new(x, unpadded, hp, wp), y, epilogue);
+        (Cow::Owned(zero_pad(x, g.cin, (h, w), (g.pad_h, g.pad_w))), hp, wp)
+    }
 }
 
 /// `x [c, h, w]` inside a border of `pad_h` rows and `pad_w` columns of zeros.
@@ -200,7 +226,7 @@ fn col2im(dcol: &[f32], g: ConvGeometry, h: usize, w: usize, dx: &mut [f32]) {
 /// `dw [cout, cin, kh, kw]` and `db [cout]` from the input `x [cin, h, w]` and `dy`.
 ///
 /// `dW = dY · col(X)ᵀ`. This path runs only for trainable weights (never for VGG), so it
-/// materialises `col(X)` with the plain reference im2col rather than a fused pack.
+/// materialises `col(X)` with [`im2col`] rather than fusing it into a pack.
 pub fn conv_backward_weight(
     g: ConvGeometry,
     x: &[f32],
@@ -212,7 +238,7 @@ pub fn conv_backward_weight(
 ) {
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
     let pixels = ho * wo;
-    let col = reference::im2col(x, g, h, w);
+    let col = im2col(x, g, h, w);
     let dy_mat = MatRef::row_major(dy, g.cout, pixels);
     gemm(AOperand::View(dy_mat), &MatRef::row_major(&col, g.patch_len(), pixels).t(), dw, Epilogue::default());
     for (b, row) in db.iter_mut().zip(dy.chunks_exact(pixels)) {
