@@ -206,9 +206,15 @@ impl Tape {
         })
     }
 
-    /// `mean(x²)`.
+    /// `mean(x²)`: [`Tape::mse`] against zero, without an image-sized zero target or a
+    /// `x - 0` copy. Backward's `x - target` is x itself, saved as a shared clone.
     pub fn mean_square(&mut self, x: &Var) -> Result<Var, Error> {
-        self.mse(x, &Tensor::zeros(x.shape()))
+        let ss = reduce::sum_map(x.value().data(), |v| v as f64 * v as f64);
+        let y = Tensor::scalar((ss / x.shape().numel().max(1) as f64) as f32);
+        Ok(match x.node() {
+            Some(node) => self.record(y, Op::MeanSquaredError { x: node, diff: x.value().clone() }),
+            None => Var::constant(y),
+        })
     }
 
     /// Differences of vertical (`along_rows`) or horizontal neighbours of `[n, c, h, w]`:

@@ -195,6 +195,26 @@ fn a_value_used_twice_sums_its_gradients() {
 }
 
 #[test]
+fn mean_square_is_mse_against_zero() {
+    // Same value, gradient and saved bytes, bit for bit: mean_square saves x (shared) where mse
+    // saves its own x - 0.
+    let mut rng = Rng::new(8);
+    let x = random(&mut rng, &[2, 3, 9, 7]);
+    let run = |direct: bool| {
+        let mut tape = Tape::new();
+        let xv = tape.leaf(x.clone());
+        let loss = if direct { tape.mean_square(&xv) } else { tape.mse(&xv, &Tensor::zeros(x.shape())) }.unwrap();
+        let saved = tape.saved_bytes();
+        let grads = tape.backward(&loss).unwrap();
+        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        (bits(loss.value()), bits(grads.get(&xv).unwrap()), saved)
+    };
+    let (direct, via_mse) = (run(true), run(false));
+    assert_eq!(direct, via_mse);
+    assert_eq!(direct.2, x.bytes());
+}
+
+#[test]
 fn frozen_conv_records_only_shared_weights() {
     // A frozen layer keeps nothing of its input: the tape's saved bytes are the ReLU mask only.
     let mut rng = Rng::new(7);

@@ -51,7 +51,8 @@ pub(crate) enum Op {
         x: NodeId,
         factor: f32,
     },
-    /// `mean((x - target)²)` against a constant target; saves `x - target`.
+    /// `mean((x - target)²)` against a constant target; saves `x - target` (for
+    /// `mean_square`, whose target is zero, a shared clone of x).
     MeanSquaredError {
         x: NodeId,
         diff: Tensor,
