@@ -8,19 +8,24 @@ use std::sync::Arc;
 use crate::autograd::op::Op;
 use crate::kernels::conv::{self, ConvGeometry, PackedConv};
 use crate::kernels::{elementwise, gram, pool, reduce};
-use crate::{Error, Shape, Tape, Tensor, Var};
+use crate::{Error, NodeId, Shape, Tape, Tensor, Var};
 
 /// A convolution layer (stride 1, zero padding): weights `[cout, cin, kh, kw]`, bias `[cout]`,
 /// packed once for the forward and backward GEMMs.
 ///
-/// Frozen layers (constant weight and bias, as in VGG) record only a shared `Arc` of the packed
-/// weights: their backward needs nothing of the input. If the weight or bias is a tracked `Var`
-/// the op also keeps its input, to compute their gradients.
+/// The layer holds the packed weights and nothing else of them: the unpacked tensors it was
+/// built from are not kept (for VGG19 they would be a second 80 MB copy that no pass reads).
+/// Frozen layers (constant weight and bias, as in VGG) record only a shared `Arc` of the
+/// packed weights: their backward needs nothing of the input. When the weight or bias is a
+/// tracked `Var`, the layer keeps its tape node, and the op keeps its input to compute the
+/// gradient (which needs x and dY, not W).
 #[derive(Clone)]
 pub struct Conv2d {
-    pub weight: Var,
-    pub bias: Var,
     packed: Arc<PackedConv>,
+    /// The weight's node when it is tracked.
+    weight: Option<NodeId>,
+    /// The bias's node when it is tracked.
+    bias: Option<NodeId>,
 }
 
 impl Conv2d {
@@ -44,12 +49,18 @@ impl Conv2d {
         }
         let g = ConvGeometry { cin, cout, kh, kw, pad_h: padding, pad_w: padding };
         let packed = Arc::new(PackedConv::new(weight.value().data(), bias.value().data(), g));
-        Ok(Conv2d { weight, bias, packed })
+        Ok(Conv2d { packed, weight: weight.node(), bias: bias.node() })
     }
 
     /// A layer whose weights never receive gradients.
     pub fn frozen(weight: Tensor, bias: Tensor, padding: usize) -> Result<Self, Error> {
         Conv2d::new(Var::constant(weight), Var::constant(bias), padding)
+    }
+
+    /// True when neither the weight nor the bias is tracked (so no gradient flows to them and
+    /// the op saves nothing of its input).
+    pub fn is_frozen(&self) -> bool {
+        self.weight.is_none() && self.bias.is_none()
     }
 
     pub fn geometry(&self) -> ConvGeometry {
@@ -113,16 +124,15 @@ impl Tape {
         for (y, x) in y.chunks_exact_mut(g.cout * ho * wo).zip(x.value().data().chunks_exact(cin * h * w)) {
             forward(&layer.packed, x, h, w, y);
         }
-        let (wn, bn) = (layer.weight.node(), layer.bias.node());
-        let tracked = x.is_tracked() || wn.is_some() || bn.is_some();
+        let tracked = x.is_tracked() || !layer.is_frozen();
         let relu_mask = (relu && tracked).then(|| elementwise::positive_mask(&y));
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Conv2d {
             x: x.node(),
             conv: Arc::clone(&layer.packed),
             input_shape: x.shape(),
-            weight: wn,
-            bias: bn,
-            input: (wn.is_some() || bn.is_some()).then(|| x.value().clone()),
+            weight: layer.weight,
+            bias: layer.bias,
+            input: (!layer.is_frozen()).then(|| x.value().clone()),
             relu_mask,
         }))
     }

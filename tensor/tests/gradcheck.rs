@@ -18,14 +18,12 @@ use tensor::{Conv2d, Error, Shape, Tape, Tensor, Var};
 
 const H: f32 = 1e-2;
 
-type Build = dyn Fn(&mut Tape, &[Var]) -> Var;
-
 /// `L = ⟨r, y⟩`, in f64.
 fn project(y: &Tensor, r: &Tensor) -> f64 {
     y.data().iter().zip(r.data()).map(|(&y, &r)| y as f64 * r as f64).sum()
 }
 
-fn gradcheck(name: &str, inputs: &[Tensor], build: &Build) {
+fn gradcheck(name: &str, inputs: &[Tensor], build: &dyn Fn(&mut Tape, &[Var]) -> Var) {
     let mut rng = Rng::new(name.bytes().map(u64::from).sum());
     let mut tape = Tape::new();
     let leaves: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
@@ -88,9 +86,12 @@ fn conv2d_input_weight_and_bias() {
     let mut rng = Rng::new(1);
     let (w, b) = (random(&mut rng, &[5, 3, 3, 3]), random(&mut rng, &[5]));
     let x = random(&mut rng, &[2, 3, 6, 7]);
-    let (wc, bc) = (w.clone(), b.clone());
-    gradcheck("conv2d input (frozen weights)", &[x.clone()], &move |t, v| {
-        let layer = Conv2d::frozen(wc.clone(), bc.clone(), 1).unwrap();
+    gradcheck("conv2d input (frozen weights)", &[x.clone()], &|t, v| {
+        let layer = Conv2d::frozen(w.clone(), b.clone(), 1).unwrap();
+        t.conv2d(&v[0], &layer).unwrap()
+    });
+    gradcheck("conv2d input and weight (constant bias)", &[x.clone(), w.clone()], &|t, v| {
+        let layer = Conv2d::new(v[1].clone(), Var::constant(b.clone()), 1).unwrap();
         t.conv2d(&v[0], &layer).unwrap()
     });
     gradcheck("conv2d input, weight and bias", &[x, w, b], &|t, v| {
@@ -123,6 +124,7 @@ fn conv2d_relu_is_conv2d_then_relu() {
                 (Var::constant(w.clone()), Var::constant(b.clone()))
             };
             let layer = Conv2d::new(wv.clone(), bv.clone(), 2).unwrap();
+            assert_eq!(layer.is_frozen(), !tracked_weights);
             let y = if fused {
                 tape.conv2d_relu(&xv, &layer).unwrap()
             } else {
@@ -219,6 +221,7 @@ fn frozen_conv_records_only_shared_weights() {
     // A frozen layer keeps nothing of its input: the tape's saved bytes are the ReLU mask only.
     let mut rng = Rng::new(7);
     let layer = Conv2d::frozen(random(&mut rng, &[4, 3, 3, 3]), random(&mut rng, &[4]), 1).unwrap();
+    assert!(layer.is_frozen());
     let mut tape = Tape::new();
     let x = tape.leaf(random(&mut rng, &[1, 3, 8, 8]));
     let y = tape.conv2d(&x, &layer).unwrap();
