@@ -5,6 +5,7 @@
 //! | `shape.rs` | [`Shape`]: up to 4 dims, row-major (NCHW) |
 //! | `tensor.rs` | [`Tensor`]: shape + `Arc`'d data; invariant `data.len() == shape.numel()` |
 //! | `error.rs` | [`Error`]: names the op and the shapes |
+//! | `rng.rs` | [`Rng`]: seeded SplitMix64 for test data, bench inputs and noise images |
 //! | `ops.rs` | every differentiable op, as a method on [`Tape`]; [`Conv2d`] |
 //! | `autograd/tape.rs` | [`Tape`], [`Var`], [`NodeId`], `backward` → [`Grads`] |
 //! | `autograd/op.rs` | `Op`: one variant per op, holding exactly its saved state |
@@ -25,6 +26,7 @@ pub mod autograd;
 mod error;
 pub mod kernels;
 mod ops;
+mod rng;
 mod shape;
 mod tensor;
 
@@ -32,5 +34,6 @@ pub use autograd::tape::{Grads, NodeId, Tape, Var};
 pub use error::Error;
 pub use kernels::conv::ConvGeometry;
 pub use ops::Conv2d;
+pub use rng::Rng;
 pub use shape::Shape;
 pub use tensor::Tensor;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::kernels::elementwise;
-use crate::{Error, Shape};
+use crate::{Error, Rng, Shape};
 
 /// A contiguous row-major f32 array. Clones share the data (`Arc`), so saving a tensor for a
 /// backward pass or handing it to several ops copies nothing.
@@ -35,6 +35,14 @@ impl Tensor {
     pub fn zeros(shape: impl Into<Shape>) -> Self {
         let shape = shape.into();
         Tensor::from_parts(shape, vec![0.0; shape.numel()])
+    }
+
+    /// Values uniform in [lo, hi) from an [`Rng`] seeded with `seed`, in row-major order: the
+    /// same seed gives the same tensor on every run and platform (noise images, test inputs).
+    pub fn uniform(shape: impl Into<Shape>, lo: f32, hi: f32, seed: u64) -> Self {
+        let shape = shape.into();
+        let mut rng = Rng::new(seed);
+        Tensor::from_parts(shape, (0..shape.numel()).map(|_| rng.uniform_in(lo, hi)).collect())
     }
 
     pub fn scalar(v: f32) -> Self {

@@ -1,10 +1,7 @@
 //! Same inputs and thread count give bit-identical results, and so do different thread counts:
 //! work is split into fixed blocks and no reduction is split across threads.
 
-mod common;
-
-use common::Rng;
-use tensor::{Conv2d, Tape, Tensor};
+use tensor::{Conv2d, Rng, Tape, Tensor};
 
 /// A small conv → ReLU → pool → conv → Gram → loss pipeline, forward and backward; returns the
 /// loss and the input gradient.

@@ -13,8 +13,8 @@
 
 mod common;
 
-use common::Rng;
-use tensor::{Conv2d, Error, Shape, Tape, Tensor, Var};
+use common::vec_away_from_zero;
+use tensor::{Conv2d, Error, Rng, Shape, Tape, Tensor, Var};
 
 const H: f32 = 1e-2;
 
@@ -147,7 +147,7 @@ fn conv2d_relu_is_conv2d_then_relu() {
 #[test]
 fn relu() {
     let mut rng = Rng::new(2);
-    let x = Tensor::new([2, 3, 4, 5], rng.vec_away_from_zero(120, 0.05)).unwrap();
+    let x = Tensor::new([2, 3, 4, 5], vec_away_from_zero(&mut rng, 120, 0.05)).unwrap();
     gradcheck("relu", &[x], &|t, v| t.relu(&v[0]));
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_within, dot_bound, Rng};
+use common::{assert_within, dot_bound};
 use proptest::prelude::*;
 use tensor::kernels::conv::{self, ConvGeometry, PackedConv};
 use tensor::kernels::gemm::{
@@ -13,6 +13,7 @@ use tensor::kernels::gemm::{
     AOperand, Epilogue, MatRef, PackedA,
 };
 use tensor::kernels::{elementwise, gram, pool, reference};
+use tensor::Rng;
 
 fn abs(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x.abs()).collect()

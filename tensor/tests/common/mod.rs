@@ -1,40 +1,17 @@
-//! Helpers shared by the integration tests: a seeded generator and error bounds.
+//! Helpers shared by the integration tests: seeded data (from [`tensor::Rng`]) and error bounds.
 #![allow(dead_code)]
 
-/// SplitMix64: a tiny seeded generator, so tests need no `rand` and every run sees the same data.
-pub struct Rng(u64);
+use tensor::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    pub fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.uniform()).collect()
-    }
-
-    /// Values at least `gap` away from zero (so ReLU kinks are not crossed by a finite difference).
-    pub fn vec_away_from_zero(&mut self, n: usize, gap: f32) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                let v = self.uniform();
-                v.signum() * (gap + v.abs())
-            })
-            .collect()
-    }
+/// `n` values at least `gap` away from zero (so ReLU kinks are not crossed by a finite
+/// difference).
+pub fn vec_away_from_zero(rng: &mut Rng, n: usize, gap: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let v = rng.uniform();
+            v.signum() * (gap + v.abs())
+        })
+        .collect()
 }
 
 /// The rounding-error bound of an f32 dot product of length k with FMA, against an exact sum:
