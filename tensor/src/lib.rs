@@ -8,7 +8,7 @@
 //! | `rng.rs` | [`Rng`]: seeded SplitMix64 for test data, bench inputs and noise images |
 //! | `ops.rs` | every differentiable op, as a method on [`Tape`]; [`Conv2d`] |
 //! | `autograd/tape.rs` | [`Tape`], [`Var`], [`NodeId`], `backward` → [`Grads`] |
-//! | `autograd/op.rs` | `Op`: one variant per op, holding exactly its saved state |
+//! | `autograd/op.rs` | `Op`: one variant per op, holding exactly its saved state; [`OpKind`], the list a gradient check must cover |
 //! | `autograd/backward.rs` | the backward rule of every op, one exhaustive `match` |
 //! | `kernels/` | slices in, slices out: GEMM, convolution, pooling, Gram, elementwise, reductions, and `reference.rs`, the scalar twin of each |
 //!
@@ -30,6 +30,7 @@ mod rng;
 mod shape;
 mod tensor;
 
+pub use autograd::op::OpKind;
 pub use autograd::tape::{Grads, NodeId, Tape, Var};
 pub use error::Error;
 pub use kernels::conv::ConvGeometry;

@@ -1,5 +1,8 @@
 //! Every op's backward against central finite differences.
 //!
+//! [`check`] matches every [`OpKind`] with no wildcard arm and the test runs it for each kind in
+//! `OpKind::ALL`, so an op added without a gradient check does not compile (see `OpKind`).
+//!
 //! For an op `y = f(x₁, …)` and the scalar `L = ⟨r, y⟩` with a fixed random `r`, the test runs
 //! backward seeded with `r` ([`Tape::backward_with`], which gives `∇L`) and compares the
 //! directional derivative `⟨∇L, v⟩` along random directions v with
@@ -14,7 +17,7 @@
 mod common;
 
 use common::vec_away_from_zero;
-use tensor::{Conv2d, Error, Rng, Shape, Tape, Tensor, Var};
+use tensor::{Conv2d, Error, OpKind, Rng, Shape, Tape, Tensor, Var};
 
 const H: f32 = 1e-2;
 
@@ -23,11 +26,14 @@ fn project(y: &Tensor, r: &Tensor) -> f64 {
     y.data().iter().zip(r.data()).map(|(&y, &r)| y as f64 * r as f64).sum()
 }
 
-fn gradcheck(name: &str, inputs: &[Tensor], build: &dyn Fn(&mut Tape, &[Var]) -> Var) {
+/// Checks the gradient of `build`'s output with respect to every input, and that `build`
+/// recorded an op of `kind`.
+fn gradcheck(kind: OpKind, name: &str, inputs: &[Tensor], build: &dyn Fn(&mut Tape, &[Var]) -> Var) {
     let mut rng = Rng::new(name.bytes().map(u64::from).sum());
     let mut tape = Tape::new();
     let leaves: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
     let y = build(&mut tape, &leaves);
+    assert!(tape.kinds().any(|k| k == kind), "{name}: recorded no {kind:?} op");
     let r = Tensor::new(y.shape(), rng.vec(y.shape().numel())).unwrap();
     let grads = tape.backward_with(&y, r.clone()).unwrap();
 
@@ -81,25 +87,56 @@ fn distinct(rng: &mut Rng, dims: &[usize]) -> Tensor {
     Tensor::new(Shape::new(dims), v).unwrap()
 }
 
+/// The gradient checks of one kind of op. No wildcard arm: a new kind does not compile until it
+/// has its check here.
+fn check(kind: OpKind) {
+    match kind {
+        OpKind::Leaf => leaf(),
+        // The fused ReLU form is held to conv2d then relu by `conv2d_relu_is_conv2d_then_relu`.
+        OpKind::Conv2d => conv2d(),
+        OpKind::Relu => relu(),
+        OpKind::MaxPool2 => max_pool2(),
+        OpKind::Gram => gram(),
+        OpKind::Add => add(),
+        OpKind::Scale => scale(),
+        OpKind::MeanSquaredError => mse_and_mean_square(),
+        OpKind::NeighbourDiff => neighbour_diff(),
+        OpKind::SelectChannels => select_channels(),
+        OpKind::AddChannelOffsets => add_channel_offsets(),
+    }
+}
+
 #[test]
-fn conv2d_input_weight_and_bias() {
+fn every_op_kind_passes_its_gradient_check() {
+    for &kind in OpKind::ALL {
+        check(kind);
+    }
+}
+
+/// A leaf's gradient is the seed itself.
+fn leaf() {
+    let x = random(&mut Rng::new(9), &[3, 4]);
+    gradcheck(OpKind::Leaf, "leaf", &[x], &|_, v| v[0].clone());
+}
+
+fn conv2d() {
     let mut rng = Rng::new(1);
     let (w, b) = (random(&mut rng, &[5, 3, 3, 3]), random(&mut rng, &[5]));
     let x = random(&mut rng, &[2, 3, 6, 7]);
-    gradcheck("conv2d input (frozen weights)", &[x.clone()], &|t, v| {
+    gradcheck(OpKind::Conv2d, "conv2d input (frozen weights)", &[x.clone()], &|t, v| {
         let layer = Conv2d::frozen(w.clone(), b.clone(), 1).unwrap();
         t.conv2d(&v[0], &layer).unwrap()
     });
-    gradcheck("conv2d input and weight (constant bias)", &[x.clone(), w.clone()], &|t, v| {
+    gradcheck(OpKind::Conv2d, "conv2d input and weight (constant bias)", &[x.clone(), w.clone()], &|t, v| {
         let layer = Conv2d::new(v[1].clone(), Var::constant(b.clone()), 1).unwrap();
         t.conv2d(&v[0], &layer).unwrap()
     });
-    gradcheck("conv2d input, weight and bias", &[x, w, b], &|t, v| {
+    gradcheck(OpKind::Conv2d, "conv2d input, weight and bias", &[x, w, b], &|t, v| {
         let layer = Conv2d::new(v[1].clone(), v[2].clone(), 1).unwrap();
         t.conv2d(&v[0], &layer).unwrap()
     });
     let (w5, b5) = (random(&mut rng, &[2, 3, 5, 5]), random(&mut rng, &[2]));
-    gradcheck("conv2d 5x5 padding 2", &[random(&mut rng, &[1, 3, 5, 4]), w5, b5], &|t, v| {
+    gradcheck(OpKind::Conv2d, "conv2d 5x5 padding 2", &[random(&mut rng, &[1, 3, 5, 4]), w5, b5], &|t, v| {
         let layer = Conv2d::new(v[1].clone(), v[2].clone(), 2).unwrap();
         t.conv2d(&v[0], &layer).unwrap()
     });
@@ -144,45 +181,69 @@ fn conv2d_relu_is_conv2d_then_relu() {
     }
 }
 
-#[test]
 fn relu() {
     let mut rng = Rng::new(2);
     let x = Tensor::new([2, 3, 4, 5], vec_away_from_zero(&mut rng, 120, 0.05)).unwrap();
-    gradcheck("relu", &[x], &|t, v| t.relu(&v[0]));
+    gradcheck(OpKind::Relu, "relu", &[x], &|t, v| t.relu(&v[0]));
 }
 
-#[test]
-fn pooling() {
+fn max_pool2() {
     let mut rng = Rng::new(3);
-    gradcheck("max_pool2 (odd sizes)", &[distinct(&mut rng, &[1, 3, 7, 9])], &|t, v| t.max_pool2(&v[0]).unwrap());
+    gradcheck(OpKind::MaxPool2, "max_pool2 (odd sizes)", &[distinct(&mut rng, &[1, 3, 7, 9])], &|t, v| {
+        t.max_pool2(&v[0]).unwrap()
+    });
 }
 
-#[test]
 fn gram() {
     let mut rng = Rng::new(4);
-    gradcheck("gram [1,c,h,w]", &[random(&mut rng, &[1, 7, 5, 6])], &|t, v| t.gram(&v[0]).unwrap());
-    gradcheck("gram [c,n]", &[random(&mut rng, &[9, 13])], &|t, v| t.gram(&v[0]).unwrap());
+    gradcheck(OpKind::Gram, "gram [1,c,h,w]", &[random(&mut rng, &[1, 7, 5, 6])], &|t, v| t.gram(&v[0]).unwrap());
+    gradcheck(OpKind::Gram, "gram [c,n]", &[random(&mut rng, &[9, 13])], &|t, v| t.gram(&v[0]).unwrap());
 }
 
-#[test]
-fn elementwise_and_losses() {
+/// Two tensors of one shape; the same pair for every elementwise check.
+fn pair() -> (Tensor, Tensor) {
     let mut rng = Rng::new(5);
-    let (a, b) = (random(&mut rng, &[3, 4, 5]), random(&mut rng, &[3, 4, 5]));
-    let ab = [a.clone(), b.clone()];
-    gradcheck("add", &ab, &|t, v| t.add(&v[0], &v[1]).unwrap());
-    gradcheck("scale", &[a.clone()], &|t, v| t.scale(&v[0], -2.5));
-    gradcheck("mse", &[a.clone()], &move |t, v| t.mse(&v[0], &b).unwrap());
-    gradcheck("mean_square", &[a], &|t, v| t.mean_square(&v[0]).unwrap());
+    (random(&mut rng, &[3, 4, 5]), random(&mut rng, &[3, 4, 5]))
 }
 
-#[test]
-fn image_ops() {
-    let mut rng = Rng::new(6);
-    let x = random(&mut rng, &[2, 3, 5, 4]);
-    gradcheck("neighbour_diff rows", &[x.clone()], &|t, v| t.neighbour_diff(&v[0], true).unwrap());
-    gradcheck("neighbour_diff columns", &[x.clone()], &|t, v| t.neighbour_diff(&v[0], false).unwrap());
-    gradcheck("select_channels", &[x.clone()], &|t, v| t.select_channels(&v[0], &[2, 1, 0, 0]).unwrap());
-    gradcheck("add_channel_offsets", &[x], &|t, v| t.add_channel_offsets(&v[0], &[-1.0, 2.0, 0.5]).unwrap());
+fn add() {
+    let (a, b) = pair();
+    gradcheck(OpKind::Add, "add", &[a, b], &|t, v| t.add(&v[0], &v[1]).unwrap());
+}
+
+fn scale() {
+    gradcheck(OpKind::Scale, "scale", &[pair().0], &|t, v| t.scale(&v[0], -2.5));
+}
+
+/// `mse` and `mean_square` both record a `MeanSquaredError`.
+fn mse_and_mean_square() {
+    let (a, b) = pair();
+    gradcheck(OpKind::MeanSquaredError, "mse", &[a.clone()], &|t, v| t.mse(&v[0], &b).unwrap());
+    gradcheck(OpKind::MeanSquaredError, "mean_square", &[a], &|t, v| t.mean_square(&v[0]).unwrap());
+}
+
+/// An image-shaped input for the image ops.
+fn image() -> Tensor {
+    random(&mut Rng::new(6), &[2, 3, 5, 4])
+}
+
+fn neighbour_diff() {
+    let x = image();
+    let kind = OpKind::NeighbourDiff;
+    gradcheck(kind, "neighbour_diff rows", &[x.clone()], &|t, v| t.neighbour_diff(&v[0], true).unwrap());
+    gradcheck(kind, "neighbour_diff columns", &[x], &|t, v| t.neighbour_diff(&v[0], false).unwrap());
+}
+
+fn select_channels() {
+    gradcheck(OpKind::SelectChannels, "select_channels", &[image()], &|t, v| {
+        t.select_channels(&v[0], &[2, 1, 0, 0]).unwrap()
+    });
+}
+
+fn add_channel_offsets() {
+    gradcheck(OpKind::AddChannelOffsets, "add_channel_offsets", &[image()], &|t, v| {
+        t.add_channel_offsets(&v[0], &[-1.0, 2.0, 0.5]).unwrap()
+    });
 }
 
 #[test]

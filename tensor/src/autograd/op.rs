@@ -11,6 +11,46 @@ use crate::autograd::tape::NodeId;
 use crate::kernels::conv::PackedConv;
 use crate::{Shape, Tensor};
 
+/// Declares an enum and its `ALL` list from one list of variants, so that `ALL` cannot miss one.
+macro_rules! enum_with_all {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
+        $(#[$meta])*
+        pub enum $name { $($(#[$vmeta])* $variant,)+ }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+        }
+    };
+}
+
+enum_with_all! {
+    /// What kind of op a tape recorded: the crate's `Op` without its saved state, one variant
+    /// per `Op` variant, of the same name.
+    ///
+    /// It makes an op without a gradient check fail to compile:
+    /// 1. `Op::kind` matches every `Op` variant, so a new one needs a kind here;
+    /// 2. `tests/gradcheck.rs` matches every `OpKind` with no wildcard arm to pick that kind's
+    ///    finite-difference checks, so a new kind needs a check there;
+    /// 3. `ALL` is generated from the same list as the enum, and the test runs the check of
+    ///    every kind in `ALL`, so none is skipped. Each check also asserts that the tape it
+    ///    built recorded an op of its kind ([`Tape::kinds`](crate::Tape::kinds)).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum OpKind {
+        Leaf,
+        Conv2d,
+        Relu,
+        MaxPool2,
+        Gram,
+        Add,
+        Scale,
+        MeanSquaredError,
+        NeighbourDiff,
+        SelectChannels,
+        AddChannelOffsets,
+    }
+}
+
 pub(crate) enum Op {
     /// A tensor the caller wants the gradient of.
     Leaf,
@@ -76,6 +116,23 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// This op's [`OpKind`]; the match is exhaustive, so a new variant needs a kind.
+    pub(crate) fn kind(&self) -> OpKind {
+        match self {
+            Op::Leaf => OpKind::Leaf,
+            Op::Conv2d { .. } => OpKind::Conv2d,
+            Op::Relu { .. } => OpKind::Relu,
+            Op::MaxPool2 { .. } => OpKind::MaxPool2,
+            Op::Gram { .. } => OpKind::Gram,
+            Op::Add { .. } => OpKind::Add,
+            Op::Scale { .. } => OpKind::Scale,
+            Op::MeanSquaredError { .. } => OpKind::MeanSquaredError,
+            Op::NeighbourDiff { .. } => OpKind::NeighbourDiff,
+            Op::SelectChannels { .. } => OpKind::SelectChannels,
+            Op::AddChannelOffsets { .. } => OpKind::AddChannelOffsets,
+        }
+    }
+
     /// Bytes this op keeps alive for its backward (shared tensors counted in full).
     pub(crate) fn saved_bytes(&self) -> usize {
         let t = |t: &Option<Tensor>| t.as_ref().map_or(0, Tensor::bytes);

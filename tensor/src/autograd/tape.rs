@@ -5,7 +5,8 @@
 //! Gradients live in a `Vec` indexed by [`NodeId`]; each is taken when its op is replayed and
 //! the op's saved state is dropped right after, so memory shrinks as backward proceeds.
 
-use crate::autograd::{backward, op::Op};
+use crate::autograd::backward;
+use crate::autograd::op::{Op, OpKind};
 use crate::kernels::elementwise;
 use crate::{Error, Shape, Tensor};
 
@@ -74,6 +75,12 @@ impl Tape {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// The kinds of the recorded ops, in the order they ran (to print a tape, or for a test to
+    /// see what an op recorded).
+    pub fn kinds(&self) -> impl Iterator<Item = OpKind> + '_ {
+        self.ops.iter().map(Op::kind)
     }
 
     /// Bytes the recorded ops keep alive for backward (what a memory estimate must count).
