@@ -14,7 +14,8 @@ use crate::{Error, NodeId, Shape, Tape, Tensor, Var};
 /// packed once for the forward and backward GEMMs.
 ///
 /// The layer holds the packed weights and nothing else of them: the unpacked tensors it was
-/// built from are not kept (for VGG19 they would be a second 80 MB copy that no pass reads).
+/// built from are not kept (for VGG19 they would be a second copy, up to 80 MB, that no pass
+/// reads).
 /// Frozen layers (constant weight and bias, as in VGG) record only a shared `Arc` of the
 /// packed weights: their backward needs nothing of the input. When the weight or bias is a
 /// tracked `Var`, the layer keeps its tape node, and the op keeps its input to compute the

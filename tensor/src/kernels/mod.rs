@@ -9,7 +9,7 @@
 //! - [`pool`]: 2x2 max-pooling and its backward
 //! - [`gram`]: Gram matrices and their backward
 //! - [`elementwise`], [`reduce`]: ReLU, maps, neighbour differences; fixed-partition sums
-//! - [`reference`]: the scalar twin of each of the above, for tests and benches to hold the
+//! - [`reference`](mod@reference): the scalar twin of each of the above, for tests and benches to hold the
 //!   fast kernels to; no fast kernel calls it, so the twins stay independent
 #![allow(unsafe_code)]
 
