@@ -6,6 +6,7 @@
 #![cfg(feature = "pastiche")]
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors};
@@ -345,9 +346,10 @@ fn find<'a>(dict: &'a [Saved], name: &str) -> &'a Saved {
 /// The file name the converter is given (and its errors must name).
 const SOURCE_NAME: &str = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin";
 
-/// Writes `file` under `dir` and converts it.
-fn convert(dir: &Path, file: &[u8]) -> Result<(Vec<u8>, vgg::ConvertSummary), Error> {
-    let src = dir.join(SOURCE_NAME);
+/// Writes `file` to a temporary directory and converts it.
+fn convert(file: &[u8]) -> Result<(Vec<u8>, vgg::ConvertSummary), Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join(SOURCE_NAME);
     std::fs::write(&src, file).unwrap();
     vgg::convert_pastiche(&src)
 }
@@ -364,9 +366,8 @@ fn bad_pickle_reason(result: Result<(Vec<u8>, vgg::ConvertSummary), Error>) -> S
 
 #[test]
 fn every_tensor_arrives_with_its_dtype_shape_and_exact_bytes() {
-    let dir = tempfile::tempdir().unwrap();
     let dict = pastiche_state_dict(1);
-    let (converted, summary) = convert(dir.path(), &torch_save_legacy(&dict).0).unwrap();
+    let (converted, summary) = convert(&torch_save_legacy(&dict).0).unwrap();
 
     let st = SafeTensors::deserialize(&converted).unwrap();
     assert_eq!(st.len(), 3 * CONVS.len(), "{:?}", st.names());
@@ -386,7 +387,7 @@ fn every_tensor_arrives_with_its_dtype_shape_and_exact_bytes() {
 fn the_converted_file_loads_as_codebook_of_index() {
     let dir = tempfile::tempdir().unwrap();
     let dict = pastiche_state_dict(2);
-    let (converted, _) = convert(dir.path(), &torch_save_legacy(&dict).0).unwrap();
+    let (converted, _) = convert(&torch_save_legacy(&dict).0).unwrap();
     let path = dir.path().join("vgg19.safetensors");
     std::fs::write(&path, converted).unwrap();
 
@@ -409,11 +410,10 @@ fn the_converted_file_loads_as_codebook_of_index() {
 
 #[test]
 fn conversion_is_deterministic_and_ignores_the_order_in_the_pickle() {
-    let dir = tempfile::tempdir().unwrap();
     let dict = pastiche_state_dict(3);
     let (file, _) = torch_save_legacy(&dict);
-    let (first, _) = convert(dir.path(), &file).unwrap();
-    let (second, _) = convert(dir.path(), &file).unwrap();
+    let (first, _) = convert(&file).unwrap();
+    let (second, _) = convert(&file).unwrap();
     assert!(first == second, "two conversions of one file differ");
 
     // The same tensors with the dict and the storages in other orders: the same output.
@@ -421,34 +421,39 @@ fn conversion_is_deterministic_and_ignores_the_order_in_the_pickle() {
     reordered.reverse();
     let (reordered_file, _) = torch_save_legacy(&reordered);
     assert!(reordered_file != file, "the reordered pickle should differ from the first");
-    let (third, _) = convert(dir.path(), &reordered_file).unwrap();
+    let (third, _) = convert(&reordered_file).unwrap();
     assert!(first == third, "the output depends on the order of the pickle's dict or storages");
 }
 
 #[test]
 fn truncated_files_fail_saying_so() {
-    let dir = tempfile::tempdir().unwrap();
     let (file, data_start) = torch_save_legacy(&pastiche_state_dict(4));
-    // Every cut inside the pickles and the first storage header, then a few inside the data.
-    let cuts = (0..data_start + 9).chain([data_start + 100, file.len() / 2, file.len() - 1]);
-    for cut in cuts {
-        let reason = bad_pickle_reason(convert(dir.path(), &file[..cut]));
+    // The file grows to each cut in turn (appending, so thousands of cuts cost no disk flushes):
+    // every cut inside the pickles and the first storage header, then a few inside the data.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join(SOURCE_NAME);
+    let mut growing = std::fs::File::create(&src).unwrap();
+    let mut written = 0;
+    for cut in (0..data_start + 9).chain([data_start + 100, file.len() / 2, file.len() - 1]) {
+        growing.write_all(&file[written..cut]).unwrap();
+        written = cut;
+        let reason = bad_pickle_reason(vgg::convert_pastiche(&src));
         assert!(reason.contains("truncated"), "cut at {cut} of {}: {reason}", file.len());
     }
+    growing.write_all(&file[written..]).unwrap();
+    assert!(vgg::convert_pastiche(&src).is_ok(), "the whole file, grown the same way, converts");
 }
 
 #[test]
 fn a_missing_tensor_is_named() {
-    let dir = tempfile::tempdir().unwrap();
     let mut dict = pastiche_state_dict(5);
     dict.retain(|t| t.name != "block3_conv2_b");
-    let reason = bad_pickle_reason(convert(dir.path(), &torch_save_legacy(&dict).0));
+    let reason = bad_pickle_reason(convert(&torch_save_legacy(&dict).0));
     assert!(reason.contains("no tensor `block3_conv2_b`"), "{reason}");
 }
 
 #[test]
 fn a_wrong_dtype_or_shape_is_named_with_what_was_expected() {
-    let dir = tempfile::tempdir().unwrap();
     type Edit = fn(&mut Saved);
     let cases: [(&str, Edit, &[&str]); 3] = [
         // A codebook of bytes: a storage type the converter reads, but not the one it wants.
@@ -480,7 +485,7 @@ fn a_wrong_dtype_or_shape_is_named_with_what_was_expected() {
     for (name, edit, expected) in cases {
         let mut edited = dict.clone();
         edit(edited.iter_mut().find(|t| t.name == name).unwrap());
-        let reason = bad_pickle_reason(convert(dir.path(), &torch_save_legacy(&edited).0));
+        let reason = bad_pickle_reason(convert(&torch_save_legacy(&edited).0));
         for e in expected {
             assert!(reason.contains(e), "{name}: `{reason}` should contain `{e}`");
         }
@@ -489,20 +494,19 @@ fn a_wrong_dtype_or_shape_is_named_with_what_was_expected() {
 
 #[test]
 fn absurd_sizes_are_errors_not_overflows() {
-    let dir = tempfile::tempdir().unwrap();
     let dict = pastiche_state_dict(7);
     let (file, data_start) = torch_save_legacy(&dict);
     // A storage header claiming more elements than memory can hold.
     for count in [u64::MAX, u64::MAX / 4, u64::MAX / 8 + 1] {
         let mut bad = file.clone();
         bad[data_start..data_start + 8].copy_from_slice(&count.to_le_bytes());
-        let reason = bad_pickle_reason(convert(dir.path(), &bad));
+        let reason = bad_pickle_reason(convert(&bad));
         assert!(reason.contains("truncated") || reason.contains("too large"), "count {count}: {reason}");
     }
     // A tensor whose offset runs past the end of memory.
     let mut edited = dict.clone();
     edited.iter_mut().find(|t| t.name == "block2_conv1_b").unwrap().offset = usize::MAX / 2;
-    let reason = bad_pickle_reason(convert(dir.path(), &torch_save_legacy(&edited).0));
+    let reason = bad_pickle_reason(convert(&torch_save_legacy(&edited).0));
     assert!(reason.contains("too short"), "{reason}");
 }
 
