@@ -22,9 +22,15 @@ pub fn style_layer_weight(channels: usize) -> f32 {
 
 /// `10 / C² · mean((G - A)²)` for features `[1, C, H, W]` and a target Gram `A [C, C]`.
 pub fn style_layer_loss(tape: &mut Tape, features: &Var, target_gram: &Tensor) -> Result<Var, Error> {
-    let channels = features.shape().dims().get(1).copied().unwrap_or(0);
     let g = tape.gram(features)?;
-    let mse = tape.mse(&g, target_gram)?;
+    gram_loss(tape, &g, target_gram)
+}
+
+/// `10 / C² · mean((G - A)²)` for a Gram matrix `G [C, C]` already computed: with several
+/// style images, one `G` per layer serves every target.
+pub fn gram_loss(tape: &mut Tape, gram: &Var, target_gram: &Tensor) -> Result<Var, Error> {
+    let channels = gram.shape().dims().first().copied().unwrap_or(0);
+    let mse = tape.mse(gram, target_gram)?;
     Ok(tape.scale(&mse, style_layer_weight(channels)))
 }
 

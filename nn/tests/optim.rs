@@ -1,6 +1,7 @@
 //! The optimisers on functions with known minima, and their PyTorch-compatible details.
 
 use nn::optim::{Adam, AdamConfig, ClosureError, Lbfgs, LbfgsConfig, OptimError, Optimizer};
+use tensor::Tensor;
 
 /// Rosenbrock in n dimensions: Σ 100 (x[i+1] - x[i]²)² + (1 - x[i])², minimum 0 at all ones.
 fn rosenbrock(x: &[f32], g: &mut [f32]) -> Result<f32, ClosureError> {
@@ -26,25 +27,39 @@ fn quadratic(x: &[f32], g: &mut [f32]) -> Result<f32, ClosureError> {
     Ok(f)
 }
 
-fn minimise(
-    opt: &mut dyn Optimizer,
-    x: &mut [f32],
-    steps: usize,
-    f: fn(&[f32], &mut [f32]) -> Result<f32, ClosureError>,
-) -> f32 {
+/// A flat-vector test function as the optimisers' closure: `f(x, grad) -> loss`.
+type Flat = fn(&[f32], &mut [f32]) -> Result<f32, ClosureError>;
+
+fn closure(
+    f: impl Fn(&[f32], &mut [f32]) -> Result<f32, ClosureError>,
+) -> impl FnMut(&Tensor) -> Result<(f32, Tensor), ClosureError> {
+    move |x: &Tensor| {
+        let mut g = vec![0.0; x.shape().numel()];
+        let loss = f(x.data(), &mut g)?;
+        Ok((loss, Tensor::new(x.shape(), g)?))
+    }
+}
+
+fn vector(v: &[f32]) -> Tensor {
+    Tensor::new([v.len()], v.to_vec()).unwrap()
+}
+
+/// Runs `steps` steps from `x`; returns the loss at the start of the last one.
+fn minimise(opt: &mut dyn Optimizer, x: &mut Tensor, steps: usize, f: Flat) -> f32 {
     let mut last = f32::NAN;
     for _ in 0..steps {
-        last = opt.step(x, &mut |x: &[f32], g: &mut [f32]| f(x, g)).unwrap().loss;
+        let step = opt.step(x, &mut closure(f)).unwrap();
+        (*x, last) = (step.x, step.loss);
     }
     last
 }
 
 #[test]
 fn lbfgs_solves_a_quadratic_without_line_search() {
-    let mut x = vec![0.0f32; 10];
+    let mut x = vector(&[0.0; 10]);
     let mut opt = Lbfgs::new(LbfgsConfig::default());
     minimise(&mut opt, &mut x, 60, quadratic);
-    for (k, v) in x.iter().enumerate() {
+    for (k, v) in x.data().iter().enumerate() {
         assert!((v - (k + 1) as f32).abs() < 1e-3, "x[{k}] = {v}");
     }
 }
@@ -52,34 +67,33 @@ fn lbfgs_solves_a_quadratic_without_line_search() {
 #[test]
 fn lbfgs_with_line_search_solves_rosenbrock() {
     for n in [2, 10] {
-        let mut x = vec![-1.2f32; n];
+        let mut x = vector(&vec![-1.2; n]);
         let mut opt = Lbfgs::new(LbfgsConfig { line_search: true, ..LbfgsConfig::default() });
         let loss = minimise(&mut opt, &mut x, 200, rosenbrock);
         assert!(loss < 1e-6, "{n}-D Rosenbrock: loss {loss}");
-        assert!(x.iter().all(|v| (v - 1.0).abs() < 1e-2), "{n}-D: {x:?}");
+        assert!(x.data().iter().all(|v| (v - 1.0).abs() < 1e-2), "{n}-D: {x:?}");
     }
 }
 
 #[test]
 fn lbfgs_first_step_is_the_scaled_gradient() {
     // torch: t = min(1, 1/‖g‖₁)·lr, d = -g. At x = 0 the quadratic's gradient is -(1, 4, 9).
-    let mut x = vec![0.0f32; 3];
+    let mut x = vector(&[0.0; 3]);
     let mut opt = Lbfgs::new(LbfgsConfig { lr: 0.5, ..LbfgsConfig::default() });
     minimise(&mut opt, &mut x, 1, quadratic);
     let t = 0.5 / 14.0;
     for (k, g) in [-1.0f32, -4.0, -9.0].iter().enumerate() {
-        assert!((x[k] - (-t * g)).abs() < 1e-7, "x[{k}] = {}", x[k]);
+        assert!((x.data()[k] - (-t * g)).abs() < 1e-7, "x[{k}] = {}", x.data()[k]);
     }
     assert_eq!(opt.history_len(), 0);
-    // The second step stores the first pair and uses γ = s·y / y·y: on this quadratic
-    // (y = diag(1, 2, 3)·s) γ lies between 1/3 and 1.
+    // The second step stores the first pair (s, y): on a convex quadratic s·y > 0.
     minimise(&mut opt, &mut x, 1, quadratic);
     assert_eq!(opt.history_len(), 1);
 }
 
 #[test]
 fn lbfgs_keeps_at_most_history_pairs() {
-    let mut x = vec![0.0f32; 6];
+    let mut x = vector(&[0.0; 6]);
     let mut opt = Lbfgs::new(LbfgsConfig { history: 2, ..LbfgsConfig::default() });
     minimise(&mut opt, &mut x, 8, quadratic);
     assert_eq!(opt.history_len(), 2);
@@ -88,38 +102,36 @@ fn lbfgs_keeps_at_most_history_pairs() {
 #[test]
 fn lbfgs_skips_pairs_without_curvature() {
     // A linear function has y = 0, so s·y = 0 <= 1e-10: no pair is ever stored.
-    let mut x = vec![0.0f32; 4];
+    let mut x = vector(&[0.0; 4]);
     let mut opt = Lbfgs::new(LbfgsConfig::default());
-    for _ in 0..5 {
-        opt.step(&mut x, &mut |x: &[f32], g: &mut [f32]| {
-            g.fill(1.0);
-            Ok(x.iter().sum())
-        })
-        .unwrap();
-    }
+    let linear: Flat = |x, g| {
+        g.fill(1.0);
+        Ok(x.iter().sum())
+    };
+    minimise(&mut opt, &mut x, 5, linear);
     assert_eq!(opt.history_len(), 0);
-    assert!(x.iter().all(|&v| v < 0.0), "moved downhill: {x:?}");
+    assert!(x.data().iter().all(|&v| v < 0.0), "moved downhill: {x:?}");
 }
 
 #[test]
 fn adam_first_step_moves_each_coordinate_by_lr() {
     // With bias correction the first update is lr · g / (|g| + ε·…) ≈ lr · sign(g).
-    let mut x = vec![0.0f32, 10.0, 3.0];
+    let mut x = vector(&[0.0, 10.0, 3.0]);
     let mut opt = Adam::new(AdamConfig::default());
-    opt.step(&mut x, &mut |x: &[f32], g: &mut [f32]| {
+    let fixed: Flat = |x, g| {
         g.copy_from_slice(&[-5.0, 0.25, 1e3]);
         Ok(x[0])
-    })
-    .unwrap();
+    };
+    minimise(&mut opt, &mut x, 1, fixed);
     let want = [2.0f32, 8.0, 1.0];
-    for (v, w) in x.iter().zip(want) {
+    for (v, w) in x.data().iter().zip(want) {
         assert!((v - w).abs() < 1e-5, "{x:?}");
     }
 }
 
 #[test]
 fn adam_decreases_a_quadratic() {
-    let mut x = vec![0.0f32; 5];
+    let mut x = vector(&[0.0; 5]);
     let mut opt = Adam::new(AdamConfig { lr: 0.1, ..AdamConfig::default() });
     let first = minimise(&mut opt, &mut x, 1, quadratic);
     let last = minimise(&mut opt, &mut x, 500, quadratic);
@@ -127,25 +139,36 @@ fn adam_decreases_a_quadratic() {
 }
 
 #[test]
-fn non_finite_loss_is_an_error_and_leaves_x_alone() {
+fn non_finite_loss_is_an_error() {
     for opt in [&mut Lbfgs::new(LbfgsConfig::default()) as &mut dyn Optimizer, &mut Adam::new(AdamConfig::default())] {
-        let mut x = vec![1.0f32, 2.0];
+        let x = vector(&[1.0, 2.0]);
         let err = opt
-            .step(&mut x, &mut |_: &[f32], g: &mut [f32]| {
-                g.fill(0.5);
-                Ok(f32::NAN)
-            })
+            .step(
+                &x,
+                &mut closure(|_, g| {
+                    g.fill(0.5);
+                    Ok(f32::NAN)
+                }),
+            )
             .unwrap_err();
-        assert!(matches!(err, OptimError::NonFinite { .. }));
-        assert_eq!(x, [1.0, 2.0]);
+        assert!(matches!(err, OptimError::NonFinite { .. }), "{err}");
+        let err = opt.step(
+            &x,
+            &mut closure(|_, g| {
+                g[1] = f32::INFINITY;
+                Ok(1.0)
+            }),
+        );
+        assert!(matches!(err, Err(OptimError::NonFinite { loss: 1.0 })), "an infinite gradient is refused too");
     }
 }
 
 #[test]
 fn closure_errors_propagate() {
-    let mut x = vec![1.0f32];
-    let err = Lbfgs::new(LbfgsConfig::default())
-        .step(&mut x, &mut |_: &[f32], _: &mut [f32]| Err("out of coffee".into()))
-        .unwrap_err();
+    let x = vector(&[1.0]);
+    let err =
+        Lbfgs::new(LbfgsConfig::default()).step(&x, &mut closure(|_, _| Err("out of coffee".into()))).unwrap_err();
     assert_eq!(err.to_string(), "out of coffee");
+    let wrong_shape = Adam::new(AdamConfig::default()).step(&x, &mut |_: &Tensor| Ok((1.0, vector(&[1.0, 2.0]))));
+    assert!(wrong_shape.unwrap_err().to_string().contains("shape"));
 }

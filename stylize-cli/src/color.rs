@@ -15,7 +15,9 @@
 //!
 //! Colours are converted linearly on the 0..255 values (no gamma), as in the paper.
 
-use crate::image_io::{resize_exact, Image};
+use tensor::Tensor;
+
+use crate::image::{from_planes, resize_exact, size};
 
 /// RGB -> YIQ, the FCC NTSC matrix with the precision `skimage.color.rgb2yiq` uses
 /// (Y row: Rec. 601 luma weights). Y is in 0..255 for 0..255 input; I and Q are signed.
@@ -57,21 +59,21 @@ fn mix(m: &[[f64; 3]; 3], planes: [&[f32]; 3]) -> [Vec<f32>; 3] {
     [row(&m[0]), row(&m[1]), row(&m[2])]
 }
 
-/// The Y, I and Q planes of `img` (each H x W, row-major).
-pub fn rgb_to_yiq(img: &Image) -> [Vec<f32>; 3] {
-    mix(&RGB_TO_YIQ, [img.channel(0), img.channel(1), img.channel(2)])
+/// The Y, I and Q planes of an image `[1, 3, H, W]` (each H x W, row-major).
+pub fn rgb_to_yiq(img: &Tensor) -> [Vec<f32>; 3] {
+    let (w, h) = size(img);
+    let (r, rest) = img.data().split_at(w * h);
+    let (g, b) = rest.split_at(w * h);
+    mix(&RGB_TO_YIQ, [r, g, b])
 }
 
 /// The RGB image with planes Y, I, Q of size `width` x `height`. Not clamped: saving clamps.
-pub fn yiq_to_rgb(yiq: &[Vec<f32>; 3], width: usize, height: usize) -> Image {
+pub fn yiq_to_rgb(yiq: &[Vec<f32>; 3], width: usize, height: usize) -> Tensor {
     for p in yiq {
         assert_eq!(p.len(), width * height, "yiq_to_rgb: plane of {} values for {width}x{height}", p.len());
     }
     let [r, g, b] = mix(&yiq_to_rgb_matrix(), [&yiq[0], &yiq[1], &yiq[2]]);
-    let mut data = r;
-    data.extend_from_slice(&g);
-    data.extend_from_slice(&b);
-    Image::new(width, height, data)
+    from_planes(width, height, [r, g, b].concat())
 }
 
 /// The stylised image's luminance with the content image's colours (chroma I, Q).
@@ -79,17 +81,10 @@ pub fn yiq_to_rgb(yiq: &[Vec<f32>; 3], width: usize, height: usize) -> Image {
 /// The content is resized to the stylised image's size first if they differ (e.g. the content
 /// was loaded at its own size, or the run ended at a scale that rounded differently), since the
 /// colours of a photo survive resizing well.
-pub fn preserve_colors(content: &Image, stylized: &Image) -> Image {
-    let (w, h) = (stylized.width, stylized.height);
-    let resized;
-    let content = if (content.width, content.height) == (w, h) {
-        content
-    } else {
-        resized = resize_exact(content, w, h);
-        &resized
-    };
+pub fn preserve_colors(content: &Tensor, stylized: &Tensor) -> Tensor {
+    let (w, h) = size(stylized);
     let [y, _, _] = rgb_to_yiq(stylized);
-    let [_, i, q] = rgb_to_yiq(content);
+    let [_, i, q] = rgb_to_yiq(&resize_exact(content, w, h));
     yiq_to_rgb(&[y, i, q], w, h)
 }
 
@@ -115,46 +110,41 @@ fn mean_std(v: &[f32]) -> (f64, f64) {
 
 /// A grey RGB image whose three channels are the luminance `y`: how a luminance-only image
 /// is fed to VGG, which wants three channels.
-pub fn grey_from_luminance(y: &[f32], width: usize, height: usize) -> Image {
+pub fn grey_from_luminance(y: &[f32], width: usize, height: usize) -> Tensor {
     assert_eq!(y.len(), width * height, "grey_from_luminance: {} values for {width}x{height}", y.len());
-    Image::new(width, height, y.repeat(3))
+    from_planes(width, height, y.repeat(3))
 }
 
 /// Steps 1 and 2 of luminance-only transfer: the grey images to optimise on. Returns the
 /// content's luminance as a grey image, and each style's luminance, matched to the content's
 /// mean and spread, as grey images.
-pub fn luminance_only(content: &Image, styles: &[Image]) -> (Image, Vec<Image>) {
+pub fn luminance_only(content: &Tensor, styles: &[Tensor]) -> (Tensor, Vec<Tensor>) {
     let [content_y, _, _] = rgb_to_yiq(content);
     let greys = styles
         .iter()
         .map(|s| {
             let [style_y, _, _] = rgb_to_yiq(s);
-            grey_from_luminance(&match_luminance(&style_y, &content_y), s.width, s.height)
+            let (w, h) = size(s);
+            grey_from_luminance(&match_luminance(&style_y, &content_y), w, h)
         })
         .collect();
-    (grey_from_luminance(&content_y, content.width, content.height), greys)
+    let (w, h) = size(content);
+    (grey_from_luminance(&content_y, w, h), greys)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pseudo_random(width: usize, height: usize, seed: u32) -> Image {
-        let mut s = seed;
-        let data = (0..3 * width * height)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 * 255.0
-            })
-            .collect();
-        Image::new(width, height, data)
+    fn pseudo_random(width: usize, height: usize, seed: u64) -> Tensor {
+        Tensor::uniform([1, 3, height, width], 0.0, 255.0, seed)
     }
 
     #[test]
     fn yiq_round_trip() {
         let img = pseudo_random(13, 7, 1);
         let back = yiq_to_rgb(&rgb_to_yiq(&img), 13, 7);
-        let worst = img.data.iter().zip(&back.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let worst = img.data().iter().zip(back.data()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(worst < 1e-3, "round-trip error {worst}");
     }
 
@@ -172,7 +162,7 @@ mod tests {
 
     #[test]
     fn grey_has_no_chroma_and_white_is_255() {
-        let grey = Image::new(2, 1, vec![0.0, 255.0, 0.0, 255.0, 0.0, 255.0]);
+        let grey = from_planes(2, 1, vec![0.0, 255.0, 0.0, 255.0, 0.0, 255.0]);
         let [y, i, q] = rgb_to_yiq(&grey);
         assert!((y[1] - 255.0).abs() < 1e-3 && y[0] == 0.0, "{y:?}");
         assert!(i.iter().chain(&q).all(|v| v.abs() < 1e-3), "{i:?} {q:?}");
@@ -190,17 +180,18 @@ mod tests {
         assert!(close(&y_out, &y_sty) && close(&i_out, &i_con) && close(&q_out, &q_con));
         // Preserving the colours of an image onto itself changes nothing.
         let same = preserve_colors(&content, &content);
-        assert!(close(&same.data, &content.data));
+        assert!(close(same.data(), content.data()));
     }
 
     #[test]
     fn preserve_colors_resizes_the_content() {
-        let content = Image::new(4, 2, [vec![200.0; 8], vec![50.0; 8], vec![10.0; 8]].concat());
-        let stylized = Image::new(8, 4, vec![100.0; 96]);
+        let content = from_planes(4, 2, [vec![200.0; 8], vec![50.0; 8], vec![10.0; 8]].concat());
+        let stylized = from_planes(8, 4, vec![100.0; 96]);
         let out = preserve_colors(&content, &stylized);
-        assert_eq!((out.width, out.height), (8, 4));
+        assert_eq!(size(&out), (8, 4));
         // Flat content: every output pixel gets its chroma; red stays the largest channel.
-        assert!(out.channel(0)[5] > out.channel(1)[5] && out.channel(1)[5] > out.channel(2)[5]);
+        let (r, g, b) = (out.data()[5], out.data()[32 + 5], out.data()[64 + 5]);
+        assert!(r > g && g > b, "{r} {g} {b}");
     }
 
     #[test]
@@ -217,6 +208,6 @@ mod tests {
     #[test]
     fn grey_image_repeats_luminance() {
         let g = grey_from_luminance(&[1.0, 2.0], 2, 1);
-        assert_eq!(g.data, [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+        assert_eq!(g.data(), [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
     }
 }

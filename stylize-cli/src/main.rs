@@ -1,13 +1,14 @@
 //! The `stylize` binary: parse the command line, run it, print errors with their causes.
+//! Everything it does is in the `stylize` library; `cli/` only presents it.
+
+mod cli;
 
 use std::process::ExitCode;
 
-use stylize_cli::cli::Cli;
-
 fn main() -> ExitCode {
-    let cli = Cli::parse_checked();
-    match stylize_cli::execute(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let args = cli::args::Cli::parse_checked();
+    match cli::execute(&args) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -1,36 +1,75 @@
 //! How much memory a run will need, estimated before any work so that an impossible size is
 //! refused in the first second with the number, not after minutes of swapping.
+//!
+//! The largest part the engine can account for exactly: what the tape keeps for the backward
+//! pass ([`saved_bytes`], checked against `Tape::saved_bytes` in the tests). The rest is the
+//! live activations and gradients, the optimiser's history and the packed weights.
 
-use vgg::table::{self, Layer};
+use vgg::table::{self, Layer, CONVS};
 
-/// Bytes a style-transfer run at `width x height` is expected to need at its peak, counting what
-/// the engine keeps: per VGG19 layer up to `deepest`, the ReLU masks and max-pool argmaxes
-/// (1 byte each) and the style features Gram saves (4 bytes); the two largest live activations
-/// and gradients (4 bytes each); the optimiser's history (`history_vectors` copies of the image);
-/// and the packed weights.
-pub fn estimate_bytes(width: usize, height: usize, history_vectors: usize) -> u64 {
-    let (mut h, mut w) = (height as u64, width as u64);
-    let mut channels = 3u64;
+use crate::objective::Layers;
+use crate::Error;
+
+/// Bytes the tape keeps for one evaluation of the objective at `width x height` with `styles`
+/// style images, op by op as `tensor`'s `Op::saved_bytes` counts them: a ReLU mask (1 byte per
+/// value) per convolution, a max-pool argmax (1 byte per output), the features each Gram
+/// saves and the `C x C` difference of each style target, the content difference, and the two
+/// neighbour-difference images of the total variation (4 bytes per value).
+pub fn saved_bytes(width: usize, height: usize, layers: &Layers, styles: usize) -> Result<u64, Error> {
+    let names = layers.names();
+    let deepest = vgg::model::deepest(&names)?;
+    let (mut h, mut w, mut c) = (height as u64, width as u64, 3u64);
     let mut saved = 0u64;
-    let mut largest = 3 * h * w;
-    for layer in table::LAYERS.iter() {
+    for (i, layer) in table::LAYERS.iter().enumerate().take(deepest + 1) {
         match layer {
-            Layer::Conv { index, .. } => channels = table::CONVS[*index].out_channels as u64,
-            Layer::Relu { .. } => saved += 5 * channels * h * w,
+            Layer::Conv { index } => c = CONVS[*index].out_channels as u64,
+            Layer::Relu { .. } => saved += c * h * w,
             Layer::Pool { .. } => {
-                h /= 2;
-                w /= 2;
-                saved += channels * h * w;
+                (h, w) = (h / 2, w / 2);
+                saved += c * h * w;
             }
         }
-        largest = largest.max(channels * h * w);
-        if layer.name() == "relu5_1" {
-            break;
+        let name = table::LAYERS[i].name();
+        if layers.style.iter().any(|(n, _)| n == name) {
+            saved += 4 * c * h * w + styles as u64 * 4 * c * c;
+        }
+        if layers.content == name {
+            saved += 4 * c * h * w;
         }
     }
+    let (h0, w0) = (height as u64, width as u64);
+    saved += 4 * 3 * (h0 * w0.saturating_sub(1) + h0.saturating_sub(1) * w0);
+    Ok(saved)
+}
+
+/// Bytes a run at `width x height` is expected to need at its peak: [`saved_bytes`], the two
+/// largest live activations and their gradients, `history_vectors` copies of the image for
+/// the optimiser, four more for the image, its gradient and the targets' inputs, and the
+/// weights packed twice (forward and flipped for the backward pass).
+pub fn estimate_bytes(
+    width: usize,
+    height: usize,
+    layers: &Layers,
+    styles: usize,
+    history_vectors: usize,
+) -> Result<u64, Error> {
+    let deepest = vgg::model::deepest(&layers.names())?;
+    let (mut h, mut w, mut c) = (height as u64, width as u64, 3u64);
+    let (mut largest, mut weights) = (3 * h * w, 0u64);
+    for layer in table::LAYERS.iter().take(deepest + 1) {
+        match layer {
+            Layer::Conv { index } => {
+                c = CONVS[*index].out_channels as u64;
+                weights += 2 * 4 * (CONVS[*index].in_channels as u64 * c * 9 + c);
+            }
+            Layer::Relu { .. } => {}
+            Layer::Pool { .. } => (h, w) = (h / 2, w / 2),
+        }
+        largest = largest.max(c * h * w);
+    }
     let image = 3 * (width * height) as u64 * 4;
-    let weights = 2 * 20_000_000 * 4;
-    saved + 4 * largest * 4 + (history_vectors as u64 + 4) * image + weights
+    let saved = saved_bytes(width, height, layers, styles)?;
+    Ok(saved + 4 * largest * 4 + (history_vectors as u64 + 4) * image + weights)
 }
 
 /// Memory available to this process, from `/proc/meminfo` (Linux); `None` elsewhere.
@@ -48,21 +87,5 @@ pub fn format_bytes(b: u64) -> String {
         format!("{gib:.1} GiB")
     } else {
         format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn estimate_grows_with_size_and_history() {
-        let small = estimate_bytes(256, 256, 200);
-        let big = estimate_bytes(1024, 1024, 200);
-        assert!(big > 10 * small / 2, "{small} -> {big}");
-        assert!(estimate_bytes(512, 512, 200) > estimate_bytes(512, 512, 4));
-        // 512x512 with L-BFGS history 100 (200 vectors): under 2 GiB, over 0.5 GiB.
-        let e = estimate_bytes(512, 512, 200);
-        assert!(e > 1 << 29 && e < 1 << 31, "{}", format_bytes(e));
     }
 }

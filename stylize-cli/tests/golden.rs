@@ -2,50 +2,39 @@
 //! each number comes from): VGG19 features, style Gram matrices, the losses and the gradient at
 //! x = content, and the losses after 10 and 50 optimiser steps.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::npy::{load_npy_f32, load_npy_f64};
+use common::{golden_dir as dir, rel, rel_l2};
 use nn::optim::{Adam, AdamConfig, Lbfgs, LbfgsConfig, Optimizer};
 use serde_json::Value;
-use stylize_cli::image_io::{load_npy_f32, load_npy_f64, load_rgb, Image};
-use stylize_cli::objective::{image_tensor, Layers, Objective, Weights};
+use stylize::image::load_rgb;
+use stylize::objective::{Layers, Objective, Weights};
 use tensor::{Tape, Tensor, Var};
 use vgg::Vgg19;
-
-fn dir(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(case)
-}
 
 fn golden(case: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir(case).join("golden.json")).unwrap()).unwrap()
 }
 
+/// VGG19 up to relu5_1, the deepest layer any golden number reads.
 fn vgg() -> Vgg19 {
-    Vgg19::load(&vgg::resolve_weights_path(None).unwrap()).unwrap()
+    Vgg19::load(&vgg::resolve_weights_path(None).unwrap(), &["relu5_1"]).unwrap()
 }
 
-fn tensor(img: &Image) -> Tensor {
-    image_tensor(img.data.clone(), img.height, img.width).unwrap()
-}
-
-fn rel(a: f64, b: f64) -> f64 {
-    (a - b).abs() / b.abs().max(1e-30)
-}
-
-/// ‖a - b‖ / ‖b‖.
-fn rel_l2(a: &[f32], b: &[f64]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| y * y).sum();
-    (num / den).sqrt()
+/// An RGB image as VGG sees it.
+fn preprocessed(path: &std::path::Path) -> Var {
+    Var::constant(Vgg19::preprocess(&load_rgb(path).unwrap()).unwrap())
 }
 
 fn check_features(case: &str) {
     let g = golden(case);
     let vgg = vgg();
-    let content = load_rgb(&dir(case).join("content.png")).unwrap();
+    let content = preprocessed(&dir(case).join("content.png"));
     let stats = g["features_at_content"].as_object().unwrap();
     let names: Vec<&str> = stats.keys().map(String::as_str).collect();
     let mut tape = Tape::new();
-    let feats = vgg.features(&mut tape, &Var::constant(tensor(&content)), &names).unwrap();
+    let feats = vgg.features(&mut tape, &content, &names).unwrap();
     for (name, f) in names.iter().zip(&feats) {
         let s = &stats[*name];
         let shape: Vec<usize> = s["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
@@ -71,10 +60,10 @@ fn check_features(case: &str) {
 
 fn check_grams(case: &str) {
     let vgg = vgg();
-    let style = load_rgb(&dir(case).join("style.png")).unwrap();
+    let style = preprocessed(&dir(case).join("style.png"));
     let layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
     let mut tape = Tape::new();
-    let feats = vgg.features(&mut tape, &Var::constant(tensor(&style)), &layers).unwrap();
+    let feats = vgg.features(&mut tape, &style, &layers).unwrap();
     for (name, f) in layers.iter().zip(&feats) {
         let gram = tape.gram(f).unwrap();
         let g = gram.value().data();
@@ -101,10 +90,9 @@ fn check_grams(case: &str) {
     }
 }
 
+/// The content and style images of a case, RGB.
 fn objective_parts(case: &str) -> (Tensor, Tensor) {
-    let content = load_rgb(&dir(case).join("content.png")).unwrap();
-    let style = load_rgb(&dir(case).join("style.png")).unwrap();
-    (tensor(&content), tensor(&style))
+    (load_rgb(&dir(case).join("content.png")).unwrap(), load_rgb(&dir(case).join("style.png")).unwrap())
 }
 
 fn check_losses_and_gradient(case: &str) {
@@ -112,7 +100,7 @@ fn check_losses_and_gradient(case: &str) {
     let vgg = vgg();
     let (content, style) = objective_parts(case);
     let objective = Objective::new(&vgg, &content, &[(style, 1.0)], Layers::default(), Weights::default()).unwrap();
-    let (losses, grad) = objective.evaluate(&content, true).unwrap();
+    let (losses, grad) = objective.evaluate_rgb(&content).unwrap();
     let want = &g["at_content"];
     for (name, got) in [("style", losses.style), ("tv", losses.tv), ("total", losses.total)] {
         let w = want[name].as_f64().unwrap();
@@ -120,7 +108,6 @@ fn check_losses_and_gradient(case: &str) {
     }
     assert_eq!(losses.content, 0.0, "content loss at x = content");
     let (shape, g64) = load_npy_f64(&dir(case).join("grad_f64.npy")).unwrap();
-    let grad = grad.unwrap();
     assert_eq!(grad.shape().dims(), &shape[..]);
     let err = rel_l2(grad.data(), &g64);
     assert!(err < 5e-3, "{case} gradient: relative L2 error {err:e} against float64");
@@ -134,22 +121,21 @@ fn check_optimiser(case: &str, which: &str) {
     let vgg = vgg();
     let (content, style) = objective_parts(case);
     let objective = Objective::new(&vgg, &content, &[(style, 1.0)], Layers::default(), Weights::default()).unwrap();
-    let mut x = content.data().to_vec();
+    let mut x = Vgg19::preprocess(&content).unwrap();
     let mut opt: Box<dyn Optimizer> = match which {
         "lbfgs" => Box::new(Lbfgs::new(LbfgsConfig::default())),
         _ => Box::new(Adam::new(AdamConfig::default())),
     };
-    let shape = content.shape();
-    let loss_at = |x: &[f32]| objective.evaluate(&Tensor::new(shape, x.to_vec()).unwrap(), false).unwrap().0.total;
     for step in 1..=50 {
-        opt.step(&mut x, &mut |p: &[f32], grad: &mut [f32]| {
-            let (l, gr) = objective.evaluate(&Tensor::new(shape, p.to_vec())?, true)?;
-            grad.copy_from_slice(gr.expect("gradient").data());
-            Ok(l.total)
-        })
-        .unwrap();
+        x = opt
+            .step(&x, &mut |p: &Tensor| {
+                let (l, g) = objective.evaluate(p, true)?;
+                Ok((l.total, g.expect("asked for the gradient")))
+            })
+            .unwrap()
+            .x;
         if step == 10 || step == 50 {
-            let got = loss_at(&x) as f64;
+            let got = objective.evaluate(&x, false).unwrap().0.total as f64;
             let want = g["optimise"][which][step.to_string()]["total"].as_f64().unwrap();
             let tol = match (which, step) {
                 ("adam", 10) => 0.01,

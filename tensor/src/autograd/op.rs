@@ -46,8 +46,6 @@ enum_with_all! {
         Scale,
         MeanSquaredError,
         NeighbourDiff,
-        SelectChannels,
-        AddChannelOffsets,
     }
 }
 
@@ -103,16 +101,6 @@ pub(crate) enum Op {
         input_shape: Shape,
         along_rows: bool,
     },
-    /// `y[:, c] = x[:, perm[c]]` on `[n, c, h, w]`.
-    SelectChannels {
-        x: NodeId,
-        perm: Vec<usize>,
-        input_shape: Shape,
-    },
-    /// `y[:, c] = x[:, c] + offsets[c]`: the gradient passes through unchanged.
-    AddChannelOffsets {
-        x: NodeId,
-    },
 }
 
 impl Op {
@@ -128,8 +116,6 @@ impl Op {
             Op::Scale { .. } => OpKind::Scale,
             Op::MeanSquaredError { .. } => OpKind::MeanSquaredError,
             Op::NeighbourDiff { .. } => OpKind::NeighbourDiff,
-            Op::SelectChannels { .. } => OpKind::SelectChannels,
-            Op::AddChannelOffsets { .. } => OpKind::AddChannelOffsets,
         }
     }
 
@@ -142,8 +128,7 @@ impl Op {
             Op::MaxPool2 { argmax, .. } => argmax.len(),
             Op::Gram { features, .. } => features.bytes(),
             Op::MeanSquaredError { diff, .. } => diff.bytes(),
-            Op::SelectChannels { perm, .. } => perm.len() * std::mem::size_of::<usize>(),
-            Op::Leaf | Op::Add { .. } | Op::Scale { .. } | Op::NeighbourDiff { .. } | Op::AddChannelOffsets { .. } => 0,
+            Op::Leaf | Op::Add { .. } | Op::Scale { .. } | Op::NeighbourDiff { .. } => 0,
         }
     }
 }

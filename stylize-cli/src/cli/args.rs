@@ -1,5 +1,9 @@
 //! The `stylize` command line: clap definitions and value checks, no execution.
 //!
+//! Defaults are not written here: each is read from where the library defines it
+//! ([`Settings::default`], [`Weights::default`], [`Layers::default`], the optimisers' configs),
+//! so `--help` shows what a run really uses.
+//!
 //! Every check clap can run while parsing lives in a value parser here (positive sizes, finite
 //! non-negative weights, VGG19 layer names), so a typo fails in the first millisecond with
 //! clap's usual message. Checks that involve two flags (blend weights vs number of styles,
@@ -9,11 +13,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-
-/// The reference's style layers (Gatys et al. 2016), each with user weight 1.
-pub const DEFAULT_STYLE_LAYERS: &str = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1";
-/// The reference's content layer.
-pub const DEFAULT_CONTENT_LAYER: &str = "relu4_2";
+use nn::optim::{AdamConfig, LbfgsConfig};
+use stylize::objective::{Layers, Weights, DEFAULT_CONTENT_LAYER};
+use stylize::transfer::{self, Settings};
 
 const ABOUT: &str = "Neural style transfer (Gatys et al.) on the CPU: repaint a photo in the style of a painting";
 
@@ -81,19 +83,34 @@ pub enum Init {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerWeights(pub Vec<(String, f32)>);
 
+impl Default for LayerWeights {
+    fn default() -> Self {
+        LayerWeights(Layers::default().style)
+    }
+}
+
+/// `relu1_1,relu2_1:0.5`: what [`parse_layer_weights`] reads (weight 1 is left out).
+impl std::fmt::Display for LayerWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items: Vec<String> =
+            self.0.iter().map(|(n, w)| if *w == 1.0 { n.clone() } else { format!("{n}:{w}") }).collect();
+        f.write_str(&items.join(","))
+    }
+}
+
 /// The loss weights shared by `run` and `eval`.
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct LossArgs {
     /// Weight of the content loss (mean squared feature difference at the content layer)
-    #[arg(long, value_name = "W", default_value_t = 1.0, value_parser = parse_weight)]
+    #[arg(long, value_name = "W", default_value_t = Weights::default().content, value_parser = parse_weight)]
     pub content_weight: f32,
 
     /// Weight of the style loss; raise it (e.g. 10) for more texture, lower it to keep more of the photo
-    #[arg(long, value_name = "W", default_value_t = 1.0, value_parser = parse_weight)]
+    #[arg(long, value_name = "W", default_value_t = Weights::default().style, value_parser = parse_weight)]
     pub style_weight: f32,
 
     /// Weight of the total-variation loss on the 0..255 image; higher values smooth away noise and fine detail
-    #[arg(long, value_name = "W", default_value_t = 0.001, value_parser = parse_weight)]
+    #[arg(long, value_name = "W", default_value_t = Weights::default().tv, value_parser = parse_weight)]
     pub tv_weight: f32,
 
     /// With several styles: their relative weights, comma-separated, one per style, normalised to sum 1 [default: equal]
@@ -102,6 +119,10 @@ pub struct LossArgs {
 }
 
 impl LossArgs {
+    pub fn weights(&self) -> Weights {
+        Weights { content: self.content_weight, style: self.style_weight, tv: self.tv_weight }
+    }
+
     /// The blend weights for `n_styles` styles, summing to 1 (equal when not given).
     /// Call after [`Cli::validate`], which guarantees the count and a positive sum.
     pub fn blend_weights(&self, n_styles: usize) -> Vec<f32> {
@@ -131,13 +152,13 @@ pub struct RunArgs {
     pub output: PathBuf,
 
     /// Longest side of the output in pixels (the content is resized to it, aspect kept). Time and memory grow with its square
-    #[arg(long, value_name = "PX", default_value_t = 512, value_parser = parse_positive)]
+    #[arg(long, value_name = "PX", default_value_t = Settings::default().size, value_parser = parse_positive)]
     pub size: usize,
 
     /// Optimisation steps at each scale (one loss-and-gradient evaluation per step). The default, the
     /// reference implementation's, takes L-BFGS to where the image stops visibly changing; Adam usually
     /// wants about twice as many. At 512 px on 2 cores a step takes about 3.5 s
-    #[arg(long, value_name = "N", default_value_t = 300, value_parser = parse_positive)]
+    #[arg(long, value_name = "N", default_value_t = Settings::default().iters, value_parser = parse_positive)]
     pub iters: usize,
 
     /// The optimiser
@@ -148,8 +169,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub line_search: bool,
 
-    /// Learning rate, overriding the optimiser's default (L-BFGS 1, Adam 2 in 0..255 pixel units)
-    #[arg(long, value_name = "LR", value_parser = parse_positive_f32)]
+    /// Learning rate, overriding the optimiser's default
+    #[arg(long, value_name = "LR", value_parser = parse_positive_f32, help = lr_help())]
     pub lr: Option<f32>,
 
     #[command(flatten)]
@@ -157,7 +178,7 @@ pub struct RunArgs {
 
     /// Size of the style images relative to the output: 1 resizes their longest side to --size, 0.5 to
     /// half of it. Larger values give larger brush strokes and patterns in the result
-    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = parse_positive_f32)]
+    #[arg(long, value_name = "F", default_value_t = Settings::default().style_scale, value_parser = parse_positive_f32)]
     pub style_scale: f32,
 
     /// VGG19 layer whose features define the content (deeper: looser layout)
@@ -166,7 +187,7 @@ pub struct RunArgs {
 
     /// Style layers, comma-separated, each optionally with a weight as LAYER:W (e.g. relu1_1:1,relu2_1:0.5).
     /// The loss already scales each layer by 10/C² (C = its channel count) so that layers count alike; W multiplies that
-    #[arg(long, value_name = "LAYERS", default_value = DEFAULT_STYLE_LAYERS, value_parser = parse_layer_weights_arg)]
+    #[arg(long, value_name = "LAYERS", default_value_t = LayerWeights::default(), value_parser = parse_layer_weights_arg)]
     pub style_layers: LayerWeights,
 
     /// Starting image: `content`, `noise` (seeded by --seed) or the path of an image (e.g. a previous result)
@@ -201,6 +222,47 @@ pub struct RunArgs {
     /// Print nothing but errors (no progress bar)
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+impl RunArgs {
+    /// The library's settings for this command line, starting from `init`.
+    pub fn settings(&self, init: transfer::Init) -> Settings {
+        let optimizer = match self.optimizer {
+            Optimizer::Lbfgs => {
+                let d = LbfgsConfig::default();
+                transfer::Optimizer::Lbfgs(LbfgsConfig {
+                    lr: self.lr.unwrap_or(d.lr),
+                    line_search: self.line_search,
+                    ..d
+                })
+            }
+            Optimizer::Adam => {
+                let d = AdamConfig::default();
+                transfer::Optimizer::Adam(AdamConfig { lr: self.lr.unwrap_or(d.lr), ..d })
+            }
+        };
+        Settings {
+            size: self.size,
+            scales: self.scales,
+            iters: self.iters,
+            optimizer,
+            weights: self.loss.weights(),
+            layers: Layers { content: self.content_layer.clone(), style: self.style_layers.0.clone() },
+            style_scale: self.style_scale,
+            init,
+            preserve_colors: self.preserve_colors,
+            save_every: self.save_every,
+        }
+    }
+}
+
+/// `--lr`'s help, with the defaults from the optimisers' configs.
+fn lr_help() -> String {
+    format!(
+        "Learning rate, overriding the optimiser's default (L-BFGS {}, Adam {} in 0..255 pixel units)",
+        LbfgsConfig::default().lr,
+        AdamConfig::default().lr
+    )
 }
 
 /// Threads and weights, shared by `run`, `eval` and `bench`.
@@ -313,12 +375,6 @@ impl Cli {
             }
         }
         Ok(())
-    }
-}
-
-impl Default for LayerWeights {
-    fn default() -> Self {
-        parse_layer_weights_arg(DEFAULT_STYLE_LAYERS).expect("the default style layers parse")
     }
 }
 
@@ -453,8 +509,7 @@ mod tests {
         assert_eq!((r.size, r.iters, r.optimizer, r.line_search, r.lr), (512, 300, Optimizer::Lbfgs, false, None));
         assert_eq!((r.loss.content_weight, r.loss.style_weight, r.loss.tv_weight), (1.0, 1.0, 0.001));
         assert_eq!(r.content_layer, "relu4_2");
-        assert_eq!(r.style_layers, LayerWeights::default());
-        assert_eq!(r.style_layers.0.len(), 5);
+        assert_eq!(r.style_layers.to_string(), "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1");
         assert!(r.style_layers.0.iter().all(|(_, w)| *w == 1.0));
         assert_eq!((r.init, r.seed, r.style_scale, r.scales), (Init::Content, None, 1.0, None));
         assert_eq!(r.loss.blend_weights(1), [1.0]);

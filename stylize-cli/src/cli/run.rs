@@ -1,0 +1,214 @@
+//! `stylize run`: [`stylize::transfer`] with what a person at a terminal needs around it.
+//!
+//! Everything that can fail on bad input (paths, images, weights, size, memory) is checked
+//! before the first VGG pass. The observer draws the progress bar, writes the log, answers
+//! Ctrl-C by stopping the run, and saves the image when asked; the output is written whole or
+//! not at all, whatever way the run ends.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use stylize::transfer::{self, Control, Event, Observer, ObserverError, Outcome, StepReport};
+use stylize::{image, output};
+use tensor::Tensor;
+use vgg::Vgg19;
+
+use super::args::{Init, LogFormat, RunArgs};
+
+/// The exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
+
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    // --- Checks before any compute -------------------------------------------------------
+    image::check_output_path(&args.output)?;
+    if let Some(log) = &args.log {
+        output::check(log)?;
+    }
+    let weights_path = vgg::resolve_weights_path(args.compute.weights.as_deref())?;
+    let content = image::load_rgb(&args.content).context("reading the content image")?;
+    let mut styles = Vec::with_capacity(args.styles.len());
+    for (path, blend) in args.styles.iter().zip(args.loss.blend_weights(args.styles.len())) {
+        let style = image::load_rgb(path).with_context(|| format!("reading style image {}", path.display()))?;
+        styles.push((style, blend));
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        nanos as u64
+    });
+    let init = match &args.init {
+        Init::Content => transfer::Init::Content,
+        Init::Noise => transfer::Init::Noise { seed },
+        Init::Image(p) => transfer::Init::Image(image::load_rgb(p).context("reading the --init image")?),
+    };
+    let settings = args.settings(init);
+    let plan = settings.plan(image::size(&content), styles.len())?;
+
+    let say = |msg: String| {
+        if !args.quiet {
+            eprintln!("{msg}");
+        }
+    };
+    let t = Instant::now();
+    let vgg = Vgg19::load(&weights_path, &settings.layers.names())?;
+    say(format!("loaded VGG19 weights from {} in {:.2} s", weights_path.display(), t.elapsed().as_secs_f64()));
+    if args.init == Init::Noise && args.seed.is_none() {
+        say(format!("noise seed {seed} (pass --seed {seed} to repeat this run)"));
+    }
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        // A handler exists already if this process ran before (tests): keep that one.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let mut observer = Terminal {
+        progress: Progress::new(settings.iters * plan.sizes.len(), args.quiet),
+        log: args.log.as_deref().map(Log::create).transpose()?,
+        output: &args.output,
+        interrupted,
+    };
+    let outcome = transfer::transfer(&vgg, &content, &styles, &settings, &mut observer)?;
+    observer.progress.finish();
+    image::save(outcome.image(), &args.output)?;
+    if let Some(log) = &mut observer.log {
+        log.flush()?;
+    }
+    let (w, h) = image::size(outcome.image());
+    let out = args.output.display();
+    match outcome {
+        Outcome::Finished { .. } => {
+            say(format!("wrote {out} ({w}x{h}) in {:.1} s", started.elapsed().as_secs_f64()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Interrupted { step, .. } => {
+            say(format!("interrupted after {step} steps: wrote the image so far to {out}"));
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+        Outcome::Diverged { step, .. } => Err(anyhow!(
+            "the loss became NaN or infinite at step {step}; stopped and kept the last image whose loss was \
+             finite in {out}. Try a lower --lr, --style-weight or --tv-weight"
+        )),
+    }
+}
+
+/// The run's observer: progress, log, Ctrl-C and `--save-every`.
+struct Terminal<'a> {
+    progress: Progress,
+    log: Option<Log>,
+    output: &'a Path,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl Observer for Terminal<'_> {
+    fn on_event(&mut self, event: Event<'_>) -> Result<Control, ObserverError> {
+        match event {
+            Event::Scale { .. } => {}
+            Event::Step(s) => {
+                self.progress.update(s);
+                if let Some(log) = &mut self.log {
+                    log.write(s)?;
+                }
+            }
+            Event::Save(img) => save(img, self.output)?,
+        }
+        Ok(if self.interrupted.load(Ordering::SeqCst) { Control::Stop } else { Control::Continue })
+    }
+}
+
+fn save(img: &Tensor, path: &Path) -> Result<(), ObserverError> {
+    Ok(image::save(img, path)?)
+}
+
+/// A progress bar on a terminal; a plain line every ~5% otherwise; nothing with `--quiet`.
+struct Progress {
+    bar: Option<ProgressBar>,
+    plain_every: Option<usize>,
+}
+
+impl Progress {
+    fn new(total: usize, quiet: bool) -> Self {
+        if quiet {
+            return Progress { bar: None, plain_every: None };
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            Progress { bar: Some(bar), plain_every: None }
+        } else {
+            Progress { bar: None, plain_every: Some((total / 20).max(1)) }
+        }
+    }
+
+    fn update(&self, s: &StepReport) {
+        let l = s.losses;
+        let msg = format!("total {:.4e} content {:.3e} style {:.3e} tv {:.3e}", l.total, l.content, l.style, l.tv);
+        if let Some(bar) = &self.bar {
+            bar.set_prefix(format!("scale {}/{} {}x{}", s.scale, s.scales, s.width, s.height));
+            bar.set_message(msg);
+            bar.set_position(s.step as u64);
+        } else if let Some(every) = self.plain_every {
+            if s.step.is_multiple_of(every) || s.step == s.total_steps {
+                eprintln!(
+                    "step {}/{} scale {}/{} ({}x{}): {msg}",
+                    s.step, s.total_steps, s.scale, s.scales, s.width, s.height
+                );
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+/// The per-step loss log: CSV or JSON lines.
+struct Log {
+    file: BufWriter<File>,
+    format: LogFormat,
+    path: PathBuf,
+}
+
+impl Log {
+    fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).with_context(|| format!("creating the log file {}", path.display()))?;
+        let mut log = Log { file: BufWriter::new(file), format: LogFormat::for_path(path), path: path.to_path_buf() };
+        if log.format == LogFormat::Csv {
+            writeln!(log.file, "step,scale,width,height,content,style,tv,total,seconds")?;
+        }
+        Ok(log)
+    }
+
+    fn write(&mut self, s: &StepReport) -> Result<(), ObserverError> {
+        let l = s.losses;
+        let line = match self.format {
+            LogFormat::Csv => format!(
+                "{},{},{},{},{},{},{},{},{:.4}",
+                s.step, s.scale, s.width, s.height, l.content, l.style, l.tv, l.total, s.seconds
+            ),
+            LogFormat::JsonLines => serde_json::json!({
+                "step": s.step, "scale": s.scale, "width": s.width, "height": s.height,
+                "content": l.content, "style": l.style, "tv": l.tv, "total": l.total, "seconds": s.seconds,
+            })
+            .to_string(),
+        };
+        writeln!(self.file, "{line}").map_err(|e| format!("writing the log {}: {e}", self.path.display()).into())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.file.flush().with_context(|| format!("writing the log {}", self.path.display()))
+    }
+}

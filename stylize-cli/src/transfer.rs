@@ -1,0 +1,293 @@
+//! The optimisation phase: repaint one photo by gradient descent on its pixels (Gatys et al.,
+//! "Image Style Transfer Using Convolutional Neural Networks", CVPR 2016), coarse to fine.
+//!
+//! [`transfer`] follows one image from start to finish: for each scale of the [`Plan`] it
+//! resizes the content and styles, computes the targets ([`Objective::new`]), starts from the
+//! previous scale's result (or the [`Init`]), and runs the optimiser on the image in VGG's space.
+//! It reports to an [`Observer`] (scale changes, steps, intermediate saves), which can stop it,
+//! and returns a typed [`Outcome`]. Presentation (progress bars, logs, Ctrl-C, files) is the
+//! observer's business; nothing here prints or exits.
+
+use std::time::Instant;
+
+use nn::optim::{self, Adam, AdamConfig, ClosureError, Lbfgs, LbfgsConfig, OptimError};
+use tensor::Tensor;
+use vgg::Vgg19;
+
+use crate::image::{longest_side_size, resize_exact, resize_longest, size};
+use crate::objective::{Layers, Losses, Objective, Weights};
+use crate::{color, memory, schedule, Error};
+
+/// Which optimiser moves the pixels, with its settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// L-BFGS, the reference's default: converges in fewer steps.
+    Lbfgs(LbfgsConfig),
+    /// Adam: smoother progress, needs more steps.
+    Adam(AdamConfig),
+}
+
+impl Optimizer {
+    fn build(&self) -> Box<dyn optim::Optimizer> {
+        match *self {
+            Optimizer::Lbfgs(c) => Box::new(Lbfgs::new(c)),
+            Optimizer::Adam(c) => Box::new(Adam::new(c)),
+        }
+    }
+
+    /// Copies of the image the optimiser keeps: two per L-BFGS pair (s and y), two for Adam's
+    /// moments.
+    pub fn history_vectors(&self) -> usize {
+        match self {
+            Optimizer::Lbfgs(c) => 2 * c.history,
+            Optimizer::Adam(_) => 2,
+        }
+    }
+}
+
+/// Where the optimised image starts.
+#[derive(Clone, Debug)]
+pub enum Init {
+    /// The content image (the reference's choice: a recognisable result from the first step).
+    Content,
+    /// Uniform noise in 0..255 from this seed: more varied results, needs more steps.
+    Noise { seed: u64 },
+    /// An RGB image (e.g. a previous result to refine), resized to the first scale.
+    Image(Tensor),
+}
+
+/// Everything about a run but its images. [`Settings::default`] holds the defaults of the
+/// reference implementation, which the command line shows.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Longest side of the result in pixels.
+    pub size: usize,
+    /// Number of scales, coarse to fine; `None` picks it from the size (see `schedule`).
+    pub scales: Option<usize>,
+    /// Optimiser steps at each scale.
+    pub iters: usize,
+    pub optimizer: Optimizer,
+    pub weights: Weights,
+    pub layers: Layers,
+    /// Style images' longest side relative to the scale's.
+    pub style_scale: f32,
+    pub init: Init,
+    /// Luminance-only transfer (see `color`).
+    pub preserve_colors: bool,
+    /// Report the current image every this many steps ([`Event::Save`]).
+    pub save_every: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            size: 512,
+            scales: None,
+            iters: 300,
+            optimizer: Optimizer::Lbfgs(LbfgsConfig::default()),
+            weights: Weights::default(),
+            layers: Layers::default(),
+            style_scale: 1.0,
+            init: Init::Content,
+            preserve_colors: false,
+            save_every: None,
+        }
+    }
+}
+
+/// What a run will do, worked out before any compute so that impossible requests fail at once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// `(width, height)` of each scale, coarse to fine; the last is the result's.
+    pub sizes: Vec<(usize, usize)>,
+    /// The estimated peak memory in bytes.
+    pub memory: u64,
+}
+
+impl Settings {
+    /// The plan for a content image of `content_size` (width, height) and `styles` style images:
+    /// refuses an output too small for the chosen layers, or too large for the memory available.
+    pub fn plan(&self, content_size: (usize, usize), styles: usize) -> Result<Plan, Error> {
+        let min = self.layers.min_side()?;
+        let (w, h) = longest_side_size(content_size.0, content_size.1, self.size);
+        let layer = vgg::table::LAYERS[vgg::model::deepest(&self.layers.names())?].name();
+        if w.min(h) < min {
+            return Err(Error::TooSmall { width: w, height: h, layer, min });
+        }
+        let sizes = schedule::scale_sizes(self.size, self.scales, min)
+            .into_iter()
+            .map(|s| longest_side_size(content_size.0, content_size.1, s))
+            .filter(|&(w, h)| w.min(h) >= min)
+            .collect();
+        let memory = memory::estimate_bytes(w, h, &self.layers, styles, self.optimizer.history_vectors())?;
+        if let Some(available) = memory::available_bytes() {
+            if memory > available {
+                return Err(Error::OutOfMemory { width: w, height: h, needed: memory, available });
+            }
+        }
+        Ok(Plan { sizes, memory })
+    }
+}
+
+/// One finished step, as reported to the observer.
+#[derive(Clone, Copy, Debug)]
+pub struct StepReport {
+    /// 1-based, counted over all scales.
+    pub step: usize,
+    pub total_steps: usize,
+    /// 1-based.
+    pub scale: usize,
+    pub scales: usize,
+    pub width: usize,
+    pub height: usize,
+    /// The losses at the point the step started from.
+    pub losses: Losses,
+    pub seconds: f64,
+}
+
+/// What the loop tells its observer.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A scale begins (its targets are computed).
+    Scale { scale: usize, scales: usize, width: usize, height: usize },
+    /// A step finished.
+    Step(&'a StepReport),
+    /// `save_every` steps have passed: the current result, RGB, ready to save.
+    Save(&'a Tensor),
+}
+
+/// The observer's answer: go on, or stop with the image so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// An observer's own failure (e.g. a log it cannot write), passed through as [`Error::Observer`].
+pub type ObserverError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Receives the loop's events; returning [`Control::Stop`] ends the run as [`Outcome::Interrupted`].
+pub trait Observer {
+    fn on_event(&mut self, event: Event<'_>) -> Result<Control, ObserverError>;
+}
+
+/// An observer that watches nothing and never stops the run.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn on_event(&mut self, _: Event<'_>) -> Result<Control, ObserverError> {
+        Ok(Control::Continue)
+    }
+}
+
+/// How a run ended. Each carries the image to keep, RGB `[1, 3, H, W]`, colours preserved if asked.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every step of every scale ran.
+    Finished { image: Tensor },
+    /// The observer stopped the run after `step` steps; the image is the latest.
+    Interrupted { image: Tensor, step: usize },
+    /// The loss became NaN or infinite at `step`; the image is the last one whose loss was finite.
+    Diverged { image: Tensor, step: usize },
+}
+
+impl Outcome {
+    pub fn image(&self) -> &Tensor {
+        match self {
+            Outcome::Finished { image } | Outcome::Interrupted { image, .. } | Outcome::Diverged { image, .. } => image,
+        }
+    }
+}
+
+/// Repaints `content` (RGB `[1, 3, H, W]`, 0..255) in the style of `styles` (RGB images with
+/// blend weights summing to 1), as `settings` say.
+pub fn transfer(
+    vgg: &Vgg19,
+    content: &Tensor,
+    styles: &[(Tensor, f32)],
+    settings: &Settings,
+    observer: &mut dyn Observer,
+) -> Result<Outcome, Error> {
+    let plan = settings.plan(size(content), styles.len())?;
+    // Luminance-only transfer optimises grey images; the colours come back in `finish`.
+    let (content_in, styles_in): (Tensor, Vec<(Tensor, f32)>) = if settings.preserve_colors {
+        let images: Vec<Tensor> = styles.iter().map(|(s, _)| s.clone()).collect();
+        let (c, greys) = color::luminance_only(content, &images);
+        (c, greys.into_iter().zip(styles.iter().map(|(_, b)| *b)).collect())
+    } else {
+        (content.clone(), styles.to_vec())
+    };
+    let finish = |x: &Tensor| -> Result<Tensor, Error> {
+        let rgb = Vgg19::deprocess(x)?;
+        Ok(if settings.preserve_colors { color::preserve_colors(content, &rgb) } else { rgb })
+    };
+    let min_side = settings.layers.min_side()?;
+    let scales = plan.sizes.len();
+    let total_steps = settings.iters * scales;
+    let mut step = 0;
+    let mut x: Option<Tensor> = None;
+    for (scale, &(w, h)) in plan.sizes.iter().enumerate() {
+        let scale = scale + 1;
+        if observer.on_event(Event::Scale { scale, scales, width: w, height: h })? == Control::Stop {
+            let image = match &x {
+                Some(x) => finish(x)?,
+                None => content.clone(),
+            };
+            return Ok(Outcome::Interrupted { image, step });
+        }
+        let longest = w.max(h);
+        let style_side = ((longest as f32 * settings.style_scale).round() as usize).max(min_side);
+        let styles_s: Vec<(Tensor, f32)> = styles_in.iter().map(|(s, b)| (resize_longest(s, style_side), *b)).collect();
+        let content_s = resize_longest(&content_in, longest);
+        let objective = Objective::new(vgg, &content_s, &styles_s, settings.layers.clone(), settings.weights)?;
+        let mut current = match x.take() {
+            Some(previous) => resize_exact(&previous, w, h),
+            None => Vgg19::preprocess(&match &settings.init {
+                Init::Content => content_s,
+                Init::Noise { seed } => Tensor::uniform([1, 3, h, w], 0.0, 255.0, *seed),
+                Init::Image(img) => resize_exact(img, w, h),
+            })?,
+        };
+        let mut optimizer = settings.optimizer.build();
+        // The point whose loss was last seen finite: what a divergence falls back to.
+        let mut good = current.clone();
+        for _ in 0..settings.iters {
+            let started = Instant::now();
+            let mut losses = Losses::default();
+            let result = optimizer.step(&current, &mut |p: &Tensor| {
+                let (l, g) = objective.evaluate(p, true).map_err(|e| Box::new(e) as ClosureError)?;
+                losses = l;
+                Ok((l.total, g.expect("asked for the gradient")))
+            });
+            step += 1;
+            match result {
+                Ok(next) => good = std::mem::replace(&mut current, next.x),
+                Err(OptimError::NonFinite { .. }) => return Ok(Outcome::Diverged { image: finish(&good)?, step }),
+                Err(OptimError::Closure(e)) => {
+                    return Err(match e.downcast::<Error>() {
+                        Ok(e) => *e,
+                        Err(e) => Error::Observer(e),
+                    })
+                }
+            }
+            let report = StepReport {
+                step,
+                total_steps,
+                scale,
+                scales,
+                width: w,
+                height: h,
+                losses,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            if observer.on_event(Event::Step(&report))? == Control::Stop {
+                return Ok(Outcome::Interrupted { image: finish(&current)?, step });
+            }
+            if settings.save_every.is_some_and(|n| step % n == 0) {
+                observer.on_event(Event::Save(&finish(&current)?))?;
+            }
+        }
+        x = Some(current);
+    }
+    Ok(Outcome::Finished { image: finish(&x.expect("a plan has at least one scale"))? })
+}
