@@ -104,7 +104,7 @@ fn check_losses_and_gradient(case: &str) {
     let want = &g["at_content"];
     for (name, got) in [("style", losses.style), ("tv", losses.tv), ("total", losses.total)] {
         let w = want[name].as_f64().unwrap();
-        assert!(rel(got as f64, w) < 1e-4, "{case} {name} loss {got} vs {w}");
+        assert!(rel(got as f64, w) <= common::LOSS_RTOL, "{case} {name} loss {got} vs {w}");
     }
     assert_eq!(losses.content, 0.0, "content loss at x = content");
     let (shape, g64) = load_npy_f64(&dir(case).join("grad_f64.npy")).unwrap();

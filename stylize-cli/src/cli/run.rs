@@ -17,7 +17,6 @@ use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use stylize::transfer::{self, Control, Event, Observer, ObserverError, Outcome, StepReport};
 use stylize::{image, output};
-use tensor::Tensor;
 use vgg::Vgg19;
 
 use super::args::{Init, LogFormat, RunArgs};
@@ -77,9 +76,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     };
     let outcome = transfer::transfer(&vgg, &content, &styles, &settings, &mut observer)?;
     observer.progress.finish();
-    image::save(outcome.image(), &args.output)?;
-    if let Some(log) = &mut observer.log {
-        log.flush()?;
+    image::save_or_rescue(outcome.image(), &args.output)?;
+    if let Some(Err(e)) = observer.log.as_mut().map(Log::flush) {
+        observer.progress.warn(&format!("warning: {e:#}"));
     }
     let (w, h) = image::size(outcome.image());
     let out = args.output.display();
@@ -107,24 +106,27 @@ struct Terminal<'a> {
     interrupted: Arc<AtomicBool>,
 }
 
+/// A log or an intermediate save that fails does not end the run: the finished picture matters
+/// more. Each failure is reported once, and the log is then given up.
 impl Observer for Terminal<'_> {
     fn on_event(&mut self, event: Event<'_>) -> Result<Control, ObserverError> {
         match event {
             Event::Scale { .. } => {}
             Event::Step(s) => {
                 self.progress.update(s);
-                if let Some(log) = &mut self.log {
-                    log.write(s)?;
+                if let Some(Err(e)) = self.log.as_mut().map(|log| log.write(s)) {
+                    self.progress.warn(&format!("warning: {e}; the run goes on without the log"));
+                    self.log = None;
                 }
             }
-            Event::Save(img) => save(img, self.output)?,
+            Event::Save(img) => {
+                if let Err(e) = image::save(img, self.output) {
+                    self.progress.warn(&format!("warning: intermediate save failed: {e}; the run goes on"));
+                }
+            }
         }
         Ok(if self.interrupted.load(Ordering::SeqCst) { Control::Stop } else { Control::Continue })
     }
-}
-
-fn save(img: &Tensor, path: &Path) -> Result<(), ObserverError> {
-    Ok(image::save(img, path)?)
 }
 
 /// A progress bar on a terminal; a plain line every ~5% otherwise; nothing with `--quiet`.
@@ -168,6 +170,14 @@ impl Progress {
         }
     }
 
+    /// A line above the bar (or plain, without one); shown even with `--quiet`.
+    fn warn(&self, msg: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish();
@@ -192,7 +202,7 @@ impl Log {
         Ok(log)
     }
 
-    fn write(&mut self, s: &StepReport) -> Result<(), ObserverError> {
+    fn write(&mut self, s: &StepReport) -> Result<()> {
         let l = s.losses;
         let line = match self.format {
             LogFormat::Csv => format!(
@@ -205,7 +215,7 @@ impl Log {
             })
             .to_string(),
         };
-        writeln!(self.file, "{line}").map_err(|e| format!("writing the log {}: {e}", self.path.display()).into())
+        writeln!(self.file, "{line}").with_context(|| format!("writing the log {}", self.path.display()))
     }
 
     fn flush(&mut self) -> Result<()> {

@@ -2,7 +2,7 @@
 //! 0..255), in the format the file extension names, written atomically.
 
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::codecs::bmp::BmpEncoder;
 use image::codecs::jpeg::JpegEncoder;
@@ -104,20 +104,42 @@ pub fn save(img: &Tensor, path: &Path) -> Result<(), ImageError> {
     Ok(())
 }
 
+/// A finished image that could not be written where asked: why, and where it went instead.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}{}", match rescued {
+    Some(p) => format!("; the image was saved to {} instead", p.display()),
+    None => "; saving it beside the target and in the temporary folder failed too".to_string(),
+})]
+pub struct SaveFailure {
+    pub error: ImageError,
+    pub rescued: Option<PathBuf>,
+}
+
+/// [`save`], and if the disk refuses it (a full disk, the folder removed during a run), the
+/// same image beside the target as `NAME-rescued.EXT`, or failing that in the system's
+/// temporary folder: a finished picture is never thrown away. An image that cannot be saved
+/// anywhere (NaN pixels, an unknown extension) is not retried.
+pub fn save_or_rescue(img: &Tensor, path: &Path) -> Result<(), SaveFailure> {
+    let error = match save(img, path) {
+        Ok(()) => return Ok(()),
+        Err(e @ ImageError::Output(_)) => e,
+        Err(e) => return Err(SaveFailure { error: e, rescued: None }),
+    };
+    let stem = path.file_stem().map_or("stylize".into(), |s| s.to_string_lossy().into_owned());
+    let ext = path.extension().map_or(String::new(), |e| e.to_string_lossy().into_owned());
+    let beside = path.with_file_name(format!("{stem}-rescued.{ext}"));
+    let in_temp = std::env::temp_dir().join(format!("{stem}-rescued-{}.{ext}", std::process::id()));
+    let rescued = [beside, in_temp].into_iter().find(|p| save(img, p).is_ok());
+    Err(SaveFailure { error, rescued })
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
 
     use super::*;
     use crate::image::{from_planes, load_rgb, ramp};
-    use crate::output::OutputError;
-
-    fn files_in(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> =
-            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        v.sort();
-        v
-    }
+    use crate::output::{files_in, OutputError};
 
     #[test]
     fn lossless_round_trips_are_exact() {
@@ -173,6 +195,31 @@ mod tests {
         assert!(matches!(err, ImageError::Output(OutputError::Encode { .. })), "{err}");
         assert_eq!(fs::read(&p).unwrap(), b"previous result");
         assert_eq!(files_in(dir.path()), ["out.webp"]);
+    }
+
+    #[test]
+    fn a_refused_write_is_rescued_beside_the_target_or_in_the_temporary_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = ramp(4, 3);
+        // The target became a folder after the checks: the image goes beside it.
+        let target = dir.path().join("out.png");
+        fs::create_dir(&target).unwrap();
+        let failure = save_or_rescue(&img, &target).unwrap_err();
+        let beside = dir.path().join("out-rescued.png");
+        assert_eq!(failure.rescued.as_deref(), Some(beside.as_path()));
+        assert_eq!(load_rgb(&beside).unwrap().data(), img.data());
+        let msg = failure.to_string();
+        assert!(msg.contains("saved to") && msg.contains("out-rescued.png"), "{msg}");
+        // The folder is gone: the image goes to the temporary folder.
+        let gone = dir.path().join("removed/out.png");
+        let failure = save_or_rescue(&img, &gone).unwrap_err();
+        let rescued = failure.rescued.expect("rescued");
+        assert!(rescued.starts_with(std::env::temp_dir()), "{}", rescued.display());
+        assert_eq!(load_rgb(&rescued).unwrap().data(), img.data());
+        fs::remove_file(rescued).unwrap();
+        // NaN cannot be saved anywhere: no rescue is attempted.
+        let failure = save_or_rescue(&from_planes(1, 1, vec![f32::NAN; 3]), &dir.path().join("n.png")).unwrap_err();
+        assert!(matches!(failure.error, ImageError::NotANumber { .. }) && failure.rescued.is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `decode.rs` | [`load_rgb`]: PIL's `Image.open(p).convert("RGB")`, exact 8-bit integers as f32, EXIF orientation applied |
 //! | `resize.rs` | [`resize_longest`] (Pillow's Lanczos on 8-bit values, value for value) and [`resize_exact`] (the same filter on floats) |
-//! | `encode.rs` | [`save`]: round half to even, clamp, encode by extension, write atomically |
+//! | `encode.rs` | [`save`]: round half to even, clamp, encode by extension, write atomically; [`save_or_rescue`] keeps a finished image when the disk refuses it |
 //!
 //! Errors name the file and end with what to do, because they are shown to users as they are.
 
@@ -22,7 +22,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use decode::{load_rgb, MAX_DECODE_BYTES, MAX_SIDE};
-pub use encode::{check_output_path, output_format, save, OutputFormat, JPEG_QUALITY};
+pub use encode::{check_output_path, output_format, save, save_or_rescue, OutputFormat, SaveFailure, JPEG_QUALITY};
 pub use resize::{longest_side_size, resize_exact, resize_longest};
 use tensor::Tensor;
 
