@@ -1,6 +1,6 @@
 //! The optimisers on functions with known minima, and their PyTorch-compatible details.
 
-use nn::optim::{Adam, AdamConfig, ClosureError, Lbfgs, LbfgsConfig, OptimError, Optimizer};
+use nn::optim::{Adam, AdamConfig, AdamState, ClosureError, Lbfgs, LbfgsConfig, OptimError, Optimizer};
 use tensor::Tensor;
 
 /// Rosenbrock in n dimensions: Σ 100 (x[i+1] - x[i]²)² + (1 - x[i])², minimum 0 at all ones.
@@ -171,4 +171,54 @@ fn closure_errors_propagate() {
     assert_eq!(err.to_string(), "out of coffee");
     let wrong_shape = Adam::new(AdamConfig::default()).step(&x, &mut |_: &Tensor| Ok((1.0, vector(&[1.0, 2.0]))));
     assert!(wrong_shape.unwrap_err().to_string().contains("shape"));
+}
+
+#[test]
+fn adam_over_a_parameter_list_matches_one_adam_per_tensor() {
+    // Adam is per coordinate: two tensors stepped together move as each would alone.
+    let (a, b) = (vector(&[1.0, -2.0]), vector(&[0.5, 3.0, -1.0]));
+    let (ga, gb) = (vector(&[0.3, -0.1]), vector(&[2.0, 0.0, -4.0]));
+    let mut together = Adam::new(AdamConfig::default());
+    let mut alone = (Adam::new(AdamConfig::default()), Adam::new(AdamConfig::default()));
+    let mut both = vec![a.clone(), b.clone()];
+    let (mut a1, mut b1) = (a, b);
+    for _ in 0..3 {
+        both = together.update(&both, &[ga.clone(), gb.clone()]).unwrap();
+        a1 = alone.0.update(&[a1], &[ga.clone()]).unwrap().remove(0);
+        b1 = alone.1.update(&[b1], &[gb.clone()]).unwrap().remove(0);
+    }
+    assert_eq!(both[0].data(), a1.data());
+    assert_eq!(both[1].data(), b1.data());
+}
+
+#[test]
+fn adam_resumed_from_its_state_continues_exactly() {
+    let grads = |k: usize| vec![vector(&[k as f32, -1.0]), vector(&[0.5 / (k + 1) as f32])];
+    let start = vec![vector(&[1.0, 2.0]), vector(&[3.0])];
+    let mut straight = Adam::new(AdamConfig::default());
+    let mut p = start.clone();
+    for k in 0..6 {
+        p = straight.update(&p, &grads(k)).unwrap();
+    }
+    let mut first = Adam::new(AdamConfig::default());
+    let mut q = start;
+    for k in 0..3 {
+        q = first.update(&q, &grads(k)).unwrap();
+    }
+    let shapes: Vec<_> = q.iter().map(|t| t.shape()).collect();
+    let AdamState { t, m, v } = first.state(&shapes);
+    assert_eq!(t, 3);
+    let mut resumed = Adam::with_state(AdamConfig::default(), AdamState { t, m, v });
+    for k in 3..6 {
+        q = resumed.update(&q, &grads(k)).unwrap();
+    }
+    assert_eq!(p[0].data(), q[0].data());
+    assert_eq!(p[1].data(), q[1].data());
+}
+
+#[test]
+fn adam_refuses_a_non_finite_gradient() {
+    let mut opt = Adam::new(AdamConfig::default());
+    let err = opt.update(&[vector(&[1.0])], &[vector(&[f32::NAN])]).unwrap_err();
+    assert!(matches!(err, OptimError::NonFinite { .. }), "{err}");
 }

@@ -9,7 +9,7 @@
 mod adam;
 mod lbfgs;
 
-pub use adam::{Adam, AdamConfig};
+pub use adam::{Adam, AdamConfig, AdamState};
 pub use lbfgs::{Lbfgs, LbfgsConfig};
 use tensor::Tensor;
 
