@@ -184,8 +184,8 @@ fn adam_over_a_parameter_list_matches_one_adam_per_tensor() {
     let (mut a1, mut b1) = (a, b);
     for _ in 0..3 {
         both = together.update(&both, &[ga.clone(), gb.clone()]).unwrap();
-        a1 = alone.0.update(&[a1], &[ga.clone()]).unwrap().remove(0);
-        b1 = alone.1.update(&[b1], &[gb.clone()]).unwrap().remove(0);
+        a1 = alone.0.update(&[a1], std::slice::from_ref(&ga)).unwrap().remove(0);
+        b1 = alone.1.update(&[b1], std::slice::from_ref(&gb)).unwrap().remove(0);
     }
     assert_eq!(both[0].data(), a1.data());
     assert_eq!(both[1].data(), b1.data());
