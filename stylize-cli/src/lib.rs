@@ -17,6 +17,7 @@
 //! | `transfer.rs` | the optimisation loop: [`transfer::Settings`] (every default), observer events, outcome |
 //! | `memory.rs` | the memory estimate checked before a run starts |
 //! | `bench.rs` | seconds and FLOPs of one optimisation step |
+//! | `photos.rs` | training photos: a folder read as seeded random crops with flips |
 //! | `output.rs` | checking outputs before work; the one atomic-write helper |
 //! | `npy.rs` | writing NumPy `.npy` files (`eval --grad-out`) |
 
@@ -27,6 +28,7 @@ pub mod memory;
 pub mod npy;
 pub mod objective;
 pub mod output;
+pub mod photos;
 pub mod schedule;
 pub mod transfer;
 
