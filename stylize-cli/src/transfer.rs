@@ -102,12 +102,44 @@ pub struct Plan {
     pub sizes: Vec<(usize, usize)>,
     /// The estimated peak memory in bytes.
     pub memory: u64,
+    /// The optimiser to run: the settings', with a shorter L-BFGS history if the full one
+    /// would not fit in memory ([`Plan::history_reduced`] says so).
+    pub optimizer: Optimizer,
+}
+
+/// L-BFGS is not shortened below this many correction pairs: fewer approximate the curvature
+/// too poorly to be worth its memory over Adam (Nocedal & Wright suggest 3 to 20).
+pub const MIN_LBFGS_HISTORY: usize = 5;
+
+impl Plan {
+    /// `(kept, asked)` correction pairs when the L-BFGS history was shortened to fit in memory.
+    pub fn history_reduced(&self, settings: &Settings) -> Option<(usize, usize)> {
+        match (self.optimizer, settings.optimizer) {
+            (Optimizer::Lbfgs(kept), Optimizer::Lbfgs(asked)) if kept.history < asked.history => {
+                Some((kept.history, asked.history))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Settings {
     /// The plan for a content image of `content_size` (width, height) and `styles` style images:
     /// refuses an output too small for the chosen layers, or too large for the memory available.
     pub fn plan(&self, content_size: (usize, usize), styles: usize) -> Result<Plan, Error> {
+        self.plan_within(content_size, styles, memory::available_bytes())
+    }
+
+    /// [`Settings::plan`] with `available` bytes of memory (`None`: unknown, assume enough).
+    /// When L-BFGS's history (two images per pair) is what does not fit, it is shortened to
+    /// the longest that does, down to [`MIN_LBFGS_HISTORY`] pairs: a 3840x2160 image is 100 MB,
+    /// so 100 pairs alone would take 20 GB.
+    pub fn plan_within(
+        &self,
+        content_size: (usize, usize),
+        styles: usize,
+        available: Option<u64>,
+    ) -> Result<Plan, Error> {
         let min = self.layers.min_side()?;
         let (w, h) = longest_side_size(content_size.0, content_size.1, self.size);
         let layer = vgg::table::LAYERS[vgg::model::deepest(&self.layers.names())?].name();
@@ -119,13 +151,27 @@ impl Settings {
             .map(|s| longest_side_size(content_size.0, content_size.1, s))
             .filter(|&(w, h)| w.min(h) >= min)
             .collect();
-        let memory = memory::estimate_bytes(w, h, &self.layers, styles, self.optimizer.history_vectors())?;
-        if let Some(available) = memory::available_bytes() {
+        let need =
+            |optimizer: &Optimizer| memory::estimate_bytes(w, h, &self.layers, styles, optimizer.history_vectors());
+        let mut optimizer = self.optimizer;
+        let mut memory = need(&optimizer)?;
+        if let (Some(available), Optimizer::Lbfgs(config)) = (available, self.optimizer) {
+            if memory > available && config.history > MIN_LBFGS_HISTORY {
+                // The estimate grows by two images per pair: take the longest history that fits.
+                let fixed = need(&Optimizer::Lbfgs(LbfgsConfig { history: 0, ..config }))?;
+                let pair = 2 * 3 * (w * h) as u64 * 4;
+                let fits = (available.saturating_sub(fixed) / pair) as usize;
+                optimizer =
+                    Optimizer::Lbfgs(LbfgsConfig { history: fits.clamp(MIN_LBFGS_HISTORY, config.history), ..config });
+                memory = need(&optimizer)?;
+            }
+        }
+        if let Some(available) = available {
             if memory > available {
                 return Err(Error::OutOfMemory { width: w, height: h, needed: memory, available });
             }
         }
-        Ok(Plan { sizes, memory })
+        Ok(Plan { sizes, memory, optimizer })
     }
 }
 
@@ -248,7 +294,7 @@ pub fn transfer(
                 Init::Image(img) => resize_exact(img, w, h),
             })?,
         };
-        let mut optimizer = settings.optimizer.build();
+        let mut optimizer = plan.optimizer.build();
         // The point whose loss was last seen finite: what a divergence falls back to.
         let mut good = current.clone();
         for _ in 0..settings.iters {

@@ -153,3 +153,26 @@ fn memory_estimate_matches_the_tapes_own_accounting() {
         }
     }
 }
+
+/// 3840x2160 with the defaults on a 24 GB machine: L-BFGS's 100 pairs (20 GB of images) are
+/// shortened to what fits; with memory to spare nothing changes; Adam is never shortened.
+#[test]
+fn lbfgs_history_shrinks_to_fit_the_memory_available() {
+    use nn::optim::LbfgsConfig;
+    let settings = Settings { size: 3840, ..Settings::default() };
+    let gib = 1u64 << 30;
+    let plan = settings.plan_within((3840, 2160), 1, Some(22 * gib)).unwrap();
+    let (kept, asked) = plan.history_reduced(&settings).expect("shortened");
+    assert_eq!(asked, 100);
+    assert!((stylize::transfer::MIN_LBFGS_HISTORY..100).contains(&kept), "{kept}");
+    assert!(plan.memory <= 22 * gib, "{}", memory::format_bytes(plan.memory));
+    let one_more = Optimizer::Lbfgs(LbfgsConfig { history: kept + 1, ..LbfgsConfig::default() });
+    let more = memory::estimate_bytes(3840, 2160, &settings.layers, 1, one_more.history_vectors()).unwrap();
+    assert!(more > 22 * gib, "the longest history that fits: {kept}");
+    let roomy = settings.plan_within((3840, 2160), 1, Some(1 << 40)).unwrap();
+    assert_eq!(roomy.history_reduced(&settings), None);
+    let err = settings.plan_within((3840, 2160), 1, Some(4 * gib)).unwrap_err();
+    assert!(matches!(err, Error::OutOfMemory { .. }), "even 5 pairs do not fit in 4 GiB: {err}");
+    let adam = Settings { optimizer: Optimizer::Adam(AdamConfig::default()), ..settings };
+    assert_eq!(adam.plan_within((3840, 2160), 1, Some(22 * gib)).unwrap().history_reduced(&adam), None);
+}

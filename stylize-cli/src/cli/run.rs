@@ -49,12 +49,30 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     };
     let settings = args.settings(init);
     let plan = settings.plan(image::size(&content), styles.len())?;
+    let mut settings = settings;
+    if let Some((kept, asked)) = plan.history_reduced(&settings) {
+        eprintln!(
+            "L-BFGS keeps {kept} of its {asked} correction pairs so that the run fits in memory \
+             (about {} in all); --optimizer adam needs less",
+            stylize::memory::format_bytes(plan.memory)
+        );
+    }
+    settings.optimizer = plan.optimizer;
 
     let say = |msg: String| {
         if !args.quiet {
             eprintln!("{msg}");
         }
     };
+    let sizes: Vec<String> = plan.sizes.iter().map(|(w, h)| format!("{w}x{h}")).collect();
+    say(format!(
+        "{} scale{} ({}), up to {} steps each; estimated peak memory {}",
+        sizes.len(),
+        if sizes.len() == 1 { "" } else { "s" },
+        sizes.join(", "),
+        settings.iters,
+        stylize::memory::format_bytes(plan.memory)
+    ));
     let t = Instant::now();
     let vgg = Vgg19::load(&weights_path, &settings.layers.names())?;
     say(format!("loaded VGG19 weights from {} in {:.2} s", weights_path.display(), t.elapsed().as_secs_f64()));
