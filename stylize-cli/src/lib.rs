@@ -14,6 +14,7 @@
 //! | `color.rs` | luminance-only transfer (`--preserve-colors`) in YIQ |
 //! | `objective.rs` | the Gatys loss at an image, with its gradient; the default layers and weights |
 //! | `schedule.rs` | the coarse-to-fine scale sizes |
+//! | `tiles.rs` | a network over overlapping tiles, blended: any image size in bounded memory |
 //! | `transfer.rs` | the optimisation loop: [`transfer::Settings`] (every default), observer events, outcome |
 //! | `memory.rs` | the memory estimate checked before a run starts |
 //! | `bench.rs` | seconds and FLOPs of one optimisation step |
@@ -30,6 +31,7 @@ pub mod objective;
 pub mod output;
 pub mod photos;
 pub mod schedule;
+pub mod tiles;
 pub mod transfer;
 
 use crate::image::ImageError;
