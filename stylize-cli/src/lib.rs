@@ -10,6 +10,7 @@
 //!
 //! | file | what it holds |
 //! |---|---|
+//! | `batch.rs` | `apply`'s inputs (files, folders) and outputs, and `--shard K/N` for job arrays |
 //! | `image/` | decode, resize (Pillow's Lanczos), encode: the image is a `Tensor` throughout |
 //! | `color.rs` | luminance-only transfer (`--preserve-colors`) in YIQ |
 //! | `objective.rs` | the Gatys loss at an image, with its gradient; the default layers and weights |
@@ -22,6 +23,7 @@
 //! | `output.rs` | checking outputs before work; the one atomic-write helper |
 //! | `npy.rs` | writing NumPy `.npy` files (`eval --grad-out`) |
 
+pub mod batch;
 pub mod bench;
 pub mod color;
 pub mod image;
