@@ -142,10 +142,10 @@ mod tests {
         let dir = folder(&["a.jpg"]);
         let a = dir.path().join("a.jpg");
         let out = dir.path().join("styled.png");
-        assert_eq!(jobs(&[a.clone()], &out, None).unwrap(), [Job { input: a.clone(), output: out }]);
+        assert_eq!(jobs(std::slice::from_ref(&a), &out, None).unwrap(), [Job { input: a.clone(), output: out }]);
         let into = dir.path().join("results");
         fs::create_dir(&into).unwrap();
-        assert_eq!(jobs(&[a.clone()], &into, None).unwrap()[0].output, into.join("a.jpg"));
+        assert_eq!(jobs(std::slice::from_ref(&a), &into, None).unwrap()[0].output, into.join("a.jpg"));
     }
 
     #[test]
