@@ -76,7 +76,14 @@ pub struct Settings {
     pub preserve_colors: bool,
     /// Report the current image every this many steps ([`Event::Save`]).
     pub save_every: Option<usize>,
+    /// A scale ends early once the loss falls by less than this fraction per step, averaged
+    /// over the last [`CONVERGENCE_WINDOW`] steps; 0 runs every step of `iters`.
+    pub min_change: f32,
 }
+
+/// Steps over which [`Settings::min_change`] averages the loss's fall: L-BFGS without a line
+/// search does not descend at every step, so one step's change says little.
+pub const CONVERGENCE_WINDOW: usize = 10;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -91,6 +98,7 @@ impl Default for Settings {
             init: Init::Content,
             preserve_colors: false,
             save_every: None,
+            min_change: 0.0,
         }
     }
 }
@@ -297,7 +305,11 @@ pub fn transfer(
         let mut optimizer = plan.optimizer.build();
         // The point whose loss was last seen finite: what a divergence falls back to.
         let mut good = current.clone();
+        let mut totals: Vec<f32> = Vec::with_capacity(settings.iters);
         for _ in 0..settings.iters {
+            if converged(&totals, settings.min_change) {
+                break;
+            }
             let started = Instant::now();
             let mut losses = Losses::default();
             let result = optimizer.step(&current, &mut |p: &Tensor| {
@@ -316,6 +328,7 @@ pub fn transfer(
                     })
                 }
             }
+            totals.push(losses.total);
             let report = StepReport {
                 step,
                 total_steps,
@@ -336,4 +349,31 @@ pub fn transfer(
         x = Some(current);
     }
     Ok(Outcome::Finished { image: finish(&x.expect("a plan has at least one scale"))? })
+}
+
+/// Whether the loss has stopped falling: over the last [`CONVERGENCE_WINDOW`] steps it fell by
+/// less than `min_change` of its value per step (or rose).
+fn converged(totals: &[f32], min_change: f32) -> bool {
+    if min_change <= 0.0 || totals.len() <= CONVERGENCE_WINDOW {
+        return false;
+    }
+    let (then, now) = (totals[totals.len() - 1 - CONVERGENCE_WINDOW], totals[totals.len() - 1]);
+    (then - now) / then.abs().max(f32::MIN_POSITIVE) / (CONVERGENCE_WINDOW as f32) < min_change
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn convergence_needs_a_full_window_of_slow_progress() {
+        let falling: Vec<f32> = (0..30).map(|k| 100.0 * 0.9f32.powi(k)).collect();
+        assert!(!converged(&falling, 0.01), "10% a step is progress");
+        let flat: Vec<f32> = (0..30).map(|k| 100.0 - 0.001 * k as f32).collect();
+        assert!(converged(&flat, 1e-4), "1e-5 a step is not");
+        assert!(!converged(&flat, 0.0), "0 never stops");
+        assert!(!converged(&flat[..10], 1e-4), "not before a full window");
+        let rising: Vec<f32> = (0..12).map(|k| 100.0 + k as f32).collect();
+        assert!(converged(&rising, 1e-4));
+    }
 }

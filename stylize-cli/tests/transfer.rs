@@ -176,3 +176,16 @@ fn lbfgs_history_shrinks_to_fit_the_memory_available() {
     let adam = Settings { optimizer: Optimizer::Adam(AdamConfig::default()), ..settings };
     assert_eq!(adam.plan_within((3840, 2160), 1, Some(22 * gib)).unwrap().history_reduced(&adam), None);
 }
+
+#[test]
+fn a_scale_ends_early_once_the_loss_stops_falling() {
+    let (content, styles) = inputs(32);
+    let settings = Settings { size: 32, iters: 300, min_change: 1e-3, ..Settings::default() };
+    let mut rec = Recorder::default();
+    let outcome = transfer(&vgg(), &content, &styles, &settings, &mut rec).unwrap();
+    assert!(matches!(outcome, Outcome::Finished { .. }));
+    let n = rec.steps.len();
+    assert!(n > stylize::transfer::CONVERGENCE_WINDOW && n < 300, "{n} steps");
+    let (then, now) = (rec.steps[n - 1 - stylize::transfer::CONVERGENCE_WINDOW], rec.steps[n - 1]);
+    assert!((then - now) / then / 10.0 < 1e-3, "it stopped because progress slowed: {then} -> {now}");
+}

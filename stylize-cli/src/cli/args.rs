@@ -212,6 +212,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = parse_positive)]
     pub save_every: Option<usize>,
 
+    /// End a scale early once the loss falls by less than this fraction per step (averaged over 10
+    /// steps), e.g. 1e-4; 0 runs all --iters steps at every scale
+    #[arg(long, value_name = "F", default_value_t = Settings::default().min_change, value_parser = parse_weight)]
+    pub min_change: f32,
+
     /// Write the losses of every step to FILE: CSV if it ends in .csv, JSON lines otherwise
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
@@ -252,6 +257,7 @@ impl RunArgs {
             init,
             preserve_colors: self.preserve_colors,
             save_every: self.save_every,
+            min_change: self.min_change,
         }
     }
 }

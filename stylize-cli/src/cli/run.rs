@@ -65,8 +65,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         }
     };
     let sizes: Vec<String> = plan.sizes.iter().map(|(w, h)| format!("{w}x{h}")).collect();
+    let early = match settings.min_change {
+        0.0 => String::new(),
+        f => format!(", fewer once the loss falls by less than {f:e} a step (--min-change)"),
+    };
     say(format!(
-        "{} scale{} ({}), up to {} steps each; estimated peak memory {}",
+        "{} scale{} ({}), up to {} steps each{early}; estimated peak memory {}",
         sizes.len(),
         if sizes.len() == 1 { "" } else { "s" },
         sizes.join(", "),
