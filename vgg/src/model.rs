@@ -78,14 +78,15 @@ impl Vgg19 {
         permute_to_bgr(grad)
     }
 
-    /// The features of `x` (an image made by [`Vgg19::preprocess`]) at each of `layers`, in the
-    /// order asked. Runs the network only up to the deepest of them.
+    /// The features of `x` (images `[n, 3, H, W]` made by [`Vgg19::preprocess`]) at each of
+    /// `layers`, in the order asked, `[n, C, H', W']` each. Runs the network only up to the
+    /// deepest of them.
     pub fn features(&self, tape: &mut Tape, x: &Var, layers: &[&str]) -> Result<Vec<Var>, Error> {
         let wanted: Vec<usize> = layers.iter().map(|l| layer_index(l)).collect::<Result<_, _>>()?;
         let Some(&deepest) = wanted.iter().max() else { return Ok(Vec::new()) };
         let dims = x.shape().dims().to_vec();
-        let [1, 3, h, w] = dims[..] else {
-            return Err(Error::BadImage { reason: format!("expected an image [1, 3, H, W], got {:?}", dims) });
+        let [_, 3, h, w] = dims[..] else {
+            return Err(Error::BadImage { reason: format!("expected images [n, 3, H, W], got {:?}", dims) });
         };
         let deepest_name = table::LAYERS[deepest].name();
         let min = Vgg19::min_side(deepest_name)?;

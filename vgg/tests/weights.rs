@@ -132,3 +132,19 @@ fn missing_weights_say_where_they_were_looked_for() {
     assert!(matches!(err, Error::NotFound { .. }));
     assert!(err.to_string().contains("/nonexistent/w.safetensors"), "{err}");
 }
+
+/// A batch of two images gives, per image, exactly the features each gives alone.
+#[test]
+fn a_batch_gives_each_image_its_own_features() {
+    use tensor::{Tape, Tensor, Var};
+    let vgg = Vgg19::load(Path::new(SHIPPED_WEIGHTS), &["relu2_1"]).unwrap();
+    let (a, b) = (Tensor::uniform([1, 3, 20, 24], -100.0, 100.0, 1), Tensor::uniform([1, 3, 20, 24], -100.0, 100.0, 2));
+    let both = Tensor::new([2, 3, 20, 24], [a.data(), b.data()].concat()).unwrap();
+    let mut tape = Tape::new();
+    let feats =
+        |t: &Tensor, tape: &mut Tape| vgg.features(tape, &Var::constant(t.clone()), &["relu2_1"]).unwrap().remove(0);
+    let batch = feats(&both, &mut tape);
+    assert_eq!(batch.shape().dims(), [2, 128, 10, 12]);
+    let single = [feats(&a, &mut tape), feats(&b, &mut tape)].map(|f| f.value().data().to_vec()).concat();
+    assert_eq!(batch.value().data(), &single[..]);
+}
