@@ -26,10 +26,11 @@ pub fn style_layer_loss(tape: &mut Tape, features: &Var, target_gram: &Tensor) -
     gram_loss(tape, &g, target_gram)
 }
 
-/// `10 / C² · mean((G - A)²)` for a Gram matrix `G [C, C]` already computed: with several
-/// style images, one `G` per layer serves every target.
+/// `10 / C² · mean((G - A)²)` for Gram matrices `G` (`[C, C]` or `[n, C, C]`, one per image of
+/// a batch: the mean is then over the batch too) already computed: with several style images,
+/// one `G` per layer serves every target.
 pub fn gram_loss(tape: &mut Tape, gram: &Var, target_gram: &Tensor) -> Result<Var, Error> {
-    let channels = gram.shape().dims().first().copied().unwrap_or(0);
+    let channels = gram.shape().dims().last().copied().unwrap_or(0);
     let mse = tape.mse(gram, target_gram)?;
     Ok(tape.scale(&mse, style_layer_weight(channels)))
 }
@@ -68,7 +69,7 @@ mod tests {
         // Against A = 0: mean(G²) = (6.25 + 30.25 + 30.25 + 156.25) / 4 = 55.75; times 10 / 2².
         let mut tape = Tape::new();
         let f = tape.leaf(t(&[1, 2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]));
-        let loss = style_layer_loss(&mut tape, &f, &Tensor::zeros([2, 2])).unwrap();
+        let loss = style_layer_loss(&mut tape, &f, &Tensor::zeros([1, 2, 2])).unwrap();
         assert_eq!(loss.value().item(), Some(55.75 * 2.5));
     }
 

@@ -67,7 +67,8 @@ fn check_grams(case: &str) {
     for (name, f) in layers.iter().zip(&feats) {
         let gram = tape.gram(f).unwrap();
         let g = gram.value().data();
-        let c = gram.shape().dims()[0];
+        let c = gram.shape().dims()[2];
+        assert_eq!(gram.shape().dims(), [1, c, c]);
         let want: Vec<f64> = match load_npy_f32(&dir(case).join(format!("gram_style_{name}.npy"))) {
             Ok((_, full)) => full.iter().map(|&v| v as f64).collect(),
             Err(_) => {

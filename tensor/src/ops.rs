@@ -163,23 +163,26 @@ impl Tape {
         })
     }
 
-    /// The Gram matrix `F Fᵀ / n` of features `[1, c, h, w]` (n = h·w) or of a `[c, n]` matrix.
+    /// The Gram matrices `F Fᵀ / n`: `[b, c, c]`, one per item of features `[b, c, h, w]`
+    /// (n = h·w), or `[c, c]` of a `[c, n]` matrix.
     pub fn gram(&mut self, x: &Var) -> Result<Var, Error> {
-        let (c, n) = match *x.shape().dims() {
-            [1, c, h, w] => (c, h * w),
-            [c, n] => (c, n),
+        let (batch, c, n, out_shape) = match *x.shape().dims() {
+            [b, c, h, w] => (b, c, h * w, Shape::new(&[b, c, c])),
+            [c, n] => (1, c, n, Shape::new(&[c, c])),
             _ => {
                 return Err(Error::ShapeMismatch {
                     op: "gram",
-                    expected: "[1, c, h, w] or [c, n]".into(),
+                    expected: "[n, c, h, w] or [c, n]".into(),
                     got: x.shape(),
                 })
             }
         };
-        let mut g = vec![0.0; c * c];
-        gram::gram(x.value().data(), c, n, &mut g);
+        let mut g = vec![0.0; batch * c * c];
+        for (g, f) in g.chunks_exact_mut(c * c).zip(x.value().data().chunks_exact(c * n)) {
+            gram::gram(f, c, n, g);
+        }
         let tracked = x.is_tracked();
-        Ok(self.output(Tensor::from_parts(Shape::new(&[c, c]), g), tracked, || Op::Gram {
+        Ok(self.output(Tensor::from_parts(out_shape, g), tracked, || Op::Gram {
             x: x.node().expect("tracked"),
             features: x.value().clone(),
         }))

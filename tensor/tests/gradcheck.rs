@@ -195,6 +195,7 @@ fn max_pool2() {
 fn gram() {
     let mut rng = Rng::new(4);
     gradcheck(OpKind::Gram, "gram [1,c,h,w]", &[random(&mut rng, &[1, 7, 5, 6])], &|t, v| t.gram(&v[0]).unwrap());
+    gradcheck(OpKind::Gram, "gram [3,c,h,w]", &[random(&mut rng, &[3, 5, 4, 3])], &|t, v| t.gram(&v[0]).unwrap());
     gradcheck(OpKind::Gram, "gram [c,n]", &[random(&mut rng, &[9, 13])], &|t, v| t.gram(&v[0]).unwrap());
 }
 

@@ -52,10 +52,15 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
         Op::Gram { x, features } => {
-            let c = g.shape().dims()[0];
-            let n = features.shape().numel() / c;
+            let c = *g.shape().dims().last().expect("a Gram matrix is square");
+            let batch = g.shape().numel() / (c * c);
+            let n = features.shape().numel() / (batch * c);
             let mut df = vec![0.0; features.shape().numel()];
-            gram::gram_backward(features.data(), g.data(), c, n, &mut df);
+            let items =
+                df.chunks_exact_mut(c * n).zip(features.data().chunks_exact(c * n)).zip(g.data().chunks_exact(c * c));
+            for ((df, f), g) in items {
+                gram::gram_backward(f, g, c, n, df);
+            }
             out.push((x, Tensor::from_parts(features.shape(), df)));
         }
         Op::Add { a, b } => {

@@ -76,7 +76,7 @@ pub(crate) enum Op {
         argmax: Vec<u8>,
         input_shape: Shape,
     },
-    /// `G = F Fᵀ / n` of `[1, c, h, w]` (or `[c, n]`) features; saves F.
+    /// `G = F Fᵀ / n` per item of `[b, c, h, w]` (or of `[c, n]`) features; saves F.
     Gram {
         x: NodeId,
         features: Tensor,
