@@ -77,6 +77,94 @@ pub struct Losses {
     pub total: f32,
 }
 
+/// The style targets: for each style image, its blend weight and one Gram matrix `[1, C, C]`
+/// per style layer, computed once through VGG19 with a constant input (nothing on the tape).
+#[derive(Clone, Debug)]
+pub struct StyleTargets {
+    targets: Vec<(f32, Vec<Tensor>)>,
+}
+
+impl StyleTargets {
+    /// The Grams of each `(style, blend weight)`, RGB images `[1, 3, H, W]` in 0..255.
+    pub fn new(vgg: &Vgg19, styles: &[(Tensor, f32)], layers: &Layers) -> Result<Self, Error> {
+        if styles.is_empty() {
+            return Err(Error::NoStyle);
+        }
+        let mut tape = Tape::new();
+        let names: Vec<&str> = layers.style.iter().map(|(n, _)| n.as_str()).collect();
+        let mut targets = Vec::with_capacity(styles.len());
+        for (style, blend) in styles {
+            let feats = vgg.features(&mut tape, &Var::constant(Vgg19::preprocess(style)?), &names)?;
+            let grams = feats.iter().map(|f| Ok(tape.gram(f)?.value().clone())).collect::<Result<Vec<_>, Error>>()?;
+            targets.push((*blend, grams));
+        }
+        debug_assert!(tape.is_empty(), "target passes record nothing");
+        Ok(StyleTargets { targets })
+    }
+}
+
+/// The content layer's features of `x` (images in VGG's space), as a constant target.
+pub fn content_features(vgg: &Vgg19, x: &Tensor, layers: &Layers) -> Result<Tensor, Error> {
+    let mut tape = Tape::new();
+    Ok(vgg.features(&mut tape, &Var::constant(x.clone()), &[layers.content.as_str()])?.remove(0).value().clone())
+}
+
+/// Records the perceptual loss of images `x` `[n, 3, H, W]` in VGG's space on `tape`: content
+/// against `content_target` (the features of the images `x` should look like), style against
+/// `styles` (each image's Grams against every target, the mean over the batch), and total
+/// variation. Returns the terms' values and the weighted total. Both phases use it: `run`
+/// with one image being optimised, `train` with a network's output for a batch of photos.
+pub fn perceptual_loss(
+    tape: &mut Tape,
+    vgg: &Vgg19,
+    x: &Var,
+    content_target: &Tensor,
+    styles: &StyleTargets,
+    layers: &Layers,
+    weights: Weights,
+) -> Result<(Losses, Var), Error> {
+    let feats = vgg.features(tape, x, &layers.names())?;
+    let (style_feats, content_feat) = feats.split_at(layers.style.len());
+    let content = loss::content_loss(tape, &content_feat[0], content_target)?;
+    let batch = x.shape().dims()[0];
+    // One Gram per layer, compared with every style's target: Σ_k b_k w_l L_s(l, k).
+    let mut style: Option<Var> = None;
+    for (l, (feat, (_, layer_weight))) in style_feats.iter().zip(&layers.style).enumerate() {
+        let gram = tape.gram(feat)?;
+        for (blend, grams) in &styles.targets {
+            let target = match batch {
+                1 => grams[l].clone(),
+                n => {
+                    Tensor::new([n, grams[l].shape().dims()[1], grams[l].shape().dims()[2]], grams[l].data().repeat(n))?
+                }
+            };
+            let term = loss::gram_loss(tape, &gram, &target)?;
+            let term = tape.scale(&term, blend * layer_weight);
+            style = Some(match style {
+                None => term,
+                Some(acc) => tape.add(&acc, &term)?,
+            });
+        }
+    }
+    drop(feats);
+    let style = style.unwrap_or_else(|| Var::constant(Tensor::scalar(0.0)));
+    let tv = loss::total_variation(tape, x)?;
+
+    let terms = [(&content, weights.content), (&style, weights.style), (&tv, weights.tv)];
+    let mut total: Option<Var> = None;
+    for (term, weight) in terms {
+        let weighted = tape.scale(term, weight);
+        total = Some(match total {
+            None => weighted,
+            Some(acc) => tape.add(&acc, &weighted)?,
+        });
+    }
+    let total = total.expect("three terms");
+    let item = |v: &Var| v.value().item().expect("scalar loss");
+    let losses = Losses { content: item(&content), style: item(&style), tv: item(&tv), total: item(&total) };
+    Ok((losses, total))
+}
+
 /// Targets and weights, ready to evaluate the loss and its gradient at any image of the
 /// content's size.
 pub struct Objective<'a> {
@@ -84,8 +172,7 @@ pub struct Objective<'a> {
     layers: Layers,
     weights: Weights,
     content_target: Tensor,
-    /// `(blend weight, one Gram matrix per style layer)` for each style image.
-    style_targets: Vec<(f32, Vec<Tensor>)>,
+    styles: StyleTargets,
 }
 
 impl<'a> Objective<'a> {
@@ -98,22 +185,9 @@ impl<'a> Objective<'a> {
         layers: Layers,
         weights: Weights,
     ) -> Result<Self, Error> {
-        if styles.is_empty() {
-            return Err(Error::NoStyle);
-        }
-        let mut tape = Tape::new();
-        let content = Var::constant(Vgg19::preprocess(content)?);
-        let content_target = vgg.features(&mut tape, &content, &[layers.content.as_str()])?.remove(0).value().clone();
-        let style_names: Vec<&str> = layers.style.iter().map(|(n, _)| n.as_str()).collect();
-        let mut style_targets = Vec::with_capacity(styles.len());
-        for (style, blend) in styles {
-            let style = Var::constant(Vgg19::preprocess(style)?);
-            let feats = vgg.features(&mut tape, &style, &style_names)?;
-            let grams = feats.iter().map(|f| Ok(tape.gram(f)?.value().clone())).collect::<Result<Vec<_>, Error>>()?;
-            style_targets.push((*blend, grams));
-        }
-        debug_assert!(tape.is_empty(), "target passes record nothing");
-        Ok(Objective { vgg, layers, weights, content_target, style_targets })
+        let styles = StyleTargets::new(vgg, styles, &layers)?;
+        let content_target = content_features(vgg, &Vgg19::preprocess(content)?, &layers)?;
+        Ok(Objective { vgg, layers, weights, content_target, styles })
     }
 
     /// The losses at `x` (an image in VGG's space, [`Vgg19::preprocess`]) and, if `with_grad`,
@@ -148,38 +222,6 @@ impl<'a> Objective<'a> {
 
     /// Records the loss at `x` on `tape`: the terms' values and the weighted total.
     fn record(&self, tape: &mut Tape, x: &Var) -> Result<(Losses, Var), Error> {
-        let feats = self.vgg.features(tape, x, &self.layers.names())?;
-        let (style_feats, content_feat) = feats.split_at(self.layers.style.len());
-        let content = loss::content_loss(tape, &content_feat[0], &self.content_target)?;
-        // One Gram per layer, compared with every style's target: Σ_k b_k w_l L_s(l, k).
-        let mut style: Option<Var> = None;
-        for (l, (feat, (_, layer_weight))) in style_feats.iter().zip(&self.layers.style).enumerate() {
-            let gram = tape.gram(feat)?;
-            for (blend, grams) in &self.style_targets {
-                let term = loss::gram_loss(tape, &gram, &grams[l])?;
-                let term = tape.scale(&term, blend * layer_weight);
-                style = Some(match style {
-                    None => term,
-                    Some(acc) => tape.add(&acc, &term)?,
-                });
-            }
-        }
-        drop(feats);
-        let style = style.unwrap_or_else(|| Var::constant(Tensor::scalar(0.0)));
-        let tv = loss::total_variation(tape, x)?;
-
-        let terms = [(&content, self.weights.content), (&style, self.weights.style), (&tv, self.weights.tv)];
-        let mut total: Option<Var> = None;
-        for (term, weight) in terms {
-            let weighted = tape.scale(term, weight);
-            total = Some(match total {
-                None => weighted,
-                Some(acc) => tape.add(&acc, &weighted)?,
-            });
-        }
-        let total = total.expect("three terms");
-        let item = |v: &Var| v.value().item().expect("scalar loss");
-        let losses = Losses { content: item(&content), style: item(&style), tv: item(&tv), total: item(&total) };
-        Ok((losses, total))
+        perceptual_loss(tape, self.vgg, x, &self.content_target, &self.styles, &self.layers, self.weights)
     }
 }
