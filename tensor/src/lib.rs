@@ -10,7 +10,7 @@
 //! | `autograd/tape.rs` | [`Tape`], [`Var`], [`NodeId`], `backward` → [`Grads`] |
 //! | `autograd/op.rs` | `Op`: one variant per op, holding exactly its saved state; [`OpKind`], the list a gradient check must cover |
 //! | `autograd/backward.rs` | the backward rule of every op, one exhaustive `match` |
-//! | `kernels/` | slices in, slices out: GEMM, convolution, pooling, Gram, elementwise, reductions, and `reference.rs`, the scalar twin of each |
+//! | `kernels/` | slices in, slices out: GEMM, convolution, pooling, Gram, padding, upsampling, elementwise, reductions, and `reference.rs`, the scalar twin of each |
 //!
 //! ```
 //! use tensor::{Tape, Tensor};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::autograd::op::Op;
 use crate::kernels::conv::{self, ConvGeometry, PackedConv};
-use crate::kernels::{elementwise, gram, pool, reduce};
+use crate::kernels::{elementwise, gram, pad, pool, reduce, upsample};
 use crate::{Error, NodeId, Shape, Tape, Tensor, Var};
 
 /// A convolution layer (stride 1, zero padding): weights `[cout, cin, kh, kw]`, bias `[cout]`,
@@ -245,5 +245,60 @@ impl Tape {
             input_shape: x.shape(),
             along_rows,
         }))
+    }
+}
+
+/// The layers of the feed-forward style network (Johnson et al., "Perceptual Losses for Real-Time
+/// Style Transfer and Super-Resolution", 2016): padding, upsampling, and the leaky ReLU of its
+/// Conv-BatchNorm-LeakyReLU variant. All take `[n, c, h, w]` for any n >= 1.
+impl Tape {
+    /// PyTorch's `ReflectionPad2d(pad)`: `[n, c, h, w] -> [n, c, h + 2·pad, w + 2·pad]`, each
+    /// plane mirrored about its edges without repeating them (see `kernels::pad`). Needs
+    /// `pad < h` and `pad < w`, as PyTorch does.
+    pub fn reflection_pad2d(&mut self, x: &Var, pad: usize) -> Result<Var, Error> {
+        let op = "reflection_pad2d";
+        let (n, c, h, w) = expect_nchw(op, x)?;
+        if pad >= h || pad >= w {
+            return Err(Error::BadGeometry {
+                op,
+                reason: format!("padding {pad} must be smaller than the {h}x{w} image it mirrors"),
+            });
+        }
+        let out_shape = Shape::new(&[n, c, h + 2 * pad, w + 2 * pad]);
+        let mut y = vec![0.0; out_shape.numel()];
+        pad::reflection_pad2d(x.value().data(), n * c, h, w, pad, &mut y);
+        let tracked = x.is_tracked();
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::ReflectionPad2d {
+            x: x.node().expect("tracked"),
+            input_shape: x.shape(),
+            pad,
+        }))
+    }
+
+    /// Nearest-neighbour 2x upsampling, `[n, c, h, w] -> [n, c, 2h, 2w]`: the resize of a
+    /// resize-convolution (Odena et al., "Deconvolution and Checkerboard Artifacts", 2016).
+    pub fn upsample_nearest2x(&mut self, x: &Var) -> Result<Var, Error> {
+        let (n, c, h, w) = expect_nchw("upsample_nearest2x", x)?;
+        let out_shape = Shape::new(&[n, c, 2 * h, 2 * w]);
+        let mut y = vec![0.0; out_shape.numel()];
+        upsample::nearest2x(x.value().data(), n * c, h, w, &mut y);
+        let tracked = x.is_tracked();
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::UpsampleNearest2x {
+            x: x.node().expect("tracked"),
+            input_shape: x.shape(),
+        }))
+    }
+
+    /// `y = x` where `x > 0`, else `slope·x` (PyTorch's `LeakyReLU(negative_slope)`, default
+    /// 0.01; DCGAN-style networks use 0.2). Saves a one-byte mask, as [`Tape::relu`] does.
+    pub fn leaky_relu(&mut self, x: &Var, slope: f32) -> Var {
+        let len = x.shape().numel();
+        let (mut y, mut mask) = (vec![0.0; len], vec![0u8; len]);
+        elementwise::leaky_relu(x.value().data(), slope, &mut y, &mut mask);
+        let value = Tensor::from_parts(x.shape(), y);
+        match x.node() {
+            Some(node) => self.record(value, Op::LeakyRelu { x: node, mask, slope }),
+            None => Var::constant(value),
+        }
     }
 }

@@ -101,6 +101,9 @@ fn check(kind: OpKind) {
         OpKind::Scale => scale(),
         OpKind::MeanSquaredError => mse_and_mean_square(),
         OpKind::NeighbourDiff => neighbour_diff(),
+        OpKind::ReflectionPad2d => reflection_pad2d(),
+        OpKind::UpsampleNearest2x => upsample_nearest2x(),
+        OpKind::LeakyRelu => leaky_relu(),
     }
 }
 
@@ -294,4 +297,28 @@ fn backward_needs_a_scalar_loss_or_a_seed_of_the_output_shape() {
     let (tape, x, y) = record();
     let grads = tape.backward_with(&y, Tensor::new([2], vec![1.0, -2.0]).unwrap()).unwrap();
     assert_eq!(grads.get(&x).unwrap().data(), &[3.0, -6.0]);
+}
+
+fn reflection_pad2d() {
+    let mut rng = Rng::new(12);
+    let kind = OpKind::ReflectionPad2d;
+    gradcheck(kind, "reflection_pad2d 1", &[random(&mut rng, &[2, 3, 4, 5])], &|t, v| {
+        t.reflection_pad2d(&v[0], 1).unwrap()
+    });
+    // pad = 3 on a 4x5 plane: the mirrored bands overlap, so some pixels get three copies per axis.
+    gradcheck(kind, "reflection_pad2d 3", &[random(&mut rng, &[1, 2, 4, 5])], &|t, v| {
+        t.reflection_pad2d(&v[0], 3).unwrap()
+    });
+}
+
+fn upsample_nearest2x() {
+    let x = random(&mut Rng::new(13), &[2, 3, 3, 5]);
+    gradcheck(OpKind::UpsampleNearest2x, "upsample_nearest2x", &[x], &|t, v| t.upsample_nearest2x(&v[0]).unwrap());
+}
+
+fn leaky_relu() {
+    let mut rng = Rng::new(14);
+    let x = Tensor::new([2, 3, 4, 5], vec_away_from_zero(&mut rng, 120, 0.05)).unwrap();
+    gradcheck(OpKind::LeakyRelu, "leaky_relu 0.2", &[x.clone()], &|t, v| t.leaky_relu(&v[0], 0.2));
+    gradcheck(OpKind::LeakyRelu, "leaky_relu -1.5", &[x], &|t, v| t.leaky_relu(&v[0], -1.5));
 }

@@ -12,7 +12,7 @@ use tensor::kernels::gemm::{
     params::{KC, MR, NR},
     AOperand, Epilogue, MatRef, PackedA,
 };
-use tensor::kernels::{elementwise, gram, pool, reference};
+use tensor::kernels::{elementwise, gram, pad, pool, reference, upsample};
 use tensor::Rng;
 
 fn abs(v: &[f32]) -> Vec<f32> {
@@ -244,4 +244,63 @@ fn conv_backward_input_col2im_route_matches_reference() {
         &exact,
         &abs_sum.iter().map(|&s| dot_bound(64 * 9, s)).collect::<Vec<_>>(),
     );
+}
+
+/// `n` values with about one in `nan_every` a NaN (none when `nan_every` is 0).
+fn with_nans(rng: &mut Rng, n: usize, nan_every: u64) -> Vec<f32> {
+    (0..n)
+        .map(|_| if nan_every > 0 && rng.next_u64().is_multiple_of(nan_every) { f32::NAN } else { rng.uniform() })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn reflection_pad_matches_reference(planes in 0..=3usize, h in 1..=9usize, w in 1..=19usize, pad_seed: usize, seed: u64) {
+        // Any pad below both sides, including pads that make the mirrored bands overlap.
+        let pad = pad_seed % h.min(w);
+        let (ho, wo) = (h + 2 * pad, w + 2 * pad);
+        let mut rng = Rng::new(seed);
+        let (x, dy) = (rng.vec(planes * h * w), rng.vec(planes * ho * wo));
+        let mut y = vec![f32::NAN; planes * ho * wo];
+        pad::reflection_pad2d(&x, planes, h, w, pad, &mut y);
+        prop_assert_eq!(bits(&y), bits(&reference::reflection_pad2d(&x, planes, h, w, pad)), "padding copies");
+        let mut dx = vec![f32::NAN; x.len()];
+        pad::reflection_pad2d_backward(&dy, planes, h, w, pad, &mut dx);
+        // At most 3 copies per axis, 9 terms per pixel.
+        let bound: Vec<f32> = reference::reflection_pad2d_backward(&abs(&dy), planes, h, w, pad).iter().map(|&s| dot_bound(9, s)).collect();
+        assert_within("reflection pad backward", &dx, &reference::reflection_pad2d_backward(&dy, planes, h, w, pad), &bound);
+    }
+
+    #[test]
+    fn upsample_matches_reference(planes in 0..=3usize, h in 0..=7usize, w in 0..=19usize, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let (x, dy) = (rng.vec(planes * h * w), rng.vec(4 * planes * h * w));
+        let mut y = vec![f32::NAN; 4 * x.len()];
+        upsample::nearest2x(&x, planes, h, w, &mut y);
+        prop_assert_eq!(bits(&y), bits(&reference::upsample_nearest2x(&x, planes, h, w)), "upsampling copies");
+        let mut dx = vec![f32::NAN; x.len()];
+        upsample::nearest2x_backward(&dy, planes, h, w, &mut dx);
+        let bound: Vec<f32> = reference::upsample_nearest2x_backward(&abs(&dy), planes, h, w).iter().map(|&s| dot_bound(4, s)).collect();
+        assert_within("upsample backward", &dx, &reference::upsample_nearest2x_backward(&dy, planes, h, w), &bound);
+    }
+
+    #[test]
+    fn leaky_relu_matches_reference(
+        len in 0..=100_000usize, slope in prop_oneof![Just(0.01f32), Just(0.2), Just(0.0), Just(-1.5)], nans: bool, seed: u64,
+    ) {
+        // Lengths past the parallel chunk size; NaNs must give NaN, with the reference's bits.
+        let mut rng = Rng::new(seed);
+        let x = with_nans(&mut rng, len, if nans { 7 } else { 0 });
+        let dy = rng.vec(len);
+        let (mut y, mut mask) = (vec![f32::NAN; len], vec![7u8; len]);
+        elementwise::leaky_relu(&x, slope, &mut y, &mut mask);
+        let (ey, emask) = reference::leaky_relu(&x, slope);
+        prop_assert_eq!(bits(&y), bits(&ey));
+        prop_assert_eq!(&mask, &emask);
+        let mut dx = vec![f32::NAN; len];
+        elementwise::leaky_relu_backward(&dy, &mask, slope, &mut dx);
+        prop_assert_eq!(bits(&dx), bits(&reference::leaky_relu_backward(&dy, &mask, slope)));
+    }
 }

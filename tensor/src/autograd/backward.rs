@@ -2,7 +2,7 @@
 //! compile until its rule is written here.
 
 use crate::autograd::{op::Op, tape::NodeId};
-use crate::kernels::{conv, elementwise, gram, pool};
+use crate::kernels::{conv, elementwise, gram, pad, pool, upsample};
 use crate::Tensor;
 
 /// Given `g = ∂L/∂y` for the op's output, the gradients of its tracked inputs.
@@ -77,6 +77,23 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
             let mut dx = vec![0.0; input_shape.numel()];
             elementwise::neighbour_diff_backward(g.data(), n * c, h, w, along_rows, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
+        }
+        Op::ReflectionPad2d { x, input_shape, pad } => {
+            let (n, c, h, w) = input_shape.nchw().expect("reflection_pad2d input is NCHW");
+            let mut dx = vec![0.0; input_shape.numel()];
+            pad::reflection_pad2d_backward(g.data(), n * c, h, w, pad, &mut dx);
+            out.push((x, Tensor::from_parts(input_shape, dx)));
+        }
+        Op::UpsampleNearest2x { x, input_shape } => {
+            let (n, c, h, w) = input_shape.nchw().expect("upsample input is NCHW");
+            let mut dx = vec![0.0; input_shape.numel()];
+            upsample::nearest2x_backward(g.data(), n * c, h, w, &mut dx);
+            out.push((x, Tensor::from_parts(input_shape, dx)));
+        }
+        Op::LeakyRelu { x, mask, slope } => {
+            let mut dx = vec![0.0; mask.len()];
+            elementwise::leaky_relu_backward(g.data(), &mask, slope, &mut dx);
+            out.push((x, Tensor::from_parts(g.shape(), dx)));
         }
     }
     out

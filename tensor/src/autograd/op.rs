@@ -46,6 +46,9 @@ enum_with_all! {
         Scale,
         MeanSquaredError,
         NeighbourDiff,
+        ReflectionPad2d,
+        UpsampleNearest2x,
+        LeakyRelu,
     }
 }
 
@@ -101,6 +104,24 @@ pub(crate) enum Op {
         input_shape: Shape,
         along_rows: bool,
     },
+    /// Reflection padding by `pad` on every side of `[n, c, h, w]`; backward needs only where
+    /// each output pixel came from, which the shape and `pad` say.
+    ReflectionPad2d {
+        x: NodeId,
+        input_shape: Shape,
+        pad: usize,
+    },
+    /// Nearest-neighbour 2x upsampling of `[n, c, h, w]`.
+    UpsampleNearest2x {
+        x: NodeId,
+        input_shape: Shape,
+    },
+    /// `y = x` where x > 0, else `slope·x`; `mask[i] = (x[i] > 0)`.
+    LeakyRelu {
+        x: NodeId,
+        mask: Vec<u8>,
+        slope: f32,
+    },
 }
 
 impl Op {
@@ -116,6 +137,9 @@ impl Op {
             Op::Scale { .. } => OpKind::Scale,
             Op::MeanSquaredError { .. } => OpKind::MeanSquaredError,
             Op::NeighbourDiff { .. } => OpKind::NeighbourDiff,
+            Op::ReflectionPad2d { .. } => OpKind::ReflectionPad2d,
+            Op::UpsampleNearest2x { .. } => OpKind::UpsampleNearest2x,
+            Op::LeakyRelu { .. } => OpKind::LeakyRelu,
         }
     }
 
@@ -129,6 +153,8 @@ impl Op {
             Op::Gram { features, .. } => features.bytes(),
             Op::MeanSquaredError { diff, .. } => diff.bytes(),
             Op::Leaf | Op::Add { .. } | Op::Scale { .. } | Op::NeighbourDiff { .. } => 0,
+            Op::ReflectionPad2d { .. } | Op::UpsampleNearest2x { .. } => 0,
+            Op::LeakyRelu { mask, .. } => mask.len(),
         }
     }
 }

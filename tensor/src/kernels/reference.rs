@@ -191,3 +191,86 @@ pub fn gram_backward(f: &[f32], dg: &[f32], c: usize, n: usize) -> Vec<f32> {
     }
     df
 }
+
+/// `y = x` where `x > 0`, else `slope·x`, and the mask `x > 0`.
+pub fn leaky_relu(x: &[f32], slope: f32) -> (Vec<f32>, Vec<u8>) {
+    let y = x.iter().map(|&v| if v > 0.0 { v } else { slope * v }).collect();
+    let mask = x.iter().map(|&v| (v > 0.0) as u8).collect();
+    (y, mask)
+}
+
+/// `dx` of [`leaky_relu`].
+pub fn leaky_relu_backward(dy: &[f32], mask: &[u8], slope: f32) -> Vec<f32> {
+    dy.iter().zip(mask).map(|(&g, &m)| if m != 0 { g } else { slope * g }).collect()
+}
+
+/// Where padded coordinate `i` of an axis of `len` reads from: mirrored about the first and the
+/// last element, which are not repeated.
+fn reflect(i: isize, len: usize) -> usize {
+    let last = len as isize - 1;
+    (if i < 0 {
+        -i
+    } else if i > last {
+        2 * last - i
+    } else {
+        i
+    }) as usize
+}
+
+/// Reflection padding of `[planes, h, w]` by `pad` on every side (`pad < h`, `pad < w`).
+pub fn reflection_pad2d(x: &[f32], planes: usize, h: usize, w: usize, pad: usize) -> Vec<f32> {
+    let (ho, wo) = (h + 2 * pad, w + 2 * pad);
+    let mut y = vec![0.0; planes * ho * wo];
+    for p in 0..planes {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let iy = reflect(oy as isize - pad as isize, h);
+                let ix = reflect(ox as isize - pad as isize, w);
+                y[(p * ho + oy) * wo + ox] = x[(p * h + iy) * w + ix];
+            }
+        }
+    }
+    y
+}
+
+/// `dx` of [`reflection_pad2d`]: each output pixel's gradient added to the pixel it copied.
+pub fn reflection_pad2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, pad: usize) -> Vec<f32> {
+    let (ho, wo) = (h + 2 * pad, w + 2 * pad);
+    let mut dx = vec![0.0f64; planes * h * w];
+    for p in 0..planes {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let iy = reflect(oy as isize - pad as isize, h);
+                let ix = reflect(ox as isize - pad as isize, w);
+                dx[(p * h + iy) * w + ix] += dy[(p * ho + oy) * wo + ox] as f64;
+            }
+        }
+    }
+    dx.into_iter().map(|v| v as f32).collect()
+}
+
+/// Nearest-neighbour 2x upsampling of `[planes, h, w]`: `y[i, j] = x[i / 2, j / 2]`.
+pub fn upsample_nearest2x(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut y = vec![0.0; 4 * planes * h * w];
+    for p in 0..planes {
+        for oy in 0..2 * h {
+            for ox in 0..2 * w {
+                y[(p * 2 * h + oy) * 2 * w + ox] = x[(p * h + oy / 2) * w + ox / 2];
+            }
+        }
+    }
+    y
+}
+
+/// `dx` of [`upsample_nearest2x`]: the sum of each 2x2 block of `dy`.
+pub fn upsample_nearest2x_backward(dy: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut dx = vec![0.0f64; planes * h * w];
+    for p in 0..planes {
+        for oy in 0..2 * h {
+            for ox in 0..2 * w {
+                dx[(p * h + oy / 2) * w + ox / 2] += dy[(p * 2 * h + oy) * 2 * w + ox] as f64;
+            }
+        }
+    }
+    dx.into_iter().map(|v| v as f32).collect()
+}
