@@ -9,6 +9,7 @@
 //! - [`pool`]: 2x2 max-pooling and its backward
 //! - [`pad`], [`upsample`]: reflection padding and nearest-neighbour 2x upsampling, and their
 //!   backward passes
+//! - [`norm`]: instance and batch normalisation (statistics, normalise, backward)
 //! - [`gram`]: Gram matrices and their backward
 //! - [`elementwise`], [`reduce`]: ReLU and leaky ReLU, maps, neighbour differences;
 //!   fixed-partition sums
@@ -20,6 +21,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod gram;
+pub mod norm;
 pub mod pad;
 pub mod pool;
 pub mod reduce;

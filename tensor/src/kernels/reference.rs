@@ -5,6 +5,7 @@
 
 use super::conv::ConvGeometry;
 use super::gemm::MatRef;
+use super::norm::{NormGeometry, NormParams, Statistics};
 
 /// `c = a·b [+ bias per row] [+ c]`.
 pub fn gemm(a: &MatRef, b: &MatRef, c: &mut [f32], bias: Option<&[f32]>, accumulate: bool) {
@@ -273,4 +274,72 @@ pub fn upsample_nearest2x_backward(dy: &[f32], planes: usize, h: usize, w: usize
         }
     }
     dx.into_iter().map(|v| v as f32).collect()
+}
+
+/// The indices of the values in group `group` of a normalisation of `[n, c, m]`: one plane
+/// (instance statistics), or one channel of every sample (batch or running statistics).
+fn group_members(g: NormGeometry, group: usize) -> Vec<usize> {
+    match g.stats {
+        Statistics::Instance => (group * g.m..(group + 1) * g.m).collect(),
+        Statistics::Batch | Statistics::Running => {
+            (0..g.n).flat_map(|i| (i * g.c + group) * g.m..(i * g.c + group + 1) * g.m).collect()
+        }
+    }
+}
+
+/// The mean and the biased variance `(1/M) Σ (x - μ)²` of each group.
+pub fn moments(x: &[f32], g: NormGeometry) -> (Vec<f32>, Vec<f32>) {
+    let (mut mean, mut var) = (vec![0.0; g.groups()], vec![0.0; g.groups()]);
+    for group in 0..g.groups() {
+        let members = group_members(g, group);
+        let count = members.len() as f64;
+        let mu = members.iter().map(|&i| x[i] as f64).sum::<f64>() / count;
+        let v = members.iter().map(|&i| (x[i] as f64 - mu).powi(2)).sum::<f64>() / count;
+        mean[group] = mu as f32;
+        var[group] = v as f32;
+    }
+    (mean, var)
+}
+
+/// `(y, x̂)`: `x̂ = (x - μ)·(1/σ)` and `y = γ·x̂ + β`, each from the given statistics.
+pub fn normalize(x: &[f32], g: NormGeometry, p: NormParams<'_>) -> (Vec<f32>, Vec<f32>) {
+    let (mut y, mut xhat) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    for group in 0..g.groups() {
+        let channel = g.channel_of_group(group);
+        for i in group_members(g, group) {
+            let v = (x[i] as f64 - p.mean[group] as f64) * p.inv_std[group] as f64;
+            xhat[i] = v as f32;
+            y[i] = (p.gamma[channel] as f64 * v + p.beta[channel] as f64) as f32;
+        }
+    }
+    (y, xhat)
+}
+
+/// `(dx, dγ, dβ)` of [`normalize`] given `dy`, the x̂ it computed and `γ/σ` per group:
+/// `dx = (γ/σ)·(dy - mean(dy) - x̂·mean(dy·x̂))` over each group when the statistics came from x,
+/// `(γ/σ)·dy` when they are constants; `dγ = Σ dy·x̂`, `dβ = Σ dy` per channel.
+pub fn normalize_backward(
+    dy: &[f32],
+    xhat: &[f32],
+    g: NormGeometry,
+    dx_scale: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0.0; dy.len()];
+    let (mut dgamma, mut dbeta) = (vec![0.0f64; g.c], vec![0.0f64; g.c]);
+    assert_eq!(dx_scale.len(), g.groups());
+    for (group, &k) in dx_scale.iter().enumerate() {
+        let channel = g.channel_of_group(group);
+        let members = group_members(g, group);
+        let count = members.len() as f64;
+        let sum_dy: f64 = members.iter().map(|&i| dy[i] as f64).sum();
+        let sum_dot: f64 = members.iter().map(|&i| dy[i] as f64 * xhat[i] as f64).sum();
+        dbeta[channel] += sum_dy;
+        dgamma[channel] += sum_dot;
+        let (a, b) = if g.stats.from_input() { (sum_dy / count, sum_dot / count) } else { (0.0, 0.0) };
+        for i in members {
+            dx[i] = (k as f64 * (dy[i] as f64 - a - xhat[i] as f64 * b)) as f32;
+        }
+    }
+    let round = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    (dx, round(dgamma), round(dbeta))
 }
