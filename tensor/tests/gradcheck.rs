@@ -217,6 +217,26 @@ fn pair() -> (Tensor, Tensor) {
 fn add() {
     let (a, b) = pair();
     gradcheck(OpKind::Add, "add", &[a, b], &|t, v| t.add(&v[0], &v[1]).unwrap());
+    // The residual connection of the feed-forward network's blocks, on a batch of images.
+    let mut rng = Rng::new(10);
+    let (x, c) = (random(&mut rng, &[2, 3, 4, 5]), random(&mut rng, &[2, 3, 4, 5]));
+    gradcheck(OpKind::Add, "add [n,c,h,w], both tracked", &[x.clone(), c.clone()], &|t, v| {
+        t.add(&v[0], &v[1]).unwrap()
+    });
+    gradcheck(OpKind::Add, "add [n,c,h,w], one constant", &[x.clone()], &|t, v| {
+        t.add(&Var::constant(c.clone()), &v[0]).unwrap()
+    });
+    // y = x + f(x), f as in the network's residual blocks: reflection pad, 3x3 convolution
+    // without padding, instance norm. x reaches y along two paths, and its gradient is their sum.
+    let (w, b) = (random(&mut rng, &[3, 3, 3, 3]), random(&mut rng, &[3]));
+    let (gamma, beta) = affine(&mut rng, 3);
+    gradcheck(OpKind::Add, "residual x + f(x)", &[spread(&mut rng, &[2, 3, 4, 5])], &|t, v| {
+        let conv = Conv2d::frozen(w.clone(), b.clone(), 0).unwrap();
+        let h = t.reflection_pad2d(&v[0], 1).unwrap();
+        let h = t.conv2d(&h, &conv).unwrap();
+        let h = t.instance_norm(&h, &Var::constant(gamma.clone()), &Var::constant(beta.clone()), 1e-5).unwrap();
+        t.add(&v[0], &h).unwrap()
+    });
 }
 
 fn scale() {
