@@ -6,11 +6,12 @@
 //! | `tensor.rs` | [`Tensor`]: shape + `Arc`'d data; invariant `data.len() == shape.numel()` |
 //! | `error.rs` | [`Error`]: names the op and the shapes |
 //! | `rng.rs` | [`Rng`]: seeded SplitMix64 for test data, bench inputs and noise images |
+//! | `running_stats.rs` | [`BatchStats`], [`RunningStats`]: batch norm's statistics, and why the layer (not the op) keeps the running ones |
 //! | `ops.rs` | every differentiable op, as a method on [`Tape`]; [`Conv2d`] |
 //! | `autograd/tape.rs` | [`Tape`], [`Var`], [`NodeId`], `backward` → [`Grads`] |
 //! | `autograd/op.rs` | `Op`: one variant per op, holding exactly its saved state; [`OpKind`], the list a gradient check must cover |
 //! | `autograd/backward.rs` | the backward rule of every op, one exhaustive `match` |
-//! | `kernels/` | slices in, slices out: GEMM, convolution, pooling, Gram, elementwise, reductions, and `reference.rs`, the scalar twin of each |
+//! | `kernels/` | slices in, slices out: GEMM, convolution, pooling, Gram, padding, upsampling, normalisation, elementwise, reductions, and `reference.rs`, the scalar twin of each |
 //!
 //! ```
 //! use tensor::{Tape, Tensor};
@@ -27,6 +28,7 @@ mod error;
 pub mod kernels;
 mod ops;
 mod rng;
+mod running_stats;
 mod shape;
 mod tensor;
 
@@ -36,5 +38,6 @@ pub use error::Error;
 pub use kernels::conv::ConvGeometry;
 pub use ops::Conv2d;
 pub use rng::Rng;
+pub use running_stats::{BatchStats, RunningStats};
 pub use shape::Shape;
 pub use tensor::Tensor;

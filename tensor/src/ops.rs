@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use crate::autograd::op::Op;
+use crate::autograd::op::{Normalized, Op};
 use crate::kernels::conv::{self, ConvGeometry, PackedConv};
-use crate::kernels::{elementwise, gram, pool, reduce};
-use crate::{Error, NodeId, Shape, Tape, Tensor, Var};
+use crate::kernels::norm::{self, NormGeometry, NormParams, Statistics};
+use crate::kernels::{elementwise, gram, pad, pool, reduce, upsample};
+use crate::{BatchStats, Error, NodeId, RunningStats, Shape, Tape, Tensor, Var};
 
 /// A convolution layer (stride 1, zero padding): weights `[cout, cin, kh, kw]`, bias `[cout]`,
 /// packed once for the forward and backward GEMMs.
@@ -248,5 +249,178 @@ impl Tape {
             input_shape: x.shape(),
             along_rows,
         }))
+    }
+}
+
+/// Checks that a normalisation's `gamma` and `beta` hold one value per channel.
+fn channel_params(op: &'static str, c: usize, gamma: &Var, beta: &Var) -> Result<(), Error> {
+    for (name, v) in [("gamma", gamma), ("beta", beta)] {
+        if v.shape().dims() != [c] {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: format!("{name} [{c}], one per channel"),
+                got: v.shape(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The layers of the feed-forward style network (Johnson et al., "Perceptual Losses for Real-Time
+/// Style Transfer and Super-Resolution", 2016): padding, normalisation, upsampling, and the
+/// leaky ReLU of its Conv-BatchNorm-LeakyReLU variant. All take `[n, c, h, w]` for any n >= 1.
+impl Tape {
+    /// PyTorch's `ReflectionPad2d(pad)`: `[n, c, h, w] -> [n, c, h + 2·pad, w + 2·pad]`, each
+    /// plane mirrored about its edges without repeating them (see `kernels::pad`). Needs
+    /// `pad < h` and `pad < w`, as PyTorch does.
+    pub fn reflection_pad2d(&mut self, x: &Var, pad: usize) -> Result<Var, Error> {
+        let op = "reflection_pad2d";
+        let (n, c, h, w) = expect_nchw(op, x)?;
+        if pad >= h || pad >= w {
+            return Err(Error::BadGeometry {
+                op,
+                reason: format!("padding {pad} must be smaller than the {h}x{w} image it mirrors"),
+            });
+        }
+        let out_shape = Shape::new(&[n, c, h + 2 * pad, w + 2 * pad]);
+        let mut y = vec![0.0; out_shape.numel()];
+        pad::reflection_pad2d(x.value().data(), n * c, h, w, pad, &mut y);
+        let tracked = x.is_tracked();
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::ReflectionPad2d {
+            x: x.node().expect("tracked"),
+            input_shape: x.shape(),
+            pad,
+        }))
+    }
+
+    /// Nearest-neighbour 2x upsampling, `[n, c, h, w] -> [n, c, 2h, 2w]`: the resize of a
+    /// resize-convolution (Odena et al., "Deconvolution and Checkerboard Artifacts", 2016).
+    pub fn upsample_nearest2x(&mut self, x: &Var) -> Result<Var, Error> {
+        let (n, c, h, w) = expect_nchw("upsample_nearest2x", x)?;
+        let out_shape = Shape::new(&[n, c, 2 * h, 2 * w]);
+        let mut y = vec![0.0; out_shape.numel()];
+        upsample::nearest2x(x.value().data(), n * c, h, w, &mut y);
+        let tracked = x.is_tracked();
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::UpsampleNearest2x {
+            x: x.node().expect("tracked"),
+            input_shape: x.shape(),
+        }))
+    }
+
+    /// `y = x` where `x > 0`, else `slope·x` (PyTorch's `LeakyReLU(negative_slope)`, default
+    /// 0.01; DCGAN-style networks use 0.2). Saves a one-byte mask, as [`Tape::relu`] does.
+    pub fn leaky_relu(&mut self, x: &Var, slope: f32) -> Var {
+        let len = x.shape().numel();
+        let (mut y, mut mask) = (vec![0.0; len], vec![0u8; len]);
+        elementwise::leaky_relu(x.value().data(), slope, &mut y, &mut mask);
+        let value = Tensor::from_parts(x.shape(), y);
+        match x.node() {
+            Some(node) => self.record(value, Op::LeakyRelu { x: node, mask, slope }),
+            None => Var::constant(value),
+        }
+    }
+
+    /// Instance normalisation with a per-channel affine (Ulyanov et al., "Instance Normalization:
+    /// The Missing Ingredient for Fast Stylization", 2016; PyTorch's
+    /// `InstanceNorm2d(c, affine=True)`): each `(sample, channel)` plane of `x [n, c, h, w]` is
+    /// normalised by its own mean and biased variance over the h·w pixels, then
+    /// `y = gamma[c]·x̂ + beta[c]`. `gamma` and `beta` are `[c]`, tracked when trained, constants
+    /// otherwise; `eps` is added to the variance (PyTorch's default is 1e-5).
+    ///
+    /// Saves x̂ and `γ/σ` per plane (see `Normalized`), each only when a gradient needs it.
+    pub fn instance_norm(&mut self, x: &Var, gamma: &Var, beta: &Var, eps: f32) -> Result<Var, Error> {
+        let op = "instance_norm";
+        let (n, c, h, w) = expect_nchw(op, x)?;
+        channel_params(op, c, gamma, beta)?;
+        if h * w == 0 && n * c > 0 {
+            return Err(Error::BadGeometry { op, reason: format!("a {h}x{w} plane has no mean to subtract") });
+        }
+        let g = NormGeometry { n, c, m: h * w, stats: Statistics::Instance };
+        let (mut mean, mut var) = (vec![0.0; g.groups()], vec![0.0; g.groups()]);
+        norm::moments(x.value().data(), g, &mut mean, &mut var);
+        let inv_std = norm::inverse_std(&var, eps);
+        Ok(self.normalization(x, gamma, beta, g, &mean, &inv_std))
+    }
+
+    /// Batch normalisation in training mode (Ioffe and Szegedy, "Batch Normalization", 2015;
+    /// PyTorch's `BatchNorm2d` after `.train()`): each channel of `x [n, c, h, w]` is normalised
+    /// by the mean and biased variance of its n·h·w values in this batch, then
+    /// `y = gamma[c]·x̂ + beta[c]`; gradients flow through the batch statistics.
+    ///
+    /// Also returns those statistics: the op leaves the running estimates to the layer, which
+    /// updates them with [`RunningStats::update`] (see `running_stats.rs` for why).
+    pub fn batch_norm_train(&mut self, x: &Var, gamma: &Var, beta: &Var, eps: f32) -> Result<(Var, BatchStats), Error> {
+        let op = "batch_norm_train";
+        let (n, c, h, w) = expect_nchw(op, x)?;
+        channel_params(op, c, gamma, beta)?;
+        let count = n * h * w;
+        if count < 2 && c > 0 {
+            return Err(Error::BadGeometry {
+                op,
+                reason: format!("training needs 2 or more values per channel, {x} has {count}", x = x.shape()),
+            });
+        }
+        let g = NormGeometry { n, c, m: h * w, stats: Statistics::Batch };
+        let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+        norm::moments(x.value().data(), g, &mut mean, &mut var);
+        let inv_std = norm::inverse_std(&var, eps);
+        let y = self.normalization(x, gamma, beta, g, &mean, &inv_std);
+        Ok((y, BatchStats { mean, var, count }))
+    }
+
+    /// Batch normalisation in inference mode (PyTorch's `BatchNorm2d` after `.eval()`): each
+    /// channel normalised by the layer's running estimates, constants here, so
+    /// `y = gamma[c]·(x - mean[c])/√(var[c] + eps) + beta[c]` is affine in x.
+    pub fn batch_norm_eval(
+        &mut self,
+        x: &Var,
+        gamma: &Var,
+        beta: &Var,
+        running: &RunningStats,
+        eps: f32,
+    ) -> Result<Var, Error> {
+        let op = "batch_norm_eval";
+        let (n, c, h, w) = expect_nchw(op, x)?;
+        channel_params(op, c, gamma, beta)?;
+        if running.channels() != c {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: format!("[n, {}, h, w] (the running statistics' channels)", running.channels()),
+                got: x.shape(),
+            });
+        }
+        let g = NormGeometry { n, c, m: h * w, stats: Statistics::Running };
+        let inv_std = norm::inverse_std(running.var(), eps);
+        Ok(self.normalization(x, gamma, beta, g, running.mean(), &inv_std))
+    }
+
+    /// `y = γ·(x - mean)·inv_std + β` with the given statistics, recorded (as an instance or a
+    /// batch norm, after `g.stats`) with what the tracked inputs' gradients need.
+    fn normalization(
+        &mut self,
+        x: &Var,
+        gamma: &Var,
+        beta: &Var,
+        g: NormGeometry,
+        mean: &[f32],
+        inv_std: &[f32],
+    ) -> Var {
+        let keep_xhat = gamma.is_tracked() || (x.is_tracked() && g.stats.from_input());
+        let mut y = vec![0.0; g.len()];
+        let mut xhat = keep_xhat.then(|| vec![0.0; g.len()]);
+        let (gamma_v, beta_v) = (gamma.value().data(), beta.value().data());
+        let params = NormParams { mean, inv_std, gamma: gamma_v, beta: beta_v };
+        norm::normalize(x.value().data(), g, params, &mut y, xhat.as_deref_mut());
+        let dx_scale = x
+            .is_tracked()
+            .then(|| (0..g.groups()).map(|group| gamma_v[g.channel_of_group(group)] * inv_std[group]).collect());
+        let tracked = x.is_tracked() || gamma.is_tracked() || beta.is_tracked();
+        self.output(Tensor::from_parts(x.shape(), y), tracked, || {
+            let saved = Normalized { x: x.node(), gamma: gamma.node(), beta: beta.node(), geometry: g, xhat, dx_scale };
+            match g.stats {
+                Statistics::Instance => Op::InstanceNorm(saved),
+                Statistics::Batch | Statistics::Running => Op::BatchNorm(saved),
+            }
+        })
     }
 }

@@ -47,3 +47,44 @@ fn results_are_bit_identical_across_runs_and_thread_counts() {
     // A different input gives a different answer (the comparison above can fail).
     assert_ne!(in_pool(2, 43).0.to_bits(), loss1.to_bits());
 }
+
+/// The feed-forward network's layers on a batch of three images, forward and backward: reflection
+/// pad, instance norm with trained γ and β, leaky ReLU, upsampling, batch norm in training, a
+/// residual add. Returns the loss, the batch statistics and every gradient, as bits.
+fn run_layers(seed: u64) -> Vec<u32> {
+    let mut rng = Rng::new(seed);
+    let mut t = |dims: &[usize]| Tensor::new(dims, rng.vec(dims.iter().product())).unwrap();
+    // 3·16 planes of 37x29 (ragged against every chunk size), 2·37·2·29 = 4292 values per
+    // batch-norm plane after upsampling.
+    let (image, g1, b1, g2, b2) = (t(&[3, 16, 37, 29]), t(&[16]), t(&[16]), t(&[16]), t(&[16]));
+
+    let mut tape = Tape::new();
+    let x = tape.leaf(image);
+    let (g1, b1, g2, b2) = (tape.leaf(g1), tape.leaf(b1), tape.leaf(g2), tape.leaf(b2));
+    let h = tape.reflection_pad2d(&x, 4).unwrap();
+    let h = tape.instance_norm(&h, &g1, &b1, 1e-5).unwrap();
+    let h = tape.leaky_relu(&h, 0.2);
+    let h = tape.upsample_nearest2x(&h).unwrap();
+    let (h, stats) = tape.batch_norm_train(&h, &g2, &b2, 1e-5).unwrap();
+    let h2 = tape.scale(&h, 0.5);
+    let h = tape.add(&h, &h2).unwrap();
+    let loss = tape.mean_square(&h).unwrap();
+    let grads = tape.backward(&loss).unwrap();
+
+    let mut out = vec![loss.value().item().unwrap().to_bits()];
+    out.extend(stats.mean.iter().chain(&stats.var).map(|v| v.to_bits()));
+    for v in [&x, &g1, &b1, &g2, &b2] {
+        out.extend(grads.get(v).unwrap().data().iter().map(|v| v.to_bits()));
+    }
+    out
+}
+
+#[test]
+fn feed_forward_layers_are_bit_identical_across_thread_counts() {
+    let pool = |threads: usize| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let one = pool(1).install(|| run_layers(42));
+    for threads in [1, 2, 3] {
+        assert!(pool(threads).install(|| run_layers(42)) == one, "{threads} threads: results differ");
+    }
+    assert_ne!(pool(2).install(|| run_layers(43))[0], one[0], "another input, another loss");
+}

@@ -10,6 +10,11 @@
 //! moves it by about 6e-8·Σ|r·y|; with h = 1e-2 that is far below the 2e-3 relative tolerance.
 //! Central differences are exact for the piecewise-linear and quadratic ops here as long as no
 //! kink is crossed, so inputs are kept away from ReLU's zero and max-pool ties.
+//!
+//! The normalisations are smooth but not quadratic: their central difference is off by
+//! `(h²/6)·L'''`, and a step of `h·v` (|v| < 1) moves `x̂ = (x - μ)/σ` by about `h/σ`, so the error
+//! is about `(h/σ)²` of the derivative. Their inputs are spread with σ ≈ 2 (uniform on ±3.5), which
+//! gives ~3e-5 relative, well inside the tolerance.
 
 // `&[x.clone()]` reads better than `std::slice::from_ref(&x)` in these one-input calls.
 #![allow(clippy::cloned_ref_to_slice_refs)]
@@ -17,7 +22,7 @@
 mod common;
 
 use common::vec_away_from_zero;
-use tensor::{Conv2d, Error, OpKind, Rng, Shape, Tape, Tensor, Var};
+use tensor::{Conv2d, Error, OpKind, Rng, RunningStats, Shape, Tape, Tensor, Var};
 
 const H: f32 = 1e-2;
 
@@ -101,6 +106,11 @@ fn check(kind: OpKind) {
         OpKind::Scale => scale(),
         OpKind::MeanSquaredError => mse_and_mean_square(),
         OpKind::NeighbourDiff => neighbour_diff(),
+        OpKind::ReflectionPad2d => reflection_pad2d(),
+        OpKind::UpsampleNearest2x => upsample_nearest2x(),
+        OpKind::LeakyRelu => leaky_relu(),
+        OpKind::InstanceNorm => instance_norm(),
+        OpKind::BatchNorm => batch_norm(),
     }
 }
 
@@ -208,6 +218,26 @@ fn pair() -> (Tensor, Tensor) {
 fn add() {
     let (a, b) = pair();
     gradcheck(OpKind::Add, "add", &[a, b], &|t, v| t.add(&v[0], &v[1]).unwrap());
+    // The residual connection of the feed-forward network's blocks, on a batch of images.
+    let mut rng = Rng::new(10);
+    let (x, c) = (random(&mut rng, &[2, 3, 4, 5]), random(&mut rng, &[2, 3, 4, 5]));
+    gradcheck(OpKind::Add, "add [n,c,h,w], both tracked", &[x.clone(), c.clone()], &|t, v| {
+        t.add(&v[0], &v[1]).unwrap()
+    });
+    gradcheck(OpKind::Add, "add [n,c,h,w], one constant", &[x.clone()], &|t, v| {
+        t.add(&Var::constant(c.clone()), &v[0]).unwrap()
+    });
+    // y = x + f(x), f as in the network's residual blocks: reflection pad, 3x3 convolution
+    // without padding, instance norm. x reaches y along two paths, and its gradient is their sum.
+    let (w, b) = (random(&mut rng, &[3, 3, 3, 3]), random(&mut rng, &[3]));
+    let (gamma, beta) = affine(&mut rng, 3);
+    gradcheck(OpKind::Add, "residual x + f(x)", &[spread(&mut rng, &[2, 3, 4, 5])], &|t, v| {
+        let conv = Conv2d::frozen(w.clone(), b.clone(), 0).unwrap();
+        let h = t.reflection_pad2d(&v[0], 1).unwrap();
+        let h = t.conv2d(&h, &conv).unwrap();
+        let h = t.instance_norm(&h, &Var::constant(gamma.clone()), &Var::constant(beta.clone()), 1e-5).unwrap();
+        t.add(&v[0], &h).unwrap()
+    });
 }
 
 fn scale() {
@@ -295,4 +325,98 @@ fn backward_needs_a_scalar_loss_or_a_seed_of_the_output_shape() {
     let (tape, x, y) = record();
     let grads = tape.backward_with(&y, Tensor::new([2], vec![1.0, -2.0]).unwrap()).unwrap();
     assert_eq!(grads.get(&x).unwrap().data(), &[3.0, -6.0]);
+}
+
+/// Values uniform on ±3.5 (σ ≈ 2): wide enough that a finite-difference step hardly moves a
+/// normalisation's statistics (see the module docs).
+fn spread(rng: &mut Rng, dims: &[usize]) -> Tensor {
+    let t = random(rng, dims);
+    Tensor::new(t.shape(), t.data().iter().map(|v| 3.5 * v).collect()).unwrap()
+}
+
+fn reflection_pad2d() {
+    let mut rng = Rng::new(12);
+    let kind = OpKind::ReflectionPad2d;
+    gradcheck(kind, "reflection_pad2d 1", &[random(&mut rng, &[2, 3, 4, 5])], &|t, v| {
+        t.reflection_pad2d(&v[0], 1).unwrap()
+    });
+    // pad = 3 on a 4x5 plane: the mirrored bands overlap, so some pixels get three copies per axis.
+    gradcheck(kind, "reflection_pad2d 3", &[random(&mut rng, &[1, 2, 4, 5])], &|t, v| {
+        t.reflection_pad2d(&v[0], 3).unwrap()
+    });
+}
+
+fn upsample_nearest2x() {
+    let x = random(&mut Rng::new(13), &[2, 3, 3, 5]);
+    gradcheck(OpKind::UpsampleNearest2x, "upsample_nearest2x", &[x], &|t, v| t.upsample_nearest2x(&v[0]).unwrap());
+}
+
+fn leaky_relu() {
+    let mut rng = Rng::new(14);
+    let x = Tensor::new([2, 3, 4, 5], vec_away_from_zero(&mut rng, 120, 0.05)).unwrap();
+    gradcheck(OpKind::LeakyRelu, "leaky_relu 0.2", &[x.clone()], &|t, v| t.leaky_relu(&v[0], 0.2));
+    gradcheck(OpKind::LeakyRelu, "leaky_relu -1.5", &[x], &|t, v| t.leaky_relu(&v[0], -1.5));
+}
+
+/// γ and β for `c` channels, γ away from zero.
+fn affine(rng: &mut Rng, c: usize) -> (Tensor, Tensor) {
+    (Tensor::new([c], vec_away_from_zero(rng, c, 0.5)).unwrap(), random(rng, &[c]))
+}
+
+/// Every combination of tracked inputs that changes what the op saves: x with or without γ, and
+/// γ and β without x (when x̂ is kept for dγ only, or nothing at all for dβ).
+fn instance_norm() {
+    let mut rng = Rng::new(15);
+    let x = spread(&mut rng, &[2, 3, 4, 5]);
+    let (gamma, beta) = affine(&mut rng, 3);
+    let kind = OpKind::InstanceNorm;
+    let c = Var::constant;
+    gradcheck(kind, "instance_norm x, gamma, beta", &[x.clone(), gamma.clone(), beta.clone()], &|t, v| {
+        t.instance_norm(&v[0], &v[1], &v[2], 1e-5).unwrap()
+    });
+    gradcheck(kind, "instance_norm x (constant affine)", &[x.clone()], &|t, v| {
+        t.instance_norm(&v[0], &c(gamma.clone()), &c(beta.clone()), 1e-5).unwrap()
+    });
+    gradcheck(kind, "instance_norm gamma, beta (constant x)", &[gamma.clone(), beta.clone()], &|t, v| {
+        t.instance_norm(&c(x.clone()), &v[0], &v[1], 1e-5).unwrap()
+    });
+    gradcheck(kind, "instance_norm beta", &[beta.clone()], &|t, v| {
+        t.instance_norm(&c(x.clone()), &c(gamma.clone()), &v[0], 1e-5).unwrap()
+    });
+    // A 1x1 plane: x̂ = 0 whatever x, so y = β and dx = 0.
+    let x1 = spread(&mut rng, &[2, 3, 1, 1]);
+    gradcheck(kind, "instance_norm 1x1 planes", &[x1, gamma, beta], &|t, v| {
+        t.instance_norm(&v[0], &v[1], &v[2], 1e-5).unwrap()
+    });
+}
+
+/// Training mode through the batch statistics, and inference mode with constant running ones.
+fn batch_norm() {
+    let mut rng = Rng::new(16);
+    let x = spread(&mut rng, &[3, 2, 3, 4]);
+    let (gamma, beta) = affine(&mut rng, 2);
+    let kind = OpKind::BatchNorm;
+    let c = Var::constant;
+    let train = |t: &mut Tape, x: &Var, g: &Var, b: &Var| t.batch_norm_train(x, g, b, 1e-5).unwrap().0;
+    gradcheck(kind, "batch_norm_train x, gamma, beta", &[x.clone(), gamma.clone(), beta.clone()], &|t, v| {
+        train(t, &v[0], &v[1], &v[2])
+    });
+    gradcheck(kind, "batch_norm_train x (constant affine)", &[x.clone()], &|t, v| {
+        train(t, &v[0], &c(gamma.clone()), &c(beta.clone()))
+    });
+    gradcheck(kind, "batch_norm_train gamma, beta", &[gamma.clone(), beta.clone()], &|t, v| {
+        train(t, &c(x.clone()), &v[0], &v[1])
+    });
+    // A batch of one image, three values per channel. (With two, x̂ = ±1 whatever x, and dx is 0
+    // but for ε: nothing to check.)
+    gradcheck(kind, "batch_norm_train [1, 2, 1, 3]", &[spread(&mut rng, &[1, 2, 1, 3])], &|t, v| {
+        train(t, &v[0], &c(gamma.clone()), &c(beta.clone()))
+    });
+    let running = RunningStats::from_parts(vec![0.3, -0.7], vec![0.5, 2.0]).unwrap();
+    gradcheck(kind, "batch_norm_eval x, gamma, beta", &[x.clone(), gamma.clone(), beta], &|t, v| {
+        t.batch_norm_eval(&v[0], &v[1], &v[2], &running, 1e-5).unwrap()
+    });
+    gradcheck(kind, "batch_norm_eval x", &[x], &|t, v| {
+        t.batch_norm_eval(&v[0], &c(gamma.clone()), &c(Tensor::zeros([2])), &running, 1e-5).unwrap()
+    });
 }

@@ -12,7 +12,8 @@ use tensor::kernels::gemm::{
     params::{KC, MR, NR},
     AOperand, Epilogue, MatRef, PackedA,
 };
-use tensor::kernels::{elementwise, gram, pool, reference};
+use tensor::kernels::norm::{self, NormGeometry, NormGrads, NormParams, Statistics};
+use tensor::kernels::{elementwise, gram, pad, pool, reference, upsample};
 use tensor::Rng;
 
 fn abs(v: &[f32]) -> Vec<f32> {
@@ -244,4 +245,148 @@ fn conv_backward_input_col2im_route_matches_reference() {
         &exact,
         &abs_sum.iter().map(|&s| dot_bound(64 * 9, s)).collect::<Vec<_>>(),
     );
+}
+
+/// The bound on an f64 sum of `count` terms rounded to f32, against another f64 sum of the same
+/// terms in another order: each is within `count·ε₆₄·Σ|terms|` of the exact sum (Higham §4.2),
+/// and rounding to f32 adds at most one f32 ulp, `ε·|exact|`.
+fn f64_sum_bound(exact: f32, abs_sum: f32, count: usize) -> f32 {
+    f32::EPSILON * exact.abs() + 2.0 * count as f32 * f64::EPSILON as f32 * abs_sum + f32::MIN_POSITIVE
+}
+
+/// `n` values with about one in `nan_every` a NaN (none when `nan_every` is 0).
+fn with_nans(rng: &mut Rng, n: usize, nan_every: u64) -> Vec<f32> {
+    (0..n)
+        .map(|_| if nan_every > 0 && rng.next_u64().is_multiple_of(nan_every) { f32::NAN } else { rng.uniform() })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn reflection_pad_matches_reference(planes in 0..=3usize, h in 1..=9usize, w in 1..=19usize, pad_seed: usize, seed: u64) {
+        // Any pad below both sides, including pads that make the mirrored bands overlap.
+        let pad = pad_seed % h.min(w);
+        let (ho, wo) = (h + 2 * pad, w + 2 * pad);
+        let mut rng = Rng::new(seed);
+        let (x, dy) = (rng.vec(planes * h * w), rng.vec(planes * ho * wo));
+        let mut y = vec![f32::NAN; planes * ho * wo];
+        pad::reflection_pad2d(&x, planes, h, w, pad, &mut y);
+        prop_assert_eq!(bits(&y), bits(&reference::reflection_pad2d(&x, planes, h, w, pad)), "padding copies");
+        let mut dx = vec![f32::NAN; x.len()];
+        pad::reflection_pad2d_backward(&dy, planes, h, w, pad, &mut dx);
+        // At most 3 copies per axis, 9 terms per pixel.
+        let bound: Vec<f32> = reference::reflection_pad2d_backward(&abs(&dy), planes, h, w, pad).iter().map(|&s| dot_bound(9, s)).collect();
+        assert_within("reflection pad backward", &dx, &reference::reflection_pad2d_backward(&dy, planes, h, w, pad), &bound);
+    }
+
+    #[test]
+    fn upsample_matches_reference(planes in 0..=3usize, h in 0..=7usize, w in 0..=19usize, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let (x, dy) = (rng.vec(planes * h * w), rng.vec(4 * planes * h * w));
+        let mut y = vec![f32::NAN; 4 * x.len()];
+        upsample::nearest2x(&x, planes, h, w, &mut y);
+        prop_assert_eq!(bits(&y), bits(&reference::upsample_nearest2x(&x, planes, h, w)), "upsampling copies");
+        let mut dx = vec![f32::NAN; x.len()];
+        upsample::nearest2x_backward(&dy, planes, h, w, &mut dx);
+        let bound: Vec<f32> = reference::upsample_nearest2x_backward(&abs(&dy), planes, h, w).iter().map(|&s| dot_bound(4, s)).collect();
+        assert_within("upsample backward", &dx, &reference::upsample_nearest2x_backward(&dy, planes, h, w), &bound);
+    }
+
+    #[test]
+    fn leaky_relu_matches_reference(
+        len in 0..=100_000usize, slope in prop_oneof![Just(0.01f32), Just(0.2), Just(0.0), Just(-1.5)], nans: bool, seed: u64,
+    ) {
+        // Lengths past the parallel chunk size; NaNs must give NaN, with the reference's bits.
+        let mut rng = Rng::new(seed);
+        let x = with_nans(&mut rng, len, if nans { 7 } else { 0 });
+        let dy = rng.vec(len);
+        let (mut y, mut mask) = (vec![f32::NAN; len], vec![7u8; len]);
+        elementwise::leaky_relu(&x, slope, &mut y, &mut mask);
+        let (ey, emask) = reference::leaky_relu(&x, slope);
+        prop_assert_eq!(bits(&y), bits(&ey));
+        prop_assert_eq!(&mask, &emask);
+        let mut dx = vec![f32::NAN; len];
+        elementwise::leaky_relu_backward(&dy, &mask, slope, &mut dx);
+        prop_assert_eq!(bits(&dx), bits(&reference::leaky_relu_backward(&dy, &mask, slope)));
+    }
+
+    #[test]
+    fn normalization_matches_reference(
+        n in 1..=3usize, c in 1..=4usize, h in 1..=6usize, w in 1..=19usize,
+        stats in prop_oneof![Just(Statistics::Instance), Just(Statistics::Batch), Just(Statistics::Running)],
+        spread in prop_oneof![Just(0.0f32), Just(1e-3), Just(1.0), Just(40.0)], offset in -50.0f32..50.0, seed: u64,
+    ) {
+        // Spread 0 makes constant groups (σ² = 0, so 1/σ = 1/√ε); a large offset against a small
+        // spread is where a one-pass variance would cancel.
+        let g = NormGeometry { n, c, m: h * w, stats };
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = rng.vec(g.len()).iter().map(|v| offset + spread * v).collect();
+        let (gamma, beta, dy) = (rng.vec(c), rng.vec(c), rng.vec(g.len()));
+        let groups = g.groups();
+
+        // Statistics: two f64 sums each; the variance's terms are all positive.
+        let (mut mean, mut var) = (vec![f32::NAN; groups], vec![f32::NAN; groups]);
+        let (emean, evar) = reference::moments(&x, g);
+        norm::moments(&x, g, &mut mean, &mut var);
+        let abs_mean = reference::moments(&abs(&x), g).0;
+        let count = g.group_len();
+        let mean_bound: Vec<f32> = emean.iter().zip(&abs_mean).map(|(&e, &a)| f64_sum_bound(e, a, count)).collect();
+        assert_within("mean", &mean, &emean, &mean_bound);
+        let var_bound: Vec<f32> = evar.iter().map(|&e| f64_sum_bound(e, e, count)).collect();
+        assert_within("variance", &var, &evar, &var_bound);
+
+        // Normalise with the kernel's statistics, or with given ones for inference.
+        let (mean, inv_std) = if stats == Statistics::Running {
+            (rng.vec(groups), rng.vec(groups).iter().map(|v| 0.1 + v.abs()).collect())
+        } else {
+            let inv_std = norm::inverse_std(&var, 1e-5);
+            (mean, inv_std)
+        };
+        let p = NormParams { mean: &mean, inv_std: &inv_std, gamma: &gamma, beta: &beta };
+        let (mut y, mut xhat) = (vec![f32::NAN; g.len()], vec![f32::NAN; g.len()]);
+        norm::normalize(&x, g, p, &mut y, Some(&mut xhat));
+        let mut y_alone = vec![f32::NAN; g.len()];
+        norm::normalize(&x, g, p, &mut y_alone, None);
+        prop_assert_eq!(bits(&y_alone), bits(&y), "y does not depend on whether x̂ is kept");
+        let (ey, exhat) = reference::normalize(&x, g, p);
+        // x̂ = fl(fl(x - μ)·(1/σ)): two roundings against the reference's one, ≤ 1.5ε·|x̂|.
+        assert_within("x̂", &xhat, &exhat, &exhat.iter().map(|v| 2.0 * f32::EPSILON * v.abs() + f32::MIN_POSITIVE).collect::<Vec<_>>());
+        // y = fl(fl(γ·x̂) + β) on the fast x̂: ≤ 2.5ε·(|γ·x̂| + |β|).
+        let channel = |i: usize| (i / g.m) % c;
+        let y_bound: Vec<f32> = exhat.iter().enumerate().map(|(i, v)| 3.0 * f32::EPSILON * ((gamma[channel(i)] * v).abs() + beta[channel(i)].abs()) + f32::MIN_POSITIVE).collect();
+        assert_within("y", &y, &ey, &y_bound);
+
+        // Backward, every gradient at once and each alone (the sums are shared).
+        let dx_scale: Vec<f32> = (0..groups).map(|k| gamma[g.channel_of_group(k)] * inv_std[k]).collect();
+        let (mut dx, mut dgamma, mut dbeta) = (vec![f32::NAN; g.len()], vec![f32::NAN; c], vec![f32::NAN; c]);
+        let grads = NormGrads { dx: Some(&mut dx), dgamma: Some(&mut dgamma), dbeta: Some(&mut dbeta) };
+        norm::normalize_backward(&dy, Some(&xhat), g, &dx_scale, grads);
+        let (edx, edgamma, edbeta) = reference::normalize_backward(&dy, &xhat, g, &dx_scale);
+        let (_, abs_dgamma, abs_dbeta) = reference::normalize_backward(&abs(&dy), &abs(&xhat), g, &dx_scale);
+        let per_channel = g.n * g.m;
+        assert_within("dβ", &dbeta, &edbeta, &edbeta.iter().zip(&abs_dbeta).map(|(&e, &a)| f64_sum_bound(e, a, per_channel)).collect::<Vec<_>>());
+        assert_within("dγ", &dgamma, &edgamma, &edgamma.iter().zip(&abs_dgamma).map(|(&e, &a)| f64_sum_bound(e, a, per_channel)).collect::<Vec<_>>());
+        // dx = fl(k·fl(fl(dy - a) - fl(x̂·b))) with a = mean(dy), b = mean(dy·x̂) rounded to f32:
+        // within 2ε·|k|·(|dy| + |a| + |x̂·b|) of the exact, the reference's rounding adds ε/2.
+        let dot: Vec<f32> = dy.iter().zip(&xhat).map(|(a, b)| (a * b).abs()).collect();
+        let (mean_abs_dy, mean_abs_dot) = (reference::moments(&abs(&dy), g).0, reference::moments(&dot, g).0);
+        let dx_bound: Vec<f32> = (0..g.len())
+            .map(|i| {
+                let k = g.group_of_plane(i / g.m);
+                let terms = if stats.from_input() { dy[i].abs() + mean_abs_dy[k] + xhat[i].abs() * mean_abs_dot[k] } else { dy[i].abs() };
+                3.0 * f32::EPSILON * dx_scale[k].abs() * terms + f32::MIN_POSITIVE
+            })
+            .collect();
+        assert_within("dx", &dx, &edx, &dx_bound);
+
+        let mut dx_alone = vec![f32::NAN; g.len()];
+        let xhat_if_needed = stats.from_input().then_some(xhat.as_slice());
+        norm::normalize_backward(&dy, xhat_if_needed, g, &dx_scale, NormGrads { dx: Some(&mut dx_alone), ..NormGrads::default() });
+        prop_assert_eq!(bits(&dx_alone), bits(&dx), "dx alone");
+        let mut dbeta_alone = vec![f32::NAN; c];
+        norm::normalize_backward(&dy, None, g, &[], NormGrads { dbeta: Some(&mut dbeta_alone), ..NormGrads::default() });
+        prop_assert_eq!(bits(&dbeta_alone), bits(&dbeta), "dβ alone, without x̂");
+    }
 }

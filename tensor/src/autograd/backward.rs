@@ -1,9 +1,11 @@
 //! The backward rule of every op, in one exhaustive `match`: adding an `Op` variant does not
 //! compile until its rule is written here.
 
-use crate::autograd::{op::Op, tape::NodeId};
-use crate::kernels::{conv, elementwise, gram, pool};
-use crate::Tensor;
+use crate::autograd::op::{Normalized, Op};
+use crate::autograd::tape::NodeId;
+use crate::kernels::norm::{self, NormGrads};
+use crate::kernels::{conv, elementwise, gram, pad, pool, upsample};
+use crate::{Shape, Tensor};
 
 /// Given `g = ∂L/∂y` for the op's output, the gradients of its tracked inputs.
 pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
@@ -83,8 +85,45 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
             elementwise::neighbour_diff_backward(g.data(), n * c, h, w, along_rows, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
+        Op::ReflectionPad2d { x, input_shape, pad } => {
+            let (n, c, h, w) = input_shape.nchw().expect("reflection_pad2d input is NCHW");
+            let mut dx = vec![0.0; input_shape.numel()];
+            pad::reflection_pad2d_backward(g.data(), n * c, h, w, pad, &mut dx);
+            out.push((x, Tensor::from_parts(input_shape, dx)));
+        }
+        Op::UpsampleNearest2x { x, input_shape } => {
+            let (n, c, h, w) = input_shape.nchw().expect("upsample input is NCHW");
+            let mut dx = vec![0.0; input_shape.numel()];
+            upsample::nearest2x_backward(g.data(), n * c, h, w, &mut dx);
+            out.push((x, Tensor::from_parts(input_shape, dx)));
+        }
+        Op::LeakyRelu { x, mask, slope } => {
+            let mut dx = vec![0.0; mask.len()];
+            elementwise::leaky_relu_backward(g.data(), &mask, slope, &mut dx);
+            out.push((x, Tensor::from_parts(g.shape(), dx)));
+        }
+        Op::InstanceNorm(saved) | Op::BatchNorm(saved) => normalization_backward(saved, &g, &mut out),
     }
     out
+}
+
+/// dx, dγ and dβ of a normalisation, each only for a tracked input.
+fn normalization_backward(saved: Normalized, dy: &Tensor, out: &mut Vec<(NodeId, Tensor)>) {
+    let geo = saved.geometry;
+    let mut dx = saved.x.map(|_| vec![0.0; geo.len()]);
+    let mut dgamma = saved.gamma.map(|_| vec![0.0; geo.c]);
+    let mut dbeta = saved.beta.map(|_| vec![0.0; geo.c]);
+    let grads = NormGrads { dx: dx.as_deref_mut(), dgamma: dgamma.as_deref_mut(), dbeta: dbeta.as_deref_mut() };
+    let dx_scale = saved.dx_scale.as_deref().unwrap_or_default();
+    norm::normalize_backward(dy.data(), saved.xhat.as_deref(), geo, dx_scale, grads);
+    let channels = Shape::new(&[geo.c]);
+    for (node, grad, shape) in
+        [(saved.x, dx, dy.shape()), (saved.gamma, dgamma, channels), (saved.beta, dbeta, channels)]
+    {
+        if let (Some(node), Some(grad)) = (node, grad) {
+            out.push((node, Tensor::from_parts(shape, grad)));
+        }
+    }
 }
 
 /// `dx = dy ⊙ mask`.

@@ -3,12 +3,14 @@
 //! An input is `Some(node)` when it is tracked and `None` when it is a constant; backward
 //! computes gradients only for `Some` inputs (tinygrad's `needs_input_grad`). Saved state is
 //! the least that backward needs: a mask for ReLU, the argmax for max-pool, a shared `Arc` of
-//! the packed weights for a frozen convolution (nothing of its input).
+//! the packed weights for a frozen convolution (nothing of its input), x̂ and γ/σ for a
+//! normalisation.
 
 use std::sync::Arc;
 
 use crate::autograd::tape::NodeId;
 use crate::kernels::conv::PackedConv;
+use crate::kernels::norm::NormGeometry;
 use crate::{Shape, Tensor};
 
 /// Declares an enum and its `ALL` list from one list of variants, so that `ALL` cannot miss one.
@@ -46,6 +48,11 @@ enum_with_all! {
         Scale,
         MeanSquaredError,
         NeighbourDiff,
+        ReflectionPad2d,
+        UpsampleNearest2x,
+        LeakyRelu,
+        InstanceNorm,
+        BatchNorm,
     }
 }
 
@@ -101,6 +108,43 @@ pub(crate) enum Op {
         input_shape: Shape,
         along_rows: bool,
     },
+    /// Reflection padding by `pad` on every side of `[n, c, h, w]`; backward needs only where
+    /// each output pixel came from, which the shape and `pad` say.
+    ReflectionPad2d {
+        x: NodeId,
+        input_shape: Shape,
+        pad: usize,
+    },
+    /// Nearest-neighbour 2x upsampling of `[n, c, h, w]`.
+    UpsampleNearest2x {
+        x: NodeId,
+        input_shape: Shape,
+    },
+    /// `y = x` where x > 0, else `slope·x`; `mask[i] = (x[i] > 0)`.
+    LeakyRelu {
+        x: NodeId,
+        mask: Vec<u8>,
+        slope: f32,
+    },
+    /// Instance normalisation, statistics per `(sample, channel)`.
+    InstanceNorm(Normalized),
+    /// Batch normalisation, with the batch's statistics (training) or running ones (inference).
+    BatchNorm(Normalized),
+}
+
+/// What the backward of a normalisation keeps ([`Op::InstanceNorm`], [`Op::BatchNorm`]): x̂
+/// and `γ/σ`, each only when a gradient needs it, and never x or y.
+pub(crate) struct Normalized {
+    pub x: Option<NodeId>,
+    pub gamma: Option<NodeId>,
+    pub beta: Option<NodeId>,
+    /// x's shape as `[n, c, h·w]`, and whether the statistics came from x.
+    pub geometry: NormGeometry,
+    /// `x̂ = (x - μ)/σ`, kept when γ is tracked (`dγ = Σ dy·x̂`) or when x is and the statistics
+    /// came from x (dx's `x̂·mean(dy·x̂)` term).
+    pub xhat: Option<Vec<f32>>,
+    /// `γ[c]/σ` per group, kept when x is tracked.
+    pub dx_scale: Option<Vec<f32>>,
 }
 
 impl Op {
@@ -116,6 +160,11 @@ impl Op {
             Op::Scale { .. } => OpKind::Scale,
             Op::MeanSquaredError { .. } => OpKind::MeanSquaredError,
             Op::NeighbourDiff { .. } => OpKind::NeighbourDiff,
+            Op::ReflectionPad2d { .. } => OpKind::ReflectionPad2d,
+            Op::UpsampleNearest2x { .. } => OpKind::UpsampleNearest2x,
+            Op::LeakyRelu { .. } => OpKind::LeakyRelu,
+            Op::InstanceNorm(_) => OpKind::InstanceNorm,
+            Op::BatchNorm(_) => OpKind::BatchNorm,
         }
     }
 
@@ -129,6 +178,12 @@ impl Op {
             Op::Gram { features, .. } => features.bytes(),
             Op::MeanSquaredError { diff, .. } => diff.bytes(),
             Op::Leaf | Op::Add { .. } | Op::Scale { .. } | Op::NeighbourDiff { .. } => 0,
+            Op::ReflectionPad2d { .. } | Op::UpsampleNearest2x { .. } => 0,
+            Op::LeakyRelu { mask, .. } => mask.len(),
+            Op::InstanceNorm(norm) | Op::BatchNorm(norm) => {
+                let floats = |v: &Option<Vec<f32>>| v.as_ref().map_or(0, |v| v.len() * std::mem::size_of::<f32>());
+                floats(&norm.xhat) + floats(&norm.dx_scale)
+            }
         }
     }
 }

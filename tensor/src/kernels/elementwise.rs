@@ -39,6 +39,31 @@ pub fn relu_backward(dy: &[f32], mask: &[u8], dx: &mut [f32]) {
     });
 }
 
+/// `y = x` where `x > 0`, else `slope·x`; `mask = (x > 0)`: the leaky ReLU of Maas, Hannun and
+/// Ng, "Rectifier Nonlinearities Improve Neural Network Acoustic Models" (2013), which keeps a
+/// small gradient for negative inputs. Like [`relu`] it saves one byte per element for its
+/// backward, not x. A NaN input gives NaN (`slope·NaN`), as PyTorch's `leaky_relu` does.
+pub fn leaky_relu(x: &[f32], slope: f32, y: &mut [f32], mask: &mut [u8]) {
+    assert!(x.len() == y.len() && x.len() == mask.len());
+    y.par_chunks_mut(CHUNK).zip(mask.par_chunks_mut(CHUNK)).zip(x.par_chunks(CHUNK)).for_each(|((y, m), x)| {
+        for ((y, m), &x) in y.iter_mut().zip(m.iter_mut()).zip(x) {
+            let on = x > 0.0;
+            *y = if on { x } else { slope * x };
+            *m = on as u8;
+        }
+    });
+}
+
+/// `dx = dy` where the mask is set, else `slope·dy`.
+pub fn leaky_relu_backward(dy: &[f32], mask: &[u8], slope: f32, dx: &mut [f32]) {
+    assert!(dy.len() == dx.len() && dy.len() == mask.len());
+    dx.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK)).zip(mask.par_chunks(CHUNK)).for_each(|((dx, dy), m)| {
+        for ((dx, &dy), &m) in dx.iter_mut().zip(dy).zip(m) {
+            *dx = if m != 0 { dy } else { slope * dy };
+        }
+    });
+}
+
 /// `out[i] = f(a[i], b[i])`.
 pub fn zip_map(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
     assert!(a.len() == b.len() && a.len() == out.len());

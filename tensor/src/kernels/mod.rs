@@ -7,8 +7,12 @@
 //! - [`conv`]: convolution as an implicit GEMM (im2col panels read in place from the padded
 //!   image), and its backward passes
 //! - [`pool`]: 2x2 max-pooling and its backward
+//! - [`pad`], [`upsample`]: reflection padding and nearest-neighbour 2x upsampling, and their
+//!   backward passes
+//! - [`norm`]: instance and batch normalisation (statistics, normalise, backward)
 //! - [`gram`]: Gram matrices and their backward
-//! - [`elementwise`], [`reduce`]: ReLU, maps, neighbour differences; fixed-partition sums
+//! - [`elementwise`], [`reduce`]: ReLU and leaky ReLU, maps, neighbour differences;
+//!   fixed-partition sums
 //! - [`reference`](mod@reference): the scalar twin of each of the above, for tests and benches to hold the
 //!   fast kernels to; no fast kernel calls it, so the twins stay independent
 #![allow(unsafe_code)]
@@ -17,7 +21,10 @@ pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod gram;
+pub mod norm;
+pub mod pad;
 pub mod pool;
 pub mod reduce;
 pub mod reference;
 pub mod simd;
+pub mod upsample;

@@ -5,6 +5,7 @@
 
 use super::conv::ConvGeometry;
 use super::gemm::MatRef;
+use super::norm::{NormGeometry, NormParams, Statistics};
 
 /// `c = a·b [+ bias per row] [+ c]`.
 pub fn gemm(a: &MatRef, b: &MatRef, c: &mut [f32], bias: Option<&[f32]>, accumulate: bool) {
@@ -190,4 +191,155 @@ pub fn gram_backward(f: &[f32], dg: &[f32], c: usize, n: usize) -> Vec<f32> {
         }
     }
     df
+}
+
+/// `y = x` where `x > 0`, else `slope·x`, and the mask `x > 0`.
+pub fn leaky_relu(x: &[f32], slope: f32) -> (Vec<f32>, Vec<u8>) {
+    let y = x.iter().map(|&v| if v > 0.0 { v } else { slope * v }).collect();
+    let mask = x.iter().map(|&v| (v > 0.0) as u8).collect();
+    (y, mask)
+}
+
+/// `dx` of [`leaky_relu`].
+pub fn leaky_relu_backward(dy: &[f32], mask: &[u8], slope: f32) -> Vec<f32> {
+    dy.iter().zip(mask).map(|(&g, &m)| if m != 0 { g } else { slope * g }).collect()
+}
+
+/// Where padded coordinate `i` of an axis of `len` reads from: mirrored about the first and the
+/// last element, which are not repeated.
+fn reflect(i: isize, len: usize) -> usize {
+    let last = len as isize - 1;
+    (if i < 0 {
+        -i
+    } else if i > last {
+        2 * last - i
+    } else {
+        i
+    }) as usize
+}
+
+/// Reflection padding of `[planes, h, w]` by `pad` on every side (`pad < h`, `pad < w`).
+pub fn reflection_pad2d(x: &[f32], planes: usize, h: usize, w: usize, pad: usize) -> Vec<f32> {
+    let (ho, wo) = (h + 2 * pad, w + 2 * pad);
+    let mut y = vec![0.0; planes * ho * wo];
+    for p in 0..planes {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let iy = reflect(oy as isize - pad as isize, h);
+                let ix = reflect(ox as isize - pad as isize, w);
+                y[(p * ho + oy) * wo + ox] = x[(p * h + iy) * w + ix];
+            }
+        }
+    }
+    y
+}
+
+/// `dx` of [`reflection_pad2d`]: each output pixel's gradient added to the pixel it copied.
+pub fn reflection_pad2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, pad: usize) -> Vec<f32> {
+    let (ho, wo) = (h + 2 * pad, w + 2 * pad);
+    let mut dx = vec![0.0f64; planes * h * w];
+    for p in 0..planes {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let iy = reflect(oy as isize - pad as isize, h);
+                let ix = reflect(ox as isize - pad as isize, w);
+                dx[(p * h + iy) * w + ix] += dy[(p * ho + oy) * wo + ox] as f64;
+            }
+        }
+    }
+    dx.into_iter().map(|v| v as f32).collect()
+}
+
+/// Nearest-neighbour 2x upsampling of `[planes, h, w]`: `y[i, j] = x[i / 2, j / 2]`.
+pub fn upsample_nearest2x(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut y = vec![0.0; 4 * planes * h * w];
+    for p in 0..planes {
+        for oy in 0..2 * h {
+            for ox in 0..2 * w {
+                y[(p * 2 * h + oy) * 2 * w + ox] = x[(p * h + oy / 2) * w + ox / 2];
+            }
+        }
+    }
+    y
+}
+
+/// `dx` of [`upsample_nearest2x`]: the sum of each 2x2 block of `dy`.
+pub fn upsample_nearest2x_backward(dy: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut dx = vec![0.0f64; planes * h * w];
+    for p in 0..planes {
+        for oy in 0..2 * h {
+            for ox in 0..2 * w {
+                dx[(p * h + oy / 2) * w + ox / 2] += dy[(p * 2 * h + oy) * 2 * w + ox] as f64;
+            }
+        }
+    }
+    dx.into_iter().map(|v| v as f32).collect()
+}
+
+/// The indices of the values in group `group` of a normalisation of `[n, c, m]`: one plane
+/// (instance statistics), or one channel of every sample (batch or running statistics).
+fn group_members(g: NormGeometry, group: usize) -> Vec<usize> {
+    match g.stats {
+        Statistics::Instance => (group * g.m..(group + 1) * g.m).collect(),
+        Statistics::Batch | Statistics::Running => {
+            (0..g.n).flat_map(|i| (i * g.c + group) * g.m..(i * g.c + group + 1) * g.m).collect()
+        }
+    }
+}
+
+/// The mean and the biased variance `(1/M) Σ (x - μ)²` of each group.
+pub fn moments(x: &[f32], g: NormGeometry) -> (Vec<f32>, Vec<f32>) {
+    let (mut mean, mut var) = (vec![0.0; g.groups()], vec![0.0; g.groups()]);
+    for group in 0..g.groups() {
+        let members = group_members(g, group);
+        let count = members.len() as f64;
+        let mu = members.iter().map(|&i| x[i] as f64).sum::<f64>() / count;
+        let v = members.iter().map(|&i| (x[i] as f64 - mu).powi(2)).sum::<f64>() / count;
+        mean[group] = mu as f32;
+        var[group] = v as f32;
+    }
+    (mean, var)
+}
+
+/// `(y, x̂)`: `x̂ = (x - μ)·(1/σ)` and `y = γ·x̂ + β`, each from the given statistics.
+pub fn normalize(x: &[f32], g: NormGeometry, p: NormParams<'_>) -> (Vec<f32>, Vec<f32>) {
+    let (mut y, mut xhat) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+    for group in 0..g.groups() {
+        let channel = g.channel_of_group(group);
+        for i in group_members(g, group) {
+            let v = (x[i] as f64 - p.mean[group] as f64) * p.inv_std[group] as f64;
+            xhat[i] = v as f32;
+            y[i] = (p.gamma[channel] as f64 * v + p.beta[channel] as f64) as f32;
+        }
+    }
+    (y, xhat)
+}
+
+/// `(dx, dγ, dβ)` of [`normalize`] given `dy`, the x̂ it computed and `γ/σ` per group:
+/// `dx = (γ/σ)·(dy - mean(dy) - x̂·mean(dy·x̂))` over each group when the statistics came from x,
+/// `(γ/σ)·dy` when they are constants; `dγ = Σ dy·x̂`, `dβ = Σ dy` per channel.
+pub fn normalize_backward(
+    dy: &[f32],
+    xhat: &[f32],
+    g: NormGeometry,
+    dx_scale: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0.0; dy.len()];
+    let (mut dgamma, mut dbeta) = (vec![0.0f64; g.c], vec![0.0f64; g.c]);
+    assert_eq!(dx_scale.len(), g.groups());
+    for (group, &k) in dx_scale.iter().enumerate() {
+        let channel = g.channel_of_group(group);
+        let members = group_members(g, group);
+        let count = members.len() as f64;
+        let sum_dy: f64 = members.iter().map(|&i| dy[i] as f64).sum();
+        let sum_dot: f64 = members.iter().map(|&i| dy[i] as f64 * xhat[i] as f64).sum();
+        dbeta[channel] += sum_dy;
+        dgamma[channel] += sum_dot;
+        let (a, b) = if g.stats.from_input() { (sum_dy / count, sum_dot / count) } else { (0.0, 0.0) };
+        for i in members {
+            dx[i] = (k as f64 * (dy[i] as f64 - a - xhat[i] as f64 * b)) as f32;
+        }
+    }
+    let round = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+    (dx, round(dgamma), round(dbeta))
 }

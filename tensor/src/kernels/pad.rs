@@ -1,0 +1,76 @@
+//! Reflection padding (PyTorch's `ReflectionPad2d`): each plane mirrored about its edge rows and
+//! columns, the edge itself not repeated, so a row `a b c d` padded by 2 reads `c b a b c d c b`.
+//! Johnson et al. (2016, supplementary material) pad this way before every convolution of the
+//! feed-forward network, because zero padding leaves dark artefacts along the image borders.
+//!
+//! Padded coordinate `i` in `[-pad, len + pad)` reads source index `|i|` on the low side and
+//! `2(len - 1) - i` on the high side; `pad < len` keeps both inside the plane.
+
+use rayon::prelude::*;
+
+/// The source index of padded coordinate `i` (which may be negative) in an axis of `len`.
+fn reflect(i: isize, len: usize) -> usize {
+    let last = len as isize - 1;
+    let r = if i < 0 {
+        -i
+    } else if i > last {
+        2 * last - i
+    } else {
+        i
+    };
+    debug_assert!((0..=last).contains(&r), "pad < len keeps one reflection enough");
+    r as usize
+}
+
+/// `y [planes, h + 2·pad, w + 2·pad]`: each plane of `x [planes, h, w]` padded by reflection.
+/// Needs `pad < h` and `pad < w` (PyTorch's condition): one reflection then reaches every pad.
+pub fn reflection_pad2d(x: &[f32], planes: usize, h: usize, w: usize, pad: usize, y: &mut [f32]) {
+    assert!(pad < h && pad < w, "reflection padding {pad} needs a plane larger than it, got {h}x{w}");
+    let (ho, wo) = (h + 2 * pad, w + 2 * pad);
+    assert!(x.len() == planes * h * w && y.len() == planes * ho * wo);
+    y.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(y, x)| {
+        for (oy, out) in y.chunks_exact_mut(wo).enumerate() {
+            let row = &x[reflect(oy as isize - pad as isize, h) * w..][..w];
+            let (left, rest) = out.split_at_mut(pad);
+            let (middle, right) = rest.split_at_mut(w);
+            middle.copy_from_slice(row);
+            // left[j] is column j - pad, which reads pad - j; right[j] is column w + j, which
+            // reads w - 2 - j.
+            for (j, o) in left.iter_mut().enumerate() {
+                *o = row[pad - j];
+            }
+            for (j, o) in right.iter_mut().enumerate() {
+                *o = row[w - 2 - j];
+            }
+        }
+    });
+}
+
+/// `dx [planes, h, w]`, the adjoint of [`reflection_pad2d`]: every output pixel's gradient is
+/// added back to the pixel it copied, so pixels within `pad` of an edge (but not on it) receive
+/// two contributions per axis, and three when the axis is short (`len <= 2·pad + 1`, where the
+/// two mirrored bands overlap). Each plane is summed in
+/// one fixed order (rows top to bottom; within a row the copy, then the left and the right pad),
+/// whatever the thread count.
+pub fn reflection_pad2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, pad: usize, dx: &mut [f32]) {
+    assert!(pad < h && pad < w, "reflection padding {pad} needs a plane larger than it, got {h}x{w}");
+    let (ho, wo) = (h + 2 * pad, w + 2 * pad);
+    assert!(dx.len() == planes * h * w && dy.len() == planes * ho * wo);
+    dx.par_chunks_mut(h * w).zip(dy.par_chunks(ho * wo)).for_each(|(dx, dy)| {
+        dx.fill(0.0);
+        for (oy, g) in dy.chunks_exact(wo).enumerate() {
+            let row = &mut dx[reflect(oy as isize - pad as isize, h) * w..][..w];
+            let (left, rest) = g.split_at(pad);
+            let (middle, right) = rest.split_at(w);
+            for (r, &g) in row.iter_mut().zip(middle) {
+                *r += g;
+            }
+            for (j, &g) in left.iter().enumerate() {
+                row[pad - j] += g;
+            }
+            for (j, &g) in right.iter().enumerate() {
+                row[w - 2 - j] += g;
+            }
+        }
+    });
+}
