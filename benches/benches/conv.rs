@@ -1,9 +1,11 @@
 //! Convolution forward and backward-to-input for every distinct VGG19 layer shape at a 512x512
-//! input. Throughput is in FLOPs (2·cout·cin·9·H·W): read "Gelem/s" as GFLOP/s.
+//! input, and forward, backward-to-input and backward-to-weights for the layers of the
+//! feed-forward network (Johnson et al. 2016) at a 256x256 training crop. Throughput is in
+//! FLOPs (2·cout·cin·kh·kw·Ho·Wo, the same for every pass): read "Gelem/s" as GFLOP/s.
 
 use benches::{data, gemm_flops};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tensor::kernels::conv::{conv_backward_input, conv_forward, ConvGeometry, PackedConv};
+use tensor::kernels::conv::{conv_backward_input, conv_backward_weight, conv_forward, ConvGeometry, PackedConv};
 
 /// (name, cin, cout, side) of each distinct VGG19 convolution at a 512x512 input.
 const LAYERS: &[(&str, usize, usize, usize)] = &[
@@ -18,7 +20,7 @@ const LAYERS: &[(&str, usize, usize, usize)] = &[
     ("conv5_1", 512, 512, 32),
 ];
 
-fn bench(c: &mut Criterion) {
+fn vgg(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv3x3");
     group.sample_size(10);
     for &(name, cin, cout, side) in LAYERS {
@@ -29,14 +31,50 @@ fn bench(c: &mut Criterion) {
         let (mut y, mut dx) = (vec![0.0; cout * side * side], vec![0.0; cin * side * side]);
         group.throughput(Throughput::Elements(gemm_flops(cout, side * side, cin * 9)));
         group.bench_function(format!("{name} {cin}->{cout} @{side} forward"), |b| {
-            b.iter(|| conv_forward(&packed, &x, side, side, &mut y))
+            b.iter(|| conv_forward(&packed, &x, 1, side, side, &mut y))
         });
         group.bench_function(format!("{name} {cin}->{cout} @{side} backward-input"), |b| {
-            b.iter(|| conv_backward_input(&packed, &dy, side, side, &mut dx))
+            b.iter(|| conv_backward_input(&packed, &dy, 1, side, side, &mut dx))
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// (name, cin, cout, kernel, stride, side) of the feed-forward network's convolutions for a
+/// 256x256 crop: each reads its input reflection-padded by kernel/2 beforehand (a separate op),
+/// so here with zero padding 0 on a `side + 2·(kernel/2)` input, giving `side / stride` pixels.
+const FEED_FORWARD: &[(&str, usize, usize, usize, usize, usize)] = &[
+    ("in 9x9", 3, 32, 9, 1, 256),
+    ("down1 3x3/2", 32, 64, 3, 2, 256),
+    ("down2 3x3/2", 64, 128, 3, 2, 128),
+    ("residual 3x3", 128, 128, 3, 1, 64),
+    ("out 9x9", 32, 3, 9, 1, 256),
+];
+
+fn feed_forward(c: &mut Criterion) {
+    let mut group = c.benchmark_group("feed-forward");
+    group.sample_size(10);
+    for &(name, cin, cout, k, stride, side) in FEED_FORWARD {
+        let g = ConvGeometry { cin, cout, kh: k, kw: k, pad_h: 0, pad_w: 0, stride };
+        let (input, out) = (side + 2 * (k / 2), side / stride);
+        assert_eq!(g.output_size(input, input), Some((out, out)));
+        let packed = PackedConv::new(&data(cout * g.patch_len(), 1), &data(cout, 2), g);
+        let x = data(cin * input * input, 3);
+        let dy = data(cout * out * out, 4);
+        let (mut y, mut dx, mut dw) = (vec![0.0; dy.len()], vec![0.0; x.len()], vec![0.0; cout * g.patch_len()]);
+        group.throughput(Throughput::Elements(gemm_flops(cout, out * out, g.patch_len())));
+        let id = format!("{name} {cin}->{cout} @{side}");
+        group
+            .bench_function(format!("{id} forward"), |b| b.iter(|| conv_forward(&packed, &x, 1, input, input, &mut y)));
+        group.bench_function(format!("{id} backward-input"), |b| {
+            b.iter(|| conv_backward_input(&packed, &dy, 1, input, input, &mut dx))
+        });
+        group.bench_function(format!("{id} backward-weight"), |b| {
+            b.iter(|| conv_backward_weight(g, &x, 1, input, input, &dy, &mut dw))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, vgg, feed_forward);
 criterion_main!(benches);

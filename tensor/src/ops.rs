@@ -11,16 +11,33 @@ use crate::kernels::norm::{self, NormGeometry, NormParams, Statistics};
 use crate::kernels::{elementwise, gram, pad, pool, reduce, upsample};
 use crate::{BatchStats, Error, NodeId, RunningStats, Shape, Tape, Tensor, Var};
 
-/// A convolution layer (stride 1, zero padding): weights `[cout, cin, kh, kw]`, bias `[cout]`,
-/// packed once for the forward and backward GEMMs.
+/// A convolution layer (zero padding, any stride): weights `[cout, cin, kh, kw]`, bias
+/// `[cout]`, packed once for the forward and backward GEMMs.
 ///
 /// The layer holds the packed weights and nothing else of them: the unpacked tensors it was
 /// built from are not kept (for VGG19 they would be a second copy, up to 80 MB, that no pass
 /// reads).
 /// Frozen layers (constant weight and bias, as in VGG) record only a shared `Arc` of the
 /// packed weights: their backward needs nothing of the input. When the weight or bias is a
-/// tracked `Var`, the layer keeps its tape node, and the op keeps its input to compute the
-/// gradient (which needs x and dY, not W).
+/// tracked `Var`, the layer keeps its tape node, and `backward` returns its gradient; for a
+/// tracked weight the op also keeps its input (`dW = dY · col(x)ᵀ` needs x and dY, not W; the
+/// bias's gradient needs dY alone).
+///
+/// ```
+/// use tensor::{Conv2d, Tape, Tensor};
+/// let mut tape = Tape::new();
+/// // A trainable 3x3 stride-2 layer 2 -> 4 without padding (a network pads beforehand).
+/// let w = tape.leaf(Tensor::uniform([4, 2, 3, 3], -0.1, 0.1, 1));
+/// let b = tape.leaf(Tensor::zeros([4]));
+/// let layer = Conv2d::with_stride(w.clone(), b.clone(), 0, 2).unwrap();
+/// let x = tape.leaf(Tensor::uniform([2, 2, 9, 9], -1.0, 1.0, 2)); // a batch of two
+/// let y = tape.conv2d(&x, &layer).unwrap();
+/// assert_eq!(y.shape().dims(), &[2, 4, 4, 4]);
+/// let loss = tape.mean_square(&y).unwrap();
+/// let grads = tape.backward(&loss).unwrap();
+/// assert_eq!(grads.get(&w).unwrap().shape().dims(), &[4, 2, 3, 3]); // summed over the batch
+/// assert_eq!(grads.get(&b).unwrap().shape().dims(), &[4]);
+/// ```
 #[derive(Clone)]
 pub struct Conv2d {
     packed: Arc<PackedConv>,
@@ -31,7 +48,14 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
+    /// A stride-1 layer with `padding` rows and columns of zeros on every side.
     pub fn new(weight: Var, bias: Var, padding: usize) -> Result<Self, Error> {
+        Conv2d::with_stride(weight, bias, padding, 1)
+    }
+
+    /// A layer that moves its kernel `stride` pixels at a time (both ways), so an `h x w`
+    /// input gives `(h + 2·padding - kh) / stride + 1` rows (and columns likewise).
+    pub fn with_stride(weight: Var, bias: Var, padding: usize, stride: usize) -> Result<Self, Error> {
         let op = "conv2d";
         let Some(&[cout, cin, kh, kw]) = Some(weight.shape().dims()).filter(|d| d.len() == 4) else {
             return Err(Error::ShapeMismatch {
@@ -49,7 +73,10 @@ impl Conv2d {
                 reason: format!("padding {padding} must be smaller than the {kh}x{kw} kernel"),
             });
         }
-        let g = ConvGeometry { cin, cout, kh, kw, pad_h: padding, pad_w: padding };
+        if stride == 0 {
+            return Err(Error::BadGeometry { op, reason: "stride must be at least 1".into() });
+        }
+        let g = ConvGeometry { cin, cout, kh, kw, pad_h: padding, pad_w: padding, stride };
         let packed = Arc::new(PackedConv::new(weight.value().data(), bias.value().data(), g));
         Ok(Conv2d { packed, weight: weight.node(), bias: bias.node() })
     }
@@ -123,9 +150,7 @@ impl Tape {
         let out_shape = Shape::new(&[n, g.cout, ho, wo]);
         let mut y = vec![0.0; out_shape.numel()];
         let forward = if relu { conv::conv_relu_forward } else { conv::conv_forward };
-        for (y, x) in y.chunks_exact_mut(g.cout * ho * wo).zip(x.value().data().chunks_exact(cin * h * w)) {
-            forward(&layer.packed, x, h, w, y);
-        }
+        forward(&layer.packed, x.value().data(), n, h, w, &mut y);
         let tracked = x.is_tracked() || !layer.is_frozen();
         let relu_mask = (relu && tracked).then(|| elementwise::positive_mask(&y));
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Conv2d {
@@ -134,7 +159,7 @@ impl Tape {
             input_shape: x.shape(),
             weight: layer.weight,
             bias: layer.bias,
-            input: (!layer.is_frozen()).then(|| x.value().clone()),
+            input: layer.weight.is_some().then(|| x.value().clone()),
             relu_mask,
         }))
     }

@@ -11,7 +11,7 @@ fn run(seed: u64) -> (f32, Vec<f32>) {
     let c1 = Conv2d::frozen(t(&[16, 3, 3, 3]), t(&[16]), 1).unwrap();
     let c2 = Conv2d::frozen(t(&[40, 16, 3, 3]), t(&[40]), 1).unwrap();
     let image = t(&[1, 3, 67, 45]);
-    let target = t(&[40, 40]);
+    let target = t(&[1, 40, 40]);
 
     let mut tape = Tape::new();
     let x = tape.leaf(image);
@@ -87,4 +87,36 @@ fn feed_forward_layers_are_bit_identical_across_thread_counts() {
         assert!(pool(threads).install(|| run_layers(42)) == one, "{threads} threads: results differ");
     }
     assert_ne!(pool(2).install(|| run_layers(43))[0], one[0], "another input, another loss");
+}
+
+/// The gradients of a trainable stride-2 layer and a 9x9 layer on a batch of two (weight,
+/// bias and input), as bits. Large enough for several GEMM tasks, KC blocks over the pixels
+/// and bands of dcol.
+fn train_step(seed: u64) -> Vec<Vec<u32>> {
+    let mut rng = Rng::new(seed);
+    let mut t = |dims: &[usize]| Tensor::new(dims, rng.vec(dims.iter().product())).unwrap();
+    let (w1, b1, w2, b2) = (t(&[24, 5, 3, 3]), t(&[24]), t(&[3, 24, 9, 9]), t(&[3]));
+    let (image, r) = (t(&[2, 5, 61, 83]), t(&[2, 3, 23, 34]));
+    let mut tape = Tape::new();
+    let x = tape.leaf(image);
+    let vars = [w1, b1, w2, b2].map(|v| tape.leaf(v));
+    let down = Conv2d::with_stride(vars[0].clone(), vars[1].clone(), 1, 2).unwrap();
+    let wide = Conv2d::new(vars[2].clone(), vars[3].clone(), 0).unwrap();
+    let h = tape.conv2d_relu(&x, &down).unwrap();
+    let y = tape.conv2d(&h, &wide).unwrap();
+    let grads = tape.backward_with(&y, r).unwrap();
+    std::iter::once(&x)
+        .chain(&vars)
+        .map(|v| grads.get(v).unwrap().data().iter().map(|g| g.to_bits()).collect())
+        .collect()
+}
+
+#[test]
+fn weight_gradients_are_bit_identical_across_thread_counts() {
+    let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let one = pool(1).install(|| train_step(7));
+    for threads in [2, 3] {
+        assert_eq!(pool(threads).install(|| train_step(7)), one, "{threads} threads");
+    }
+    assert_ne!(train_step(8), one);
 }

@@ -148,6 +148,29 @@ fn conv2d() {
         let layer = Conv2d::new(v[1].clone(), v[2].clone(), 2).unwrap();
         t.conv2d(&v[0], &layer).unwrap()
     });
+    // The feed-forward network's layers (Johnson et al. 2016), on a batch of two: a stride-2
+    // 3x3 (odd sizes, so the last input row and column are read by no patch), a 9x9 with
+    // padding 0 on a pre-padded input, and a 9x9 with stride 2.
+    let (ws, bs) = (random(&mut rng, &[4, 3, 3, 3]), random(&mut rng, &[4]));
+    gradcheck(OpKind::Conv2d, "conv2d stride 2", &[random(&mut rng, &[2, 3, 8, 7]), ws, bs], &|t, v| {
+        let layer = Conv2d::with_stride(v[1].clone(), v[2].clone(), 1, 2).unwrap();
+        t.conv2d(&v[0], &layer).unwrap()
+    });
+    let (w9, b9) = (random(&mut rng, &[3, 2, 9, 9]), random(&mut rng, &[3]));
+    let x9 = random(&mut rng, &[2, 2, 11, 10]);
+    gradcheck(OpKind::Conv2d, "conv2d 9x9 padding 0", &[x9.clone(), w9.clone(), b9.clone()], &|t, v| {
+        let layer = Conv2d::new(v[1].clone(), v[2].clone(), 0).unwrap();
+        t.conv2d(&v[0], &layer).unwrap()
+    });
+    gradcheck(OpKind::Conv2d, "conv2d 9x9 stride 2 padding 4", &[x9.clone(), w9.clone(), b9.clone()], &|t, v| {
+        let layer = Conv2d::with_stride(v[1].clone(), v[2].clone(), 4, 2).unwrap();
+        t.conv2d(&v[0], &layer).unwrap()
+    });
+    // A first layer: the image is a constant, only the weight and bias are trained.
+    gradcheck(OpKind::Conv2d, "conv2d weight and bias of a constant input", &[w9, b9], &|t, v| {
+        let layer = Conv2d::with_stride(v[0].clone(), v[1].clone(), 1, 2).unwrap();
+        t.conv2d(&Var::constant(x9.clone()), &layer).unwrap()
+    });
 }
 
 /// The fused op is checked against the two it replaces, bit for bit, rather than by finite
@@ -308,6 +331,31 @@ fn frozen_conv_records_only_shared_weights() {
     assert_eq!(tape.saved_bytes(), 4 * 8 * 8);
     let pooled = tape.max_pool2(&y).unwrap();
     assert_eq!(tape.saved_bytes(), 4 * 8 * 8 + pooled.shape().numel());
+}
+
+#[test]
+fn conv_keeps_its_input_only_for_a_tracked_weight() {
+    // The bias's gradient is a sum of dY: a layer whose weight is constant saves nothing.
+    let mut rng = Rng::new(10);
+    let (w, b, x) = (random(&mut rng, &[4, 3, 3, 3]), random(&mut rng, &[4]), random(&mut rng, &[2, 3, 8, 8]));
+    let saved = |weight: bool| {
+        let mut tape = Tape::new();
+        let wv = if weight { tape.leaf(w.clone()) } else { Var::constant(w.clone()) };
+        let layer = Conv2d::with_stride(wv, tape.leaf(b.clone()), 1, 2).unwrap();
+        assert!(!layer.is_frozen());
+        tape.conv2d(&Var::constant(x.clone()), &layer).unwrap();
+        tape.saved_bytes()
+    };
+    assert_eq!(saved(false), 0);
+    assert_eq!(saved(true), x.bytes());
+}
+
+#[test]
+fn conv_rejects_a_zero_stride() {
+    let mut rng = Rng::new(12);
+    let (w, b) = (random(&mut rng, &[4, 3, 3, 3]), random(&mut rng, &[4]));
+    let layer = Conv2d::with_stride(Var::constant(w), Var::constant(b), 1, 0);
+    assert!(matches!(layer, Err(Error::BadGeometry { .. })));
 }
 
 #[test]

@@ -68,6 +68,49 @@ fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, bias: bool, accu
     assert_within(&format!("gemm {m}x{k}x{n} ta={ta} tb={tb}"), &fast, &exact, &bound);
 }
 
+/// Every convolution kernel against its reference on a batch of `n` `h x w` images: im2col,
+/// forward (and the fused ReLU), backward to the input, to the weights and to the bias, each
+/// into an output pre-filled with NaN.
+fn check_conv(g: ConvGeometry, n: usize, h: usize, w: usize, seed: u64) {
+    let ConvGeometry { cin, cout, kh, kw, .. } = g;
+    let (ho, wo) = g.output_size(h, w).expect("kernel fits");
+    let what = |pass: &str| format!("conv {pass}, {g:?} on {n}x{h}x{w}");
+    let mut rng = Rng::new(seed);
+    let (x, wt, b) = (rng.vec(n * cin * h * w), rng.vec(cout * g.patch_len()), rng.vec(cout));
+    let packed = PackedConv::new(&wt, &b, g);
+
+    let x0 = &x[..cin * h * w];
+    assert_eq!(bits(&conv::im2col(x0, g, h, w)), bits(&reference::im2col(x0, g, h, w)), "{}", what("im2col"));
+    let mut y = vec![f32::NAN; n * cout * ho * wo];
+    conv::conv_forward(&packed, &x, n, h, w, &mut y);
+    let exact = reference::conv2d(&x, &wt, &b, g, n, h, w);
+    let abs_sum = reference::conv2d(&abs(&x), &abs(&wt), &abs(&b), g, n, h, w);
+    let bound: Vec<f32> = abs_sum.iter().map(|&s| dot_bound(g.patch_len() + 1, s)).collect();
+    assert_within(&what("forward"), &y, &exact, &bound);
+    let mut fused = vec![f32::NAN; y.len()];
+    conv::conv_relu_forward(&packed, &x, n, h, w, &mut fused);
+    assert_eq!(bits(&fused), bits(&relu(&y)), "{}: fused conv + ReLU != ReLU of the conv", what("forward"));
+
+    // dX sums cout·kh·kw terms per input pixel, whichever route (flipped conv or col2im).
+    let dy = rng.vec(n * cout * ho * wo);
+    let mut dx = vec![f32::NAN; n * cin * h * w];
+    conv::conv_backward_input(&packed, &dy, n, h, w, &mut dx);
+    let exact = reference::conv2d_backward_input(&dy, &wt, g, n, h, w);
+    let abs_sum = reference::conv2d_backward_input(&abs(&dy), &abs(&wt), g, n, h, w);
+    let bound: Vec<f32> = abs_sum.iter().map(|&s| dot_bound(cout * kh * kw, s)).collect();
+    assert_within(&what("backward input"), &dx, &exact, &bound);
+
+    // dW and db sum n·ho·wo terms each (dW in KC blocks per image, then image by image).
+    let (mut dw, mut db) = (vec![f32::NAN; wt.len()], vec![f32::NAN; cout]);
+    conv::conv_backward_weight(g, &x, n, h, w, &dy, &mut dw);
+    conv::conv_backward_bias(&dy, n, ho * wo, &mut db);
+    let (edw, edb) = reference::conv2d_backward_weight(&x, &dy, g, n, h, w);
+    let (adw, adb) = reference::conv2d_backward_weight(&abs(&x), &abs(&dy), g, n, h, w);
+    let bound = |a: &[f32]| a.iter().map(|&s| dot_bound(n * ho * wo + n, s)).collect::<Vec<_>>();
+    assert_within(&what("backward weight"), &dw, &edw, &bound(&adw));
+    assert_within(&what("backward bias"), &db, &edb, &bound(&adb));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -81,45 +124,17 @@ proptest! {
 
     #[test]
     fn conv_matches_reference(
-        // Widths up to 2·NR + 3: output rows of whole micro-panels (read in place from the image)
-        // and of panels that wrap to the next row (packed).
-        cin in 1..=5usize, cout in 1..=9usize, h in 1..=11usize, w in 1..=2 * NR + 3,
-        (kh, kw, pad) in prop_oneof![Just((3usize, 3usize, 1usize)), Just((1, 1, 0)), Just((3, 3, 0)), Just((5, 3, 2)), Just((2, 2, 1))],
-        seed: u64,
+        // Widths up to 2·NR + 11: output rows of whole micro-panels (read in place from the
+        // image, at stride 2 too) and of panels that wrap to the next row (packed). Couts up to
+        // 2·MR + 1 and kernels up to 9x9 (K = 405, across a KC block) give ragged blocks of A.
+        n in 1..=3usize, cin in 1..=5usize, cout in 1..=2 * MR + 1, h in 1..=13usize, w in 1..=2 * NR + 11,
+        (kh, kw) in prop_oneof![Just((3usize, 3usize)), Just((1, 1)), Just((9, 9)), Just((5, 3)), Just((2, 2))],
+        pads: (usize, usize), stride in 1..=2usize, seed: u64,
     ) {
-        // Padding is clamped below the kernel size, as PackedConv requires: every case runs the
-        // backward passes too.
-        let g = ConvGeometry { cin, cout, kh, kw, pad_h: pad.min(kh - 1), pad_w: pad.min(kw - 1) };
+        // Padding below the kernel size, as PackedConv requires.
+        let g = ConvGeometry { cin, cout, kh, kw, pad_h: pads.0 % kh, pad_w: pads.1 % kw, stride };
         prop_assume!(g.output_size(h, w).is_some());
-        let (ho, wo) = g.output_size(h, w).unwrap();
-        let mut rng = Rng::new(seed);
-        let (x, wt, b) = (rng.vec(cin * h * w), rng.vec(cout * g.patch_len()), rng.vec(cout));
-        let packed = PackedConv::new(&wt, &b, g);
-        let k = g.patch_len() + 1;
-
-        prop_assert_eq!(bits(&conv::im2col(&x, g, h, w)), bits(&reference::im2col(&x, g, h, w)), "im2col is a copy");
-        let mut y = vec![f32::NAN; cout * ho * wo];
-        conv::conv_forward(&packed, &x, h, w, &mut y);
-        let exact = reference::conv2d(&x, &wt, &b, g, h, w);
-        let abs_sum = reference::conv2d(&abs(&x), &abs(&wt), &abs(&b), g, h, w);
-        assert_within("conv forward", &y, &exact, &abs_sum.iter().map(|&s| dot_bound(k, s)).collect::<Vec<_>>());
-        let mut fused = vec![f32::NAN; y.len()];
-        conv::conv_relu_forward(&packed, &x, h, w, &mut fused);
-        prop_assert_eq!(bits(&fused), bits(&relu(&y)), "fused conv + ReLU != ReLU of the conv");
-
-        let dy = rng.vec(cout * ho * wo);
-        let mut dx = vec![f32::NAN; cin * h * w];
-        conv::conv_backward_input(&packed, &dy, h, w, &mut dx);
-        let exact = reference::conv2d_backward_input(&dy, &wt, g, h, w);
-        let abs_sum = reference::conv2d_backward_input(&abs(&dy), &abs(&wt), g, h, w);
-        assert_within("conv backward input", &dx, &exact, &abs_sum.iter().map(|&s| dot_bound(cout * kh * kw, s)).collect::<Vec<_>>());
-
-        let (mut dw, mut db) = (vec![f32::NAN; wt.len()], vec![f32::NAN; cout]);
-        conv::conv_backward_weight(g, &x, h, w, &dy, &mut dw, &mut db);
-        let (edw, edb) = reference::conv2d_backward_weight(&x, &dy, g, h, w);
-        let (adw, adb) = reference::conv2d_backward_weight(&abs(&x), &abs(&dy), g, h, w);
-        assert_within("conv backward weight", &dw, &edw, &adw.iter().map(|&s| dot_bound(ho * wo, s)).collect::<Vec<_>>());
-        assert_within("conv backward bias", &db, &edb, &adb.iter().map(|&s| dot_bound(ho * wo, s)).collect::<Vec<_>>());
+        check_conv(g, n, h, w, seed);
     }
 
     #[test]
@@ -230,21 +245,21 @@ fn gram_over_column_slices_matches_reference() {
 #[test]
 fn conv_backward_input_col2im_route_matches_reference() {
     // VGG's conv1_1 shape (3 in, 64 out) takes the col2im route; odd sizes test its edges.
-    let g = ConvGeometry::same3x3(3, 64);
-    let (h, w) = (13, 18);
-    let mut rng = Rng::new(11);
-    let (wt, b, dy) = (rng.vec(64 * 27), rng.vec(64), rng.vec(64 * h * w));
-    let packed = PackedConv::new(&wt, &b, g);
-    let mut dx = vec![f32::NAN; 3 * h * w];
-    conv::conv_backward_input(&packed, &dy, h, w, &mut dx);
-    let exact = reference::conv2d_backward_input(&dy, &wt, g, h, w);
-    let abs_sum = reference::conv2d_backward_input(&abs(&dy), &abs(&wt), g, h, w);
-    assert_within(
-        "conv1_1 backward input",
-        &dx,
-        &exact,
-        &abs_sum.iter().map(|&s| dot_bound(64 * 9, s)).collect::<Vec<_>>(),
-    );
+    check_conv(ConvGeometry::same3x3(3, 64), 1, 13, 18, 11);
+}
+
+#[test]
+fn feed_forward_layer_shapes_match_reference() {
+    // The shapes of Johnson et al.'s network, on small images but large enough to cross every
+    // block: the 9x9 first layer (3 -> 32, padding 0 on a pre-padded input) takes the col2im
+    // route over several bands of dcol; the 9x9 last layer (32 -> 3: M = 3, K = 2592 across
+    // KC blocks) the flipped route; the stride-2 layers read whole panels in place from their
+    // phases (wo >= NR).
+    let ff = |cin, cout, k, pad, stride| ConvGeometry { cin, cout, kh: k, kw: k, pad_h: pad, pad_w: pad, stride };
+    check_conv(ff(3, 32, 9, 0, 1), 2, 48, 2 * NR + 13, 21);
+    check_conv(ff(32, 3, 9, 0, 1), 2, 14, NR + 13, 22);
+    check_conv(ff(16, 24, 3, 1, 2), 2, 9, 2 * NR + 5, 23);
+    check_conv(ff(24, 32, 3, 0, 2), 1, 10, 2 * NR + 2, 24);
 }
 
 /// The bound on an f64 sum of `count` terms rounded to f32, against another f64 sum of the same

@@ -17,33 +17,24 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
                 Some(mask) => relu_backward(&g, &mask),
                 None => g,
             };
-            let (n, cin, h, w) = input_shape.nchw().expect("conv input is NCHW");
+            let (n, _, h, w) = input_shape.nchw().expect("conv input is NCHW");
             let geo = conv.geometry;
-            let dy_len = g.shape().numel() / n;
+            let (ho, wo) = geo.output_size(h, w).expect("forward ran on this size");
             if let Some(x) = x {
                 let mut dx = vec![0.0; input_shape.numel()];
-                for (dx, dy) in dx.chunks_exact_mut(cin * h * w).zip(g.data().chunks_exact(dy_len)) {
-                    conv::conv_backward_input(&conv, dy, h, w, dx);
-                }
+                conv::conv_backward_input(&conv, g.data(), n, h, w, &mut dx);
                 out.push((x, Tensor::from_parts(input_shape, dx)));
             }
-            if weight.is_some() || bias.is_some() {
-                let input = input.expect("conv saves its input when its weights are tracked");
+            if let Some(wn) = weight {
+                let input = input.expect("conv saves its input when its weight is tracked");
                 let mut dw = vec![0.0; geo.cout * geo.patch_len()];
+                conv::conv_backward_weight(geo, input.data(), n, h, w, g.data(), &mut dw);
+                out.push((wn, Tensor::from_parts([geo.cout, geo.cin, geo.kh, geo.kw].into(), dw)));
+            }
+            if let Some(bn) = bias {
                 let mut db = vec![0.0; geo.cout];
-                let (mut dw_i, mut db_i) = (dw.clone(), db.clone());
-                for (x, dy) in input.data().chunks_exact(cin * h * w).zip(g.data().chunks_exact(dy_len)) {
-                    conv::conv_backward_weight(geo, x, h, w, dy, &mut dw_i, &mut db_i);
-                    elementwise::add_assign(&mut dw, &dw_i);
-                    elementwise::add_assign(&mut db, &db_i);
-                }
-                if let Some(wn) = weight {
-                    let shape = [geo.cout, geo.cin, geo.kh, geo.kw];
-                    out.push((wn, Tensor::from_parts(shape.into(), dw)));
-                }
-                if let Some(bn) = bias {
-                    out.push((bn, Tensor::from_parts([geo.cout].into(), db)));
-                }
+                conv::conv_backward_bias(g.data(), n, ho * wo, &mut db);
+                out.push((bn, Tensor::from_parts([geo.cout].into(), db)));
             }
         }
         Op::Relu { x, mask } => out.push((x, relu_backward(&g, &mask))),

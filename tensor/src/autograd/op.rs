@@ -59,8 +59,9 @@ enum_with_all! {
 pub(crate) enum Op {
     /// A tensor the caller wants the gradient of.
     Leaf,
-    /// `y = conv(x, W) + b` on an `[n, cin, h, w]` input. `input` is kept only when the weight
-    /// or bias is tracked (their gradients need x); `weight`/`bias` are then their nodes.
+    /// `y = conv(x, W) + b` on an `[n, cin, h, w]` input. `weight`/`bias` are their nodes
+    /// when tracked; `input` is kept only when the weight is (its gradient needs x, the
+    /// bias's only dY).
     /// `relu_mask` is `(y > 0)` when a ReLU was fused into the forward (`y = max(conv, 0)`):
     /// backward masks the gradient first, as the separate [`Op::Relu`] would.
     Conv2d {

@@ -1,4 +1,4 @@
-//! 2-D convolution (stride 1, zero padding) as GEMM with im2col fused into the packing of B.
+//! 2-D convolution (any stride, zero padding) as GEMM with im2col fused into the packing of B.
 //!
 //! Forward: `Y (cout x P) = W (cout x cin·kh·kw) · col(X) (cin·kh·kw x P) + b`, where P is the
 //! number of output pixels and `col(X)` the im2col matrix (Chellapilla et al., "High
@@ -7,6 +7,13 @@
 //! [`Im2col`] lets the micro-kernel read most panels of `col(X)` straight from it, packing only
 //! the few that wrap from one image row to the next.
 //!
+//! Stride s > 1: the padded image is split once into its s² stride phases (the polyphase
+//! decomposition, or "space-to-depth"): phase `(py, px)` is the plane `x[s·i + py, s·j + px]`.
+//! Output pixel `(oy, ox)` reads `x[s·oy + ky, s·ox + kx]`, which is pixel
+//! `(oy + ky/s, ox + kx/s)` of phase `(ky mod s, kx mod s)`: so every row of `col(X)` is again
+//! one plane shifted, consecutive output pixels are consecutive floats, and the same in-place
+//! reading works. For s = 1 the only phase is the padded image itself.
+//!
 //! Backward to the input: for stride 1, `dX = conv(dY, W')` with padding `k - 1 - p`, where
 //! `W'[ci, co, ky, kx] = W[co, ci, kh-1-ky, kw-1-kx]` (in/out swapped, rotated 180°). So the
 //! backward pass reuses the forward kernel with a second weight matrix packed once.
@@ -14,7 +21,13 @@
 //! For layers with few input channels (VGG's conv1_1: 3 in, 64 out) that gathers a tall
 //! im2col of dY (576 rows) to produce only 3 rows of output. There the cheaper route is
 //! `dX = col2im(Wᵀ · dY)`: a GEMM whose B is dY itself (64 rows), then a scatter-add of the
-//! 27 patch rows back into the image.
+//! 27 patch rows back into the image. It is also the route for every stride s > 1, where the
+//! transposed convolution is no longer a convolution of dY (it would be one of dY dilated with
+//! s - 1 zeros between pixels, s² times the arithmetic, three quarters of it on zeros for s = 2).
+//!
+//! Backward to the weights: `dW = Σ_images dY · col(X)ᵀ` (`cout x P` by `P x cin·kh·kw`), one
+//! parallel GEMM per image, each accumulating into dW, with [`Im2colT`] packing the panels of
+//! `col(X)ᵀ` straight from the padded image as [`Im2col`] does for the forward.
 
 use std::borrow::Cow;
 
@@ -22,7 +35,7 @@ use super::gemm::params::{KC, NR};
 use super::gemm::{gemm, AOperand, Epilogue, MatRef, PackB, PackedA};
 use rayon::prelude::*;
 
-/// Shape of a convolution: channels, kernel size and zero padding; stride is 1.
+/// Shape of a convolution: channels, kernel size, zero padding and stride.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
     pub cin: usize,
@@ -31,12 +44,15 @@ pub struct ConvGeometry {
     pub kw: usize,
     pub pad_h: usize,
     pub pad_w: usize,
+    /// The same in both directions; 1 for every VGG layer, 2 for the down-sampling layers of
+    /// Johnson et al.'s feed-forward network.
+    pub stride: usize,
 }
 
 impl ConvGeometry {
-    /// The usual VGG layer: 3x3 kernel, padding 1, so the output has the input's size.
+    /// The usual VGG layer: 3x3 kernel, padding 1, stride 1, so the output has the input's size.
     pub fn same3x3(cin: usize, cout: usize) -> Self {
-        ConvGeometry { cin, cout, kh: 3, kw: 3, pad_h: 1, pad_w: 1 }
+        ConvGeometry { cin, cout, kh: 3, kw: 3, pad_h: 1, pad_w: 1, stride: 1 }
     }
 
     /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
@@ -44,19 +60,17 @@ impl ConvGeometry {
         self.cin * self.kh * self.kw
     }
 
-    /// Output height and width for an `h x w` input, or `None` when the kernel does not fit.
+    /// Output height and width for an `h x w` input, `((h + 2p - k) / s + 1` each way), or
+    /// `None` when the kernel does not fit (or the stride is 0).
     pub fn output_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        let (hp, wp) = (h + 2 * self.pad_h, w + 2 * self.pad_w);
-        (hp >= self.kh && wp >= self.kw).then(|| (hp - self.kh + 1, wp - self.kw + 1))
+        let (hp, wp, s) = (h + 2 * self.pad_h, w + 2 * self.pad_w, self.stride);
+        (s > 0 && hp >= self.kh && wp >= self.kw).then(|| ((hp - self.kh) / s + 1, (wp - self.kw) / s + 1))
     }
 
-    /// The same convolution on an image already padded.
-    fn unpadded(&self) -> Self {
-        ConvGeometry { pad_h: 0, pad_w: 0, ..*self }
-    }
-
-    /// The geometry of the backward-to-input convolution (channels swapped, padding k-1-p).
+    /// The geometry of the backward-to-input convolution of a stride-1 layer (channels
+    /// swapped, padding k-1-p).
     fn transposed(&self) -> Self {
+        assert_eq!(self.stride, 1, "only a stride-1 convolution has a convolution as its transpose");
         ConvGeometry {
             cin: self.cout,
             cout: self.cin,
@@ -64,22 +78,38 @@ impl ConvGeometry {
             kw: self.kw,
             pad_h: self.kh - 1 - self.pad_h,
             pad_w: self.kw - 1 - self.pad_w,
+            stride: 1,
         }
+    }
+
+    /// Whether the backward to the input goes through `col2im(Wᵀ · dY)`: always for stride
+    /// s > 1 (see the module docs); for stride 1 when it packs fewer rows of B than the
+    /// flipped convolution, which gathers `cout·kh·kw` rows, where col2im packs `cout` rows of
+    /// dY and then writes and reads `cin·kh·kw` rows of dcol.
+    fn backward_by_col2im(&self) -> bool {
+        self.stride > 1 || self.cout + 2 * self.patch_len() < self.cout * self.kh * self.kw
     }
 }
 
 /// Convolution weights packed once for the forward and the backward-to-input GEMMs.
 ///
-/// Invariant: `forward` is `W` as a `cout x cin·kh·kw` matrix and `backward` is `W'` (see the
-/// module docs) as a `cin x cout·kh·kw` matrix, both in [`PackedA`] layout; `bias.len() == cout`.
+/// Invariant: `forward` is `W` as a `cout x cin·kh·kw` matrix in [`PackedA`] layout;
+/// `bias.len() == cout`.
 #[derive(Clone, Debug)]
 pub struct PackedConv {
     pub geometry: ConvGeometry,
     forward: PackedA,
-    backward: PackedA,
-    /// `Wᵀ` (`cin·kh·kw x cout`), only for layers where the col2im backward is cheaper.
-    transposed: Option<PackedA>,
+    input_gradient: InputGradient,
     bias: Vec<f32>,
+}
+
+/// The A operand of the backward-to-input GEMM, packed for the route the geometry takes.
+#[derive(Clone, Debug)]
+enum InputGradient {
+    /// `W'` (see the module docs) as a `cin x cout·kh·kw` matrix: `dX = conv(dY, W')`.
+    Flipped(PackedA),
+    /// `Wᵀ` (`cin·kh·kw x cout`): `dX = col2im(Wᵀ · dY)`.
+    Col2im(PackedA),
 }
 
 impl PackedConv {
@@ -88,84 +118,106 @@ impl PackedConv {
         assert_eq!(weight.len(), g.cout * g.patch_len(), "conv weight shape");
         assert_eq!(bias.len(), g.cout, "conv bias shape");
         assert!(g.pad_h < g.kh && g.pad_w < g.kw, "padding must be smaller than the kernel");
-        let forward = PackedA::new(MatRef::row_major(weight, g.cout, g.patch_len()));
-        let (kh, kw) = (g.kh, g.kw);
-        let mut flipped = vec![0.0; weight.len()];
-        for co in 0..g.cout {
-            for ci in 0..g.cin {
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let src = ((co * g.cin + ci) * kh + ky) * kw + kx;
-                        let dst = ((ci * g.cout + co) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx);
-                        flipped[dst] = weight[src];
-                    }
+        assert!(g.stride > 0, "stride must be at least 1");
+        let w = MatRef::row_major(weight, g.cout, g.patch_len());
+        let forward = PackedA::new(w);
+        let input_gradient = if g.backward_by_col2im() {
+            InputGradient::Col2im(PackedA::new(w.t()))
+        } else {
+            InputGradient::Flipped(PackedA::new(MatRef::row_major(&flipped(weight, g), g.cin, g.cout * g.kh * g.kw)))
+        };
+        PackedConv { geometry: g, forward, input_gradient, bias: bias.to_vec() }
+    }
+}
+
+/// `W'[ci, co, ky, kx] = W[co, ci, kh-1-ky, kw-1-kx]`: in/out swapped, rotated 180°.
+fn flipped(weight: &[f32], g: ConvGeometry) -> Vec<f32> {
+    let (kh, kw) = (g.kh, g.kw);
+    let mut flipped = vec![0.0; weight.len()];
+    for co in 0..g.cout {
+        for ci in 0..g.cin {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let src = ((co * g.cin + ci) * kh + ky) * kw + kx;
+                    let dst = ((ci * g.cout + co) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx);
+                    flipped[dst] = weight[src];
                 }
             }
         }
-        let backward = PackedA::new(MatRef::row_major(&flipped, g.cin, g.cout * kh * kw));
-        let transposed =
-            g.col2im_is_cheaper().then(|| PackedA::new(MatRef::row_major(weight, g.cout, g.patch_len()).t()));
-        PackedConv { geometry: g, forward, backward, transposed, bias: bias.to_vec() }
     }
+    flipped
 }
 
-impl ConvGeometry {
-    /// Rows of B each backward route packs: the flipped convolution gathers `cout·kh·kw` rows;
-    /// col2im packs `cout` rows of dY and then writes and reads `cin·kh·kw` rows of dcol.
-    fn col2im_is_cheaper(&self) -> bool {
-        self.cout + 2 * self.patch_len() < self.cout * self.kh * self.kw
-    }
-}
-
-/// `y [cout, ho, wo] = conv(x [cin, h, w], W) + b`.
-pub fn conv_forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32]) {
-    forward(p, x, h, w, y, false);
+/// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) + b`.
+pub fn conv_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32]) {
+    forward(p, x, n, h, w, y, false);
 }
 
 /// `y = max(conv(x, W) + b, 0)`: the ReLU done in the GEMM's write-back (see [`Epilogue::relu`]).
-pub fn conv_relu_forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32]) {
-    forward(p, x, h, w, y, true);
+pub fn conv_relu_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32]) {
+    forward(p, x, n, h, w, y, true);
 }
 
-fn forward(p: &PackedConv, x: &[f32], h: usize, w: usize, y: &mut [f32], relu: bool) {
+/// One GEMM per image (each parallel over blocks of its output).
+fn forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32], relu: bool) {
+    let g = p.geometry;
+    let (ho, wo) = g.output_size(h, w).expect("kernel larger than the image");
+    assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
+    assert_eq!(y.len(), n * g.cout * ho * wo, "conv output is [n, cout, ho, wo]");
     let epilogue = Epilogue { bias: Some(&p.bias), accumulate: false, relu };
-    conv_gemm(&p.forward, x, p.geometry, h, w, y, epilogue);
+    for (x, y) in x.chunks_exact(g.cin * h * w).zip(y.chunks_exact_mut(g.cout * ho * wo)) {
+        gemm(AOperand::Packed(&p.forward), &Im2col::new(x, g, h, w), y, epilogue);
+    }
 }
 
-/// `y = a · col(x)` for the convolution `g` of an `h x w` image: zero-pads the image once
-/// (one copy of it), then lets the GEMM read `col` of the padded image (see [`Im2col`]).
-fn conv_gemm(a: &PackedA, x: &[f32], g: ConvGeometry, h: usize, w: usize, y: &mut [f32], epilogue: Epilogue) {
-    let (x, hp, wp) = padded(x, g, h, w);
-    gemm(AOperand::Packed(a), &Im2col::new(&x, g.unpadded(), hp, wp), y, epilogue);
-}
-
-/// The im2col matrix `[cin·kh·kw, ho·wo]` of `x [cin, h, w]`, written out (the forward and
-/// input-gradient GEMMs never do: they read it in place, see [`Im2col`]). Row k is the
-/// zero-padded image shifted by `offset(k)`, so each output row of it is one copy of `wo`
-/// consecutive floats.
+/// The im2col matrix `[cin·kh·kw, ho·wo]` of `x [cin, h, w]`, written out (the GEMMs never
+/// do: they read it in place, see [`Im2col`]). Row k is a plane of the padded (and, for
+/// s > 1, phase-split) image shifted by `offset(k)`, so each output row of it is one copy of
+/// `wo` consecutive floats.
 pub fn im2col(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
-    let (x, hp, wp) = padded(x, g, h, w);
-    let b = Im2col::new(&x, g.unpadded(), hp, wp);
+    let b = Im2col::new(x, g, h, w);
     let mut offsets = vec![0; g.patch_len()];
     b.row_offsets(0, &mut offsets);
     let mut col = vec![0.0; g.patch_len() * b.pixels];
     col.par_chunks_mut(b.pixels).zip(offsets.par_iter()).for_each(|(row, &offset)| {
         for (oy, out) in row.chunks_exact_mut(b.wo).enumerate() {
-            out.copy_from_slice(&x[offset + oy * wp..][..b.wo]);
+            out.copy_from_slice(&b.x[offset + oy * b.plane_w..][..b.wo]);
         }
     });
     col
 }
 
-/// `x [cin, h, w]` inside the zero border of `g` (borrowed when `g` has no padding), with its
-/// padded height and width.
-fn padded(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> (Cow<'_, [f32]>, usize, usize) {
-    let (hp, wp) = (h + 2 * g.pad_h, w + 2 * g.pad_w);
-    if g.pad_h == 0 && g.pad_w == 0 {
-        (Cow::Borrowed(x), hp, wp)
-    } else {
-        (Cow::Owned(zero_pad(x, g.cin, (h, w), (g.pad_h, g.pad_w))), hp, wp)
+/// `x [cin, h, w]` as the planes the patches are read from: inside the zero border of `g`
+/// (borrowed when there is none) and, for stride s > 1, split into its s² stride phases,
+/// laid out `[cin, s, s, plane_h, plane_w]`. Returns the planes and their height and width.
+fn planes(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> (Cow<'_, [f32]>, usize, usize) {
+    let (hp, wp, s) = (h + 2 * g.pad_h, w + 2 * g.pad_w, g.stride);
+    if s == 1 {
+        if g.pad_h == 0 && g.pad_w == 0 {
+            return (Cow::Borrowed(x), hp, wp);
+        }
+        return (Cow::Owned(zero_pad(x, g.cin, (h, w), (g.pad_h, g.pad_w))), hp, wp);
     }
+    // Phase (py, px), pixel (i, j) is padded pixel (s·i + py, s·j + px), which is x's pixel
+    // (s·i + py - pad_h, s·j + px - pad_w) or, outside x, zero. Every phase gets the size of
+    // the largest, (ceil(hp / s), ceil(wp / s)); the extra row and column of the others are
+    // zeros no patch reads.
+    let (ph, pw) = (hp.div_ceil(s), wp.div_ceil(s));
+    let mut out = vec![0.0; g.cin * s * s * ph * pw];
+    out.par_chunks_mut(ph * pw).enumerate().for_each(|(plane, dst)| {
+        let (ci, py, px) = (plane / (s * s), plane / s % s, plane % s);
+        let src = &x[ci * h * w..][..h * w];
+        for (i, row) in dst.chunks_exact_mut(pw).enumerate() {
+            let Some(iy) = (s * i + py).checked_sub(g.pad_h).filter(|&iy| iy < h) else { continue };
+            let src = &src[iy * w..][..w];
+            for (j, v) in row.iter_mut().enumerate() {
+                if let Some(&x) = (s * j + px).checked_sub(g.pad_w).and_then(|ix| src.get(ix)) {
+                    *v = x;
+                }
+            }
+        }
+    });
+    (Cow::Owned(out), ph, pw)
 }
 
 /// `x [c, h, w]` inside a border of `pad_h` rows and `pad_w` columns of zeros.
@@ -180,42 +232,66 @@ fn zero_pad(x: &[f32], c: usize, (h, w): (usize, usize), (pad_h, pad_w): (usize,
     out
 }
 
-/// `dx [cin, h, w] = ∂L/∂x` from `dy [cout, ho, wo]`, for an `h x w` input.
-pub fn conv_backward_input(p: &PackedConv, dy: &[f32], h: usize, w: usize, dx: &mut [f32]) {
+/// Floats of `dcol` per band of output rows in the col2im route (1 MiB): the GEMM writes a
+/// band and col2im reads it back while it is still in cache, and memory stays bounded at any
+/// image size (a 9x9 layer with 3 input channels has 243 rows of dcol: 64 MB for one 256x256
+/// image, whose gradient is 0.8 MB).
+const DCOL_BAND_FLOATS: usize = 1 << 18;
+
+/// `dx [n, cin, h, w] = ∂L/∂x` from `dy [n, cout, ho, wo]`, for `h x w` inputs.
+pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: &mut [f32]) {
     let g = p.geometry;
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
-    if let Some(wt) = &p.transposed {
-        let mut dcol = vec![0.0; g.patch_len() * ho * wo];
-        gemm(AOperand::Packed(wt), &MatRef::row_major(dy, g.cout, ho * wo), &mut dcol, Epilogue::default());
-        col2im(&dcol, g, h, w, dx);
-        return;
+    assert_eq!(dy.len(), n * g.cout * ho * wo, "conv output gradient is [n, cout, ho, wo]");
+    assert_eq!(dx.len(), n * g.cin * h * w, "conv input gradient is [n, cin, h, w]");
+    for (dy, dx) in dy.chunks_exact(g.cout * ho * wo).zip(dx.chunks_exact_mut(g.cin * h * w)) {
+        match &p.input_gradient {
+            InputGradient::Flipped(a) => {
+                gemm(AOperand::Packed(a), &Im2col::new(dy, g.transposed(), ho, wo), dx, Epilogue::default())
+            }
+            InputGradient::Col2im(wt) => {
+                // Bands of output rows, in order: each band's dcol is added into dx before the
+                // next band's is made, so overlapping patches sum in a fixed order.
+                dx.fill(0.0);
+                let band = (DCOL_BAND_FLOATS / (g.patch_len() * wo).max(1)).clamp(1, ho);
+                let mut dcol = vec![0.0; g.patch_len() * band * wo];
+                let dy = MatRef::row_major(dy, g.cout, ho * wo);
+                for oy in (0..ho).step_by(band) {
+                    let rows = band.min(ho - oy);
+                    let dcol = &mut dcol[..g.patch_len() * rows * wo];
+                    gemm(AOperand::Packed(wt), &dy.columns(oy * wo, rows * wo), dcol, Epilogue::default());
+                    col2im(dcol, g, (h, w), oy..oy + rows, dx);
+                }
+            }
+        }
     }
-    conv_gemm(&p.backward, dy, g.transposed(), ho, wo, dx, Epilogue::default());
 }
 
-/// `dx [cin, h, w]` = the sum, over every patch position, of the patch rows of `dcol`
-/// (`[cin·kh·kw, ho·wo]`) put back where im2col took them from. One channel per task, in a
-/// fixed order, so the sums do not depend on the thread count.
-fn col2im(dcol: &[f32], g: ConvGeometry, h: usize, w: usize, dx: &mut [f32]) {
-    let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
+/// `dx [cin, h, w] +=` the patch rows of `dcol` (`[cin·kh·kw, rows·wo]`, output rows `oy`)
+/// put back where im2col took them from. One channel per task, each summed in a fixed order,
+/// so the result does not depend on the thread count.
+fn col2im(dcol: &[f32], g: ConvGeometry, (h, w): (usize, usize), oy: std::ops::Range<usize>, dx: &mut [f32]) {
+    let (_, wo) = g.output_size(h, w).expect("forward ran on this size");
+    let (s, pixels) = (g.stride, oy.len() * wo);
     dx.par_chunks_mut(h * w).enumerate().for_each(|(ci, plane)| {
-        plane.fill(0.0);
         for ky in 0..g.kh {
             for kx in 0..g.kw {
-                let row = &dcol[((ci * g.kh + ky) * g.kw + kx) * ho * wo..][..ho * wo];
-                for oy in 0..ho {
-                    let iy = (oy + ky) as isize - g.pad_h as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    // ix = ox + kx - pad_w must lie in 0..w.
-                    let shift = kx as isize - g.pad_w as isize;
-                    let ox_lo = (-shift).clamp(0, wo as isize) as usize;
-                    let ox_hi = (w as isize - shift).clamp(ox_lo as isize, wo as isize) as usize;
-                    let src = &row[oy * wo + ox_lo..oy * wo + ox_hi];
-                    let dst_start = (iy as usize) * w + (ox_lo as isize + shift) as usize;
-                    for (d, s) in plane[dst_start..dst_start + src.len()].iter_mut().zip(src) {
-                        *d += s;
+                let row = &dcol[((ci * g.kh + ky) * g.kw + kx) * pixels..][..pixels];
+                // ix = s·ox + kx - pad_w must lie in 0..w.
+                let ox_lo = g.pad_w.saturating_sub(kx).div_ceil(s).min(wo);
+                let ox_hi = (w + g.pad_w).saturating_sub(kx).div_ceil(s).clamp(ox_lo, wo);
+                if ox_lo == ox_hi {
+                    continue;
+                }
+                for (src, oy) in row.chunks_exact(wo).zip(oy.clone()) {
+                    let Some(iy) = (s * oy + ky).checked_sub(g.pad_h).filter(|&iy| iy < h) else { continue };
+                    let src = &src[ox_lo..ox_hi];
+                    let start = iy * w + s * ox_lo + kx - g.pad_w;
+                    let dst = &mut plane[start..start + s * (src.len() - 1) + 1];
+                    if s == 1 {
+                        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                    } else {
+                        dst.iter_mut().step_by(s).zip(src).for_each(|(d, s)| *d += s);
                     }
                 }
             }
@@ -223,61 +299,97 @@ fn col2im(dcol: &[f32], g: ConvGeometry, h: usize, w: usize, dx: &mut [f32]) {
     });
 }
 
-/// `dw [cout, cin, kh, kw]` and `db [cout]` from the input `x [cin, h, w]` and `dy`.
+/// `dw [cout, cin, kh, kw] = Σ_images dY · col(X)ᵀ`, the weight gradient, from the inputs
+/// `x [n, cin, h, w]` and `dy [n, cout, ho, wo]`.
 ///
-/// `dW = dY · col(X)ᵀ`. This path runs only for trainable weights (never for VGG), so it
-/// materialises `col(X)` with [`im2col`] rather than fusing it into a pack.
-pub fn conv_backward_weight(
-    g: ConvGeometry,
-    x: &[f32],
-    h: usize,
-    w: usize,
-    dy: &[f32],
-    dw: &mut [f32],
-    db: &mut [f32],
-) {
+/// A GEMM of `cout x P` by `P x cin·kh·kw` per image, parallel over blocks of dW, with the
+/// P output pixels as its K: never split across threads, summed in KC blocks in order, and
+/// the images added in order (each GEMM accumulates into dW), so the result is the same for
+/// any thread count. `col(X)ᵀ` is packed panel by panel from the padded image ([`Im2colT`]),
+/// never materialised. Runs only for trainable weights (never for VGG).
+pub fn conv_backward_weight(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
     let pixels = ho * wo;
-    let col = im2col(x, g, h, w);
-    let dy_mat = MatRef::row_major(dy, g.cout, pixels);
-    gemm(AOperand::View(dy_mat), &MatRef::row_major(&col, g.patch_len(), pixels).t(), dw, Epilogue::default());
-    for (b, row) in db.iter_mut().zip(dy.chunks_exact(pixels)) {
-        *b = row.iter().map(|&v| v as f64).sum::<f64>() as f32;
+    assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
+    assert_eq!(dy.len(), n * g.cout * pixels, "conv output gradient is [n, cout, ho, wo]");
+    assert_eq!(dw.len(), g.cout * g.patch_len(), "conv weight gradient is [cout, cin, kh, kw]");
+    if n == 0 {
+        dw.fill(0.0);
+    }
+    for (i, (x, dy)) in x.chunks_exact(g.cin * h * w).zip(dy.chunks_exact(g.cout * pixels)).enumerate() {
+        let col = Im2col::new(x, g, h, w);
+        let epilogue = Epilogue { accumulate: i > 0, ..Epilogue::default() };
+        gemm(AOperand::View(MatRef::row_major(dy, g.cout, pixels)), &col.t(), dw, epilogue);
     }
 }
 
-/// The im2col matrix of an (already padded) image, as a B operand the GEMM reads without
-/// ever materialising it.
+/// `db [cout] = Σ_images Σ_pixels dY`, the bias gradient, from `dy [n, cout, pixels]`
+/// (`cout = db.len()`): one channel per task, each summed in f64 in a fixed order.
+pub fn conv_backward_bias(dy: &[f32], n: usize, pixels: usize, db: &mut [f32]) {
+    let cout = db.len();
+    assert_eq!(dy.len(), n * cout * pixels, "conv output gradient is [n, cout, pixels]");
+    db.par_iter_mut().enumerate().for_each(|(co, b)| {
+        let sum: f64 = (0..n).flat_map(|i| &dy[(i * cout + co) * pixels..][..pixels]).map(|&v| v as f64).sum();
+        *b = sum as f32;
+    });
+}
+
+/// The im2col matrix of an image, as a B operand the GEMM reads without ever materialising it.
 ///
-/// Row `k = (ci·kh + ky)·kw + kx`, column `n = oy·wo + ox` holds `x[ci, oy+ky, ox+kx]`: with
-/// no padding left to apply, row k is the image shifted by `offset(k) = (ci·h + ky)·w + kx`,
-/// so `B[k, n] = x[offset(k) + oy·w + ox]`. A micro-panel of NR pixels inside one output row
-/// is then NR consecutive floats of the image in every row k, and the micro-kernel reads it in
-/// place ("implicit GEMM"); only panels that wrap to the next output row are packed.
+/// Row `k = (ci·kh + ky)·kw + kx`, column `n = oy·wo + ox` holds the padded image's
+/// `x[ci, s·oy + ky, s·ox + kx]`, which is pixel `(oy + ky/s, ox + kx/s)` of the plane
+/// `(ci, ky mod s, kx mod s)` of `planes`. So row k is the planes shifted by
+/// `offset(k) = ((plane·plane_h) + ky/s)·plane_w + kx/s`, and `B[k, n] = x[offset(k) +
+/// oy·plane_w + ox]`. A micro-panel of NR pixels inside one output row is then NR consecutive
+/// floats of a plane in every row k, and the micro-kernel reads it in place ("implicit
+/// GEMM"); only panels that wrap to the next output row are packed.
 pub struct Im2col<'a> {
-    x: &'a [f32],
+    x: Cow<'a, [f32]>,
     g: ConvGeometry,
-    h: usize,
-    w: usize,
+    plane_h: usize,
+    plane_w: usize,
     wo: usize,
     pixels: usize,
 }
 
 impl<'a> Im2col<'a> {
+    /// `col(x)` of the unpadded `x [cin, h, w]` (padded and phase-split here, one copy).
     pub fn new(x: &'a [f32], g: ConvGeometry, h: usize, w: usize) -> Self {
         assert_eq!(x.len(), g.cin * h * w, "im2col input is [cin, h, w]");
-        assert!(g.pad_h == 0 && g.pad_w == 0, "im2col reads an image padded beforehand");
         let (ho, wo) = g.output_size(h, w).expect("kernel larger than the image");
-        Im2col { x, g, h, w, wo, pixels: ho * wo }
+        let (x, plane_h, plane_w) = planes(x, g, h, w);
+        Im2col { x, g, plane_h, plane_w, wo, pixels: ho * wo }
+    }
+
+    /// `col(x)ᵀ`, as the B operand of the weight gradient.
+    pub fn t(&self) -> Im2colT<'_> {
+        Im2colT(self)
     }
 
     /// `offset(k)` for rows `k0..k0 + offsets.len()`.
     fn row_offsets(&self, k0: usize, offsets: &mut [usize]) {
-        let ConvGeometry { kh, kw, .. } = self.g;
+        let ConvGeometry { kh, kw, stride: s, .. } = self.g;
         for (k, o) in (k0..).zip(offsets) {
             let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-            *o = (ci * self.h + ky) * self.w + kx;
+            let plane = (ci * s + ky % s) * s + kx % s;
+            *o = (plane * self.plane_h + ky / s) * self.plane_w + kx / s;
         }
+    }
+
+    /// Where output pixels `j..j + len` lie in a plane, as runs inside one output row:
+    /// `(index of the first in j.., oy·plane_w + ox of the first, length)`, into `runs`.
+    /// Returns the number of runs.
+    fn pixel_runs(&self, j: usize, len: usize, runs: &mut [(usize, usize, usize)]) -> usize {
+        let mut n_runs = 0;
+        let mut i = 0;
+        while i < len {
+            let (oy, ox) = ((j + i) / self.wo, (j + i) % self.wo);
+            let run = (self.wo - ox).min(len - i);
+            runs[n_runs] = (i, oy * self.plane_w + ox, run);
+            n_runs += 1;
+            i += run;
+        }
+        n_runs
     }
 }
 
@@ -299,20 +411,11 @@ impl PackB for Im2col<'_> {
                 continue;
             }
             let width = NR.min(n0 + nc - j0);
-            // The panel's columns as runs of consecutive pixels in one output row:
-            // (offset in the panel, oy·w + ox of the first, length).
             let mut runs = [(0, 0, 0); NR];
-            let mut n_runs = 0;
-            let mut j = 0;
-            while j < width {
-                let (oy, ox) = ((j0 + j) / self.wo, (j0 + j) % self.wo);
-                let len = (self.wo - ox).min(width - j);
-                runs[n_runs] = (j, oy * self.w + ox, len);
-                n_runs += 1;
-                j += len;
-            }
+            let n_runs = self.pixel_runs(j0, width, &mut runs);
+            let runs = &runs[..n_runs];
             for (row, &offset) in panel.chunks_exact_mut(NR).zip(&offsets[..kc]) {
-                for &(j, start, len) in &runs[..n_runs] {
+                for &(j, start, len) in runs {
                     copy_run(&mut row[j..j + len], &self.x[offset + start..][..len]);
                 }
                 row[width..].fill(0.0);
@@ -322,12 +425,54 @@ impl PackB for Im2col<'_> {
 
     fn rows_in_place(&self, k0: usize, kc: usize, offsets: &mut [usize]) -> Option<&[f32]> {
         self.row_offsets(k0, &mut offsets[..kc]);
-        Some(self.x)
+        Some(&self.x)
     }
 
     fn panel_in_place(&self, j: usize) -> Option<usize> {
         let (oy, ox) = (j / self.wo, j % self.wo);
-        (ox + NR <= self.wo).then_some(oy * self.w + ox)
+        (ox + NR <= self.wo).then_some(oy * self.plane_w + ox)
+    }
+}
+
+/// `col(x)ᵀ` (`P x cin·kh·kw`), the B operand of `dW = dY · col(X)ᵀ`: its rows are output
+/// pixels, its columns patch positions. A column of it is a row of `col(x)`, so a panel is
+/// packed column by column, each read straight through from its plane (runs of consecutive
+/// pixels) and dealt down the panel, NR floats apart.
+pub struct Im2colT<'a>(&'a Im2col<'a>);
+
+impl PackB for Im2colT<'_> {
+    fn rows(&self) -> usize {
+        self.0.pixels
+    }
+
+    fn cols(&self) -> usize {
+        self.0.g.patch_len()
+    }
+
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
+        let col = self.0;
+        let mut runs = [(0, 0, 0); KC];
+        let n_runs = col.pixel_runs(k0, kc, &mut runs);
+        let runs = &runs[..n_runs];
+        let mut offsets = [0; NR];
+        for (p, panel) in out.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
+            let j0 = n0 + p * NR;
+            let width = NR.min(n0 + nc - j0);
+            col.row_offsets(j0, &mut offsets[..width]);
+            for (j, &offset) in offsets[..width].iter().enumerate() {
+                for &(r, start, len) in runs {
+                    let src = &col.x[offset + start..][..len];
+                    for (v, &x) in panel[r * NR + j..].iter_mut().step_by(NR).zip(src) {
+                        *v = x;
+                    }
+                }
+            }
+            if width < NR {
+                for row in panel.chunks_exact_mut(NR) {
+                    row[width..].fill(0.0);
+                }
+            }
+        }
     }
 }
 

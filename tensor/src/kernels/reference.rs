@@ -24,6 +24,14 @@ pub fn gemm(a: &MatRef, b: &MatRef, c: &mut [f32], bias: Option<&[f32]>, accumul
     }
 }
 
+/// Where kernel tap `(ky, kx)` of output pixel `(oy, ox)` reads the `h x w` input, or `None`
+/// in the zero padding: `(s·oy + ky - pad_h, s·ox + kx - pad_w)`.
+fn tap(g: ConvGeometry, (h, w): (usize, usize), (oy, ox): (usize, usize), (ky, kx): (usize, usize)) -> Option<usize> {
+    let iy = (g.stride * oy + ky).checked_sub(g.pad_h).filter(|&iy| iy < h)?;
+    let ix = (g.stride * ox + kx).checked_sub(g.pad_w).filter(|&ix| ix < w)?;
+    Some(iy * w + ix)
+}
+
 /// The im2col matrix `[cin·kh·kw, ho·wo]` of `x [cin, h, w]` (see `kernels::conv`).
 pub fn im2col(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
     let (ho, wo) = g.output_size(h, w).expect("kernel fits");
@@ -34,10 +42,8 @@ pub fn im2col(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
                 let row = (ci * g.kh + ky) * g.kw + kx;
                 for oy in 0..ho {
                     for ox in 0..wo {
-                        let iy = (oy + ky) as isize - g.pad_h as isize;
-                        let ix = (ox + kx) as isize - g.pad_w as isize;
-                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                            col[row * ho * wo + oy * wo + ox] = x[ci * h * w + iy as usize * w + ix as usize];
+                        if let Some(i) = tap(g, (h, w), (oy, ox), (ky, kx)) {
+                            col[row * ho * wo + oy * wo + ox] = x[ci * h * w + i];
                         }
                     }
                 }
@@ -47,27 +53,28 @@ pub fn im2col(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
     col
 }
 
-/// Direct convolution: `y[co, oy, ox] = b[co] + Σ w[co, ci, ky, kx] · x[ci, oy+ky-ph, ox+kx-pw]`.
-pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
+/// Direct convolution of a batch `x [n, cin, h, w]`, the textbook's seven loops:
+/// `y[i, co, oy, ox] = b[co] + Σ w[co, ci, ky, kx] · x[i, ci, s·oy+ky-ph, s·ox+kx-pw]`.
+pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], g: ConvGeometry, n: usize, h: usize, w: usize) -> Vec<f32> {
     let (ho, wo) = g.output_size(h, w).expect("kernel fits");
-    let mut y = vec![0.0; g.cout * ho * wo];
-    for co in 0..g.cout {
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let mut s = bias[co] as f64;
-                for ci in 0..g.cin {
-                    for ky in 0..g.kh {
-                        for kx in 0..g.kw {
-                            let iy = (oy + ky) as isize - g.pad_h as isize;
-                            let ix = (ox + kx) as isize - g.pad_w as isize;
-                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                let wv = weight[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
-                                s += wv as f64 * x[ci * h * w + iy as usize * w + ix as usize] as f64;
+    let mut y = vec![0.0; n * g.cout * ho * wo];
+    for i in 0..n {
+        for co in 0..g.cout {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut s = bias[co] as f64;
+                    for ci in 0..g.cin {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some(at) = tap(g, (h, w), (oy, ox), (ky, kx)) {
+                                    let wv = weight[((co * g.cin + ci) * g.kh + ky) * g.kw + kx];
+                                    s += wv as f64 * x[(i * g.cin + ci) * h * w + at] as f64;
+                                }
                             }
                         }
                     }
+                    y[((i * g.cout + co) * ho + oy) * wo + ox] = s as f32;
                 }
-                y[co * ho * wo + oy * wo + ox] = s as f32;
             }
         }
     }
@@ -75,21 +82,21 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: &[f32], g: ConvGeometry, h: usize
 }
 
 /// `dx = ∂L/∂x` of [`conv2d`]: every output pixel sends `w · dy` back to the inputs it read.
-pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], g: ConvGeometry, h: usize, w: usize) -> Vec<f32> {
+pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], g: ConvGeometry, n: usize, h: usize, w: usize) -> Vec<f32> {
     let (ho, wo) = g.output_size(h, w).expect("kernel fits");
-    let mut dx = vec![0.0f64; g.cin * h * w];
-    for co in 0..g.cout {
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let d = dy[co * ho * wo + oy * wo + ox] as f64;
-                for ci in 0..g.cin {
-                    for ky in 0..g.kh {
-                        for kx in 0..g.kw {
-                            let iy = (oy + ky) as isize - g.pad_h as isize;
-                            let ix = (ox + kx) as isize - g.pad_w as isize;
-                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                let wv = weight[((co * g.cin + ci) * g.kh + ky) * g.kw + kx] as f64;
-                                dx[ci * h * w + iy as usize * w + ix as usize] += wv * d;
+    let mut dx = vec![0.0f64; n * g.cin * h * w];
+    for i in 0..n {
+        for co in 0..g.cout {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let d = dy[((i * g.cout + co) * ho + oy) * wo + ox] as f64;
+                    for ci in 0..g.cin {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some(at) = tap(g, (h, w), (oy, ox), (ky, kx)) {
+                                    let wv = weight[((co * g.cin + ci) * g.kh + ky) * g.kw + kx] as f64;
+                                    dx[(i * g.cin + ci) * h * w + at] += wv * d;
+                                }
                             }
                         }
                     }
@@ -100,24 +107,31 @@ pub fn conv2d_backward_input(dy: &[f32], weight: &[f32], g: ConvGeometry, h: usi
     dx.into_iter().map(|v| v as f32).collect()
 }
 
-/// `(dw, db)` of [`conv2d`].
-pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], g: ConvGeometry, h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
+/// `(dw, db)` of [`conv2d`], summed over the batch.
+pub fn conv2d_backward_weight(
+    x: &[f32],
+    dy: &[f32],
+    g: ConvGeometry,
+    n: usize,
+    h: usize,
+    w: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let (ho, wo) = g.output_size(h, w).expect("kernel fits");
     let mut dw = vec![0.0f64; g.cout * g.patch_len()];
     let mut db = vec![0.0f64; g.cout];
-    for co in 0..g.cout {
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let d = dy[co * ho * wo + oy * wo + ox] as f64;
-                db[co] += d;
-                for ci in 0..g.cin {
-                    for ky in 0..g.kh {
-                        for kx in 0..g.kw {
-                            let iy = (oy + ky) as isize - g.pad_h as isize;
-                            let ix = (ox + kx) as isize - g.pad_w as isize;
-                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                let xv = x[ci * h * w + iy as usize * w + ix as usize] as f64;
-                                dw[((co * g.cin + ci) * g.kh + ky) * g.kw + kx] += xv * d;
+    for i in 0..n {
+        for co in 0..g.cout {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let d = dy[((i * g.cout + co) * ho + oy) * wo + ox] as f64;
+                    db[co] += d;
+                    for ci in 0..g.cin {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some(at) = tap(g, (h, w), (oy, ox), (ky, kx)) {
+                                    let xv = x[(i * g.cin + ci) * h * w + at] as f64;
+                                    dw[((co * g.cin + ci) * g.kh + ky) * g.kw + kx] += xv * d;
+                                }
                             }
                         }
                     }
