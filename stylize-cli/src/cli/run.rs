@@ -15,6 +15,8 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use stylize::objective::Losses;
+use stylize::train::TrainStep;
 use stylize::transfer::{self, Control, Event, Observer, ObserverError, Outcome, StepReport};
 use stylize::{image, output};
 use vgg::Vgg19;
@@ -22,7 +24,7 @@ use vgg::Vgg19;
 use super::args::{Init, LogFormat, RunArgs};
 
 /// The exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
-const INTERRUPTED: u8 = 130;
+pub(super) const INTERRUPTED: u8 = 130;
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
@@ -92,7 +94,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     let mut observer = Terminal {
         progress: Progress::new(settings.iters * plan.sizes.len(), args.quiet),
-        log: args.log.as_deref().map(Log::create).transpose()?,
+        log: args.log.as_deref().map(|p| Log::create(p, RUN_COLUMNS)).transpose()?,
         output: &args.output,
         interrupted,
     };
@@ -136,7 +138,7 @@ impl Observer for Terminal<'_> {
             Event::Scale { .. } => {}
             Event::Step(s) => {
                 self.progress.update(s);
-                if let Some(Err(e)) = self.log.as_mut().map(|log| log.write(s)) {
+                if let Some(Err(e)) = self.log.as_mut().map(|log| log.write_step(s)) {
                     self.progress.warn(&format!("warning: {e}; the run goes on without the log"));
                     self.log = None;
                 }
@@ -152,13 +154,13 @@ impl Observer for Terminal<'_> {
 }
 
 /// A progress bar on a terminal; a plain line every ~5% otherwise; nothing with `--quiet`.
-struct Progress {
+pub(super) struct Progress {
     bar: Option<ProgressBar>,
     plain_every: Option<usize>,
 }
 
 impl Progress {
-    fn new(total: usize, quiet: bool) -> Self {
+    pub(super) fn new(total: usize, quiet: bool) -> Self {
         if quiet {
             return Progress { bar: None, plain_every: None };
         }
@@ -176,71 +178,102 @@ impl Progress {
     }
 
     fn update(&self, s: &StepReport) {
-        let l = s.losses;
+        let prefix = format!("scale {}/{} {}x{}", s.scale, s.scales, s.width, s.height);
+        self.show(s.step, s.total_steps, &prefix, &s.losses);
+    }
+
+    pub(super) fn update_train(&self, s: &TrainStep) {
+        self.show(s.step, s.steps, "training", &s.losses);
+    }
+
+    fn show(&self, step: usize, total: usize, prefix: &str, l: &Losses) {
         let msg = format!("total {:.4e} content {:.3e} style {:.3e} tv {:.3e}", l.total, l.content, l.style, l.tv);
         if let Some(bar) = &self.bar {
-            bar.set_prefix(format!("scale {}/{} {}x{}", s.scale, s.scales, s.width, s.height));
+            bar.set_prefix(prefix.to_string());
             bar.set_message(msg);
-            bar.set_position(s.step as u64);
+            bar.set_position(step as u64);
         } else if let Some(every) = self.plain_every {
-            if s.step.is_multiple_of(every) || s.step == s.total_steps {
-                eprintln!(
-                    "step {}/{} scale {}/{} ({}x{}): {msg}",
-                    s.step, s.total_steps, s.scale, s.scales, s.width, s.height
-                );
+            if step.is_multiple_of(every) || step == total {
+                eprintln!("step {step}/{total} {prefix}: {msg}");
             }
         }
     }
 
     /// A line above the bar (or plain, without one); shown even with `--quiet`.
-    fn warn(&self, msg: &str) {
+    pub(super) fn warn(&self, msg: &str) {
         match &self.bar {
             Some(bar) => bar.println(msg),
             None => eprintln!("{msg}"),
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish();
         }
     }
 }
 
-/// The per-step loss log: CSV or JSON lines.
-struct Log {
+/// The per-step loss log: CSV with a header, or JSON lines, one row per step. `run` and
+/// `train` share the column names (training has no scales, so no `scale`, `width`, `height`).
+pub(super) struct Log {
     file: BufWriter<File>,
     format: LogFormat,
     path: PathBuf,
+    columns: &'static [&'static str],
 }
 
+/// The columns of `run`'s log.
+const RUN_COLUMNS: &[&str] = &["step", "scale", "width", "height", "content", "style", "tv", "total", "seconds"];
+/// The columns of `train`'s log.
+pub(super) const TRAIN_COLUMNS: &[&str] = &["step", "content", "style", "tv", "total", "seconds"];
+
 impl Log {
-    fn create(path: &Path) -> Result<Self> {
+    pub(super) fn create(path: &Path, columns: &'static [&'static str]) -> Result<Self> {
         let file = File::create(path).with_context(|| format!("creating the log file {}", path.display()))?;
-        let mut log = Log { file: BufWriter::new(file), format: LogFormat::for_path(path), path: path.to_path_buf() };
+        let mut log =
+            Log { file: BufWriter::new(file), format: LogFormat::for_path(path), path: path.to_path_buf(), columns };
         if log.format == LogFormat::Csv {
-            writeln!(log.file, "step,scale,width,height,content,style,tv,total,seconds")?;
+            writeln!(log.file, "{}", columns.join(","))?;
         }
         Ok(log)
     }
 
-    fn write(&mut self, s: &StepReport) -> Result<()> {
-        let l = s.losses;
+    /// One row, the values in the order of the columns.
+    pub(super) fn write(&mut self, values: &[serde_json::Value]) -> Result<()> {
+        assert_eq!(values.len(), self.columns.len(), "one value per column");
         let line = match self.format {
-            LogFormat::Csv => format!(
-                "{},{},{},{},{},{},{},{},{:.4}",
-                s.step, s.scale, s.width, s.height, l.content, l.style, l.tv, l.total, s.seconds
-            ),
-            LogFormat::JsonLines => serde_json::json!({
-                "step": s.step, "scale": s.scale, "width": s.width, "height": s.height,
-                "content": l.content, "style": l.style, "tv": l.tv, "total": l.total, "seconds": s.seconds,
-            })
-            .to_string(),
+            LogFormat::Csv => values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","),
+            LogFormat::JsonLines => {
+                let row: serde_json::Map<String, serde_json::Value> =
+                    self.columns.iter().map(|c| c.to_string()).zip(values.iter().cloned()).collect();
+                serde_json::Value::Object(row).to_string()
+            }
         };
         writeln!(self.file, "{line}").with_context(|| format!("writing the log {}", self.path.display()))
     }
 
-    fn flush(&mut self) -> Result<()> {
+    fn write_step(&mut self, s: &StepReport) -> Result<()> {
+        let l = s.losses;
+        self.write(&[
+            s.step.into(),
+            s.scale.into(),
+            s.width.into(),
+            s.height.into(),
+            l.content.into(),
+            l.style.into(),
+            l.tv.into(),
+            l.total.into(),
+            s.seconds.into(),
+        ])
+    }
+
+    pub(super) fn write_train(&mut self, s: &TrainStep) -> Result<()> {
+        let l = s.losses;
+        self.write(&[s.step.into(), l.content.into(), l.style.into(), l.tv.into(), l.total.into(), s.seconds.into()])
+    }
+
+    pub(super) fn flush(&mut self) -> Result<()> {
         self.file.flush().with_context(|| format!("writing the log {}", self.path.display()))
     }
 }

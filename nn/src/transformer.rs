@@ -1,0 +1,332 @@
+//! The feed-forward style network of Johnson, Alahi and Fei-Fei, "Perceptual Losses for
+//! Real-Time Style Transfer and Super-Resolution" (ECCV 2016), as the reference implementations
+//! build it (pytorch/examples `fast_neural_style`): instance normalisation (Ulyanov et al. 2016)
+//! instead of batch norm, and nearest-neighbour upsampling followed by a convolution instead of
+//! transposed convolutions (Odena et al., "Deconvolution and Checkerboard Artifacts", 2016),
+//! which avoids their checkerboard artefacts.
+//!
+//! ```text
+//! conv1  9x9, 3 -> w, in1, relu          full resolution
+//! conv2  3x3 /2, w -> 2w, in2, relu      1/2
+//! conv3  3x3 /2, 2w -> 4w, in3, relu     1/4
+//! res1..res5: x + in2(conv2(relu(in1(conv1(x)))))   4w channels, 1/4
+//! deconv1  up 2x, 3x3, 4w -> 2w, in4, relu            1/2
+//! deconv2  up 2x, 3x3, 2w -> w, in5, relu             full
+//! deconv3  9x9, w -> 3                                 the picture
+//! ```
+//! `w` is the width: 32 is the paper's network (1.68 M parameters), 16 a quarter of the work.
+//! Every convolution pads by reflection. The [`Variant::BatchLeaky`] variant swaps each instance
+//! norm and ReLU for batch norm and a leaky ReLU, the Conv-BatchNorm-LeakyReLU blocks of Ulyanov
+//! et al.'s texture networks.
+//!
+//! The network works in VGG's space (BGR minus the ImageNet mean, `vgg::Vgg19::preprocess`) at
+//! both ends: its input is a preprocessed photo, its output goes straight into the perceptual
+//! loss, and only the saved picture is taken back to RGB (clamped to 0..255 when saved, as the
+//! reference implementations do, rather than squashed by a final nonlinearity).
+
+use std::collections::BTreeMap;
+
+use tensor::{Error, Rng, Tensor, Var};
+
+use crate::layers::{Conv, Ctx, Norm, BATCH_NORM_MOMENTUM};
+use crate::model_file::{ModelError, ModelFile};
+
+/// Normalisation and activation of every block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Instance norm and ReLU (Johnson et al. with Ulyanov et al.'s instance norm).
+    InstanceRelu,
+    /// Batch norm and leaky ReLU (slope 0.01), the original design's blocks.
+    BatchLeaky,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::InstanceRelu => "instance-relu",
+            Variant::BatchLeaky => "batch-leaky",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Variant> {
+        [Variant::InstanceRelu, Variant::BatchLeaky].into_iter().find(|v| v.name() == s)
+    }
+
+    fn norm(self, channels: usize) -> Norm {
+        match self {
+            Variant::InstanceRelu => Norm::instance(channels),
+            Variant::BatchLeaky => Norm::batch(channels),
+        }
+    }
+
+    /// The norm layers' name prefix: `in1` or `bn1`, as PyTorch's state dicts call them.
+    fn norm_prefix(self) -> &'static str {
+        match self {
+            Variant::InstanceRelu => "in",
+            Variant::BatchLeaky => "bn",
+        }
+    }
+}
+
+/// Slope of the leaky ReLU of [`Variant::BatchLeaky`] (PyTorch's default).
+pub const LEAKY_SLOPE: f32 = 0.01;
+
+/// A residual block: two 3x3 convolutions of the same width, the input added back.
+#[derive(Clone, Debug)]
+struct Residual {
+    conv1: Conv,
+    norm1: Norm,
+    conv2: Conv,
+    norm2: Norm,
+}
+
+/// The network and its parameters.
+#[derive(Clone, Debug)]
+pub struct Transformer {
+    pub width: usize,
+    pub variant: Variant,
+    conv1: Conv,
+    norm1: Norm,
+    conv2: Conv,
+    norm2: Norm,
+    conv3: Conv,
+    norm3: Norm,
+    res: Vec<Residual>,
+    deconv1: Conv,
+    norm4: Norm,
+    deconv2: Conv,
+    norm5: Norm,
+    deconv3: Conv,
+}
+
+/// The metadata keys a model file must have to rebuild the network.
+pub const META_ARCH: &str = "arch";
+pub const META_WIDTH: &str = "width";
+pub const META_VARIANT: &str = "variant";
+pub const ARCH: &str = "johnson2016";
+
+impl Transformer {
+    /// A freshly initialised network (PyTorch's default initialisation, from `seed`).
+    pub fn new(width: usize, variant: Variant, seed: u64) -> Self {
+        assert!(width > 0, "a network needs at least one channel");
+        let mut rng = Rng::new(seed);
+        let (w1, w2, w4) = (width, 2 * width, 4 * width);
+        let norm = |c| variant.norm(c);
+        let mut residual = || Residual {
+            conv1: Conv::new(w4, w4, 3, 1, &mut rng),
+            norm1: norm(w4),
+            conv2: Conv::new(w4, w4, 3, 1, &mut rng),
+            norm2: norm(w4),
+        };
+        let res = (0..5).map(|_| residual()).collect();
+        Transformer {
+            width,
+            variant,
+            conv1: Conv::new(3, w1, 9, 1, &mut rng),
+            norm1: norm(w1),
+            conv2: Conv::new(w1, w2, 3, 2, &mut rng),
+            norm2: norm(w2),
+            conv3: Conv::new(w2, w4, 3, 2, &mut rng),
+            norm3: norm(w4),
+            res,
+            deconv1: Conv::new(w4, w2, 3, 1, &mut rng),
+            norm4: norm(w2),
+            deconv2: Conv::new(w2, w1, 3, 1, &mut rng),
+            norm5: norm(w1),
+            deconv3: Conv::new(w1, 3, 9, 1, &mut rng),
+        }
+    }
+
+    fn activate(&self, ctx: &mut Ctx, x: &Var) -> Var {
+        match self.variant {
+            Variant::InstanceRelu => ctx.tape.relu(x),
+            Variant::BatchLeaky => ctx.tape.leaky_relu(x, LEAKY_SLOPE),
+        }
+    }
+
+    /// conv -> norm -> activation.
+    fn block(&self, ctx: &mut Ctx, x: &Var, conv: (&Conv, &str), norm: (&Norm, usize)) -> Result<Var, Error> {
+        let y = conv.0.forward(ctx, conv.1, x)?;
+        let y = norm.0.forward(ctx, &format!("{}{}", self.variant.norm_prefix(), norm.1), &y)?;
+        Ok(self.activate(ctx, &y))
+    }
+
+    /// The network on images `[n, 3, H, W]` in VGG's space, H and W multiples of 4; the
+    /// output has the input's shape.
+    pub fn forward(&self, ctx: &mut Ctx, x: &Var) -> Result<Var, Error> {
+        let p = self.variant.norm_prefix();
+        let y = self.block(ctx, x, (&self.conv1, "conv1"), (&self.norm1, 1))?;
+        let y = self.block(ctx, &y, (&self.conv2, "conv2"), (&self.norm2, 2))?;
+        let mut y = self.block(ctx, &y, (&self.conv3, "conv3"), (&self.norm3, 3))?;
+        for (i, r) in self.res.iter().enumerate() {
+            let name = format!("res{}", i + 1);
+            let h = r.conv1.forward(ctx, &format!("{name}.conv1"), &y)?;
+            let h = r.norm1.forward(ctx, &format!("{name}.{p}1"), &h)?;
+            let h = self.activate(ctx, &h);
+            let h = r.conv2.forward(ctx, &format!("{name}.conv2"), &h)?;
+            let h = r.norm2.forward(ctx, &format!("{name}.{p}2"), &h)?;
+            y = ctx.tape.add(&y, &h)?;
+        }
+        let y = ctx.tape.upsample_nearest2x(&y)?;
+        let y = self.block(ctx, &y, (&self.deconv1, "deconv1"), (&self.norm4, 4))?;
+        let y = ctx.tape.upsample_nearest2x(&y)?;
+        let y = self.block(ctx, &y, (&self.deconv2, "deconv2"), (&self.norm5, 5))?;
+        self.deconv3.forward(ctx, "deconv3", &y)
+    }
+
+    /// Every parameter with its model-file name, in a fixed order.
+    pub fn params(&self) -> Vec<(String, &Tensor)> {
+        let p = self.variant.norm_prefix();
+        let mut out = Vec::new();
+        self.conv1.params("conv1", &mut out);
+        self.norm1.params(&format!("{p}1"), &mut out);
+        self.conv2.params("conv2", &mut out);
+        self.norm2.params(&format!("{p}2"), &mut out);
+        self.conv3.params("conv3", &mut out);
+        self.norm3.params(&format!("{p}3"), &mut out);
+        for (i, r) in self.res.iter().enumerate() {
+            let name = format!("res{}", i + 1);
+            r.conv1.params(&format!("{name}.conv1"), &mut out);
+            r.norm1.params(&format!("{name}.{p}1"), &mut out);
+            r.conv2.params(&format!("{name}.conv2"), &mut out);
+            r.norm2.params(&format!("{name}.{p}2"), &mut out);
+        }
+        self.deconv1.params("deconv1", &mut out);
+        self.norm4.params(&format!("{p}4"), &mut out);
+        self.deconv2.params("deconv2", &mut out);
+        self.norm5.params(&format!("{p}5"), &mut out);
+        self.deconv3.params("deconv3", &mut out);
+        out
+    }
+
+    /// [`Transformer::params`], mutable, in the same order.
+    pub fn params_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let p = self.variant.norm_prefix();
+        let mut out = Vec::new();
+        self.conv1.params_mut("conv1", &mut out);
+        self.norm1.params_mut(&format!("{p}1"), &mut out);
+        self.conv2.params_mut("conv2", &mut out);
+        self.norm2.params_mut(&format!("{p}2"), &mut out);
+        self.conv3.params_mut("conv3", &mut out);
+        self.norm3.params_mut(&format!("{p}3"), &mut out);
+        for (i, r) in self.res.iter_mut().enumerate() {
+            let name = format!("res{}", i + 1);
+            r.conv1.params_mut(&format!("{name}.conv1"), &mut out);
+            r.norm1.params_mut(&format!("{name}.{p}1"), &mut out);
+            r.conv2.params_mut(&format!("{name}.conv2"), &mut out);
+            r.norm2.params_mut(&format!("{name}.{p}2"), &mut out);
+        }
+        self.deconv1.params_mut("deconv1", &mut out);
+        self.norm4.params_mut(&format!("{p}4"), &mut out);
+        self.deconv2.params_mut("deconv2", &mut out);
+        self.norm5.params_mut(&format!("{p}5"), &mut out);
+        self.deconv3.params_mut("deconv3", &mut out);
+        out
+    }
+
+    /// The batch-norm layers' running statistics, by layer name (none for instance norm).
+    fn running_mut(&mut self) -> BTreeMap<String, &mut tensor::RunningStats> {
+        let p = self.variant.norm_prefix();
+        let mut norms: Vec<(String, &mut Norm)> = vec![
+            (format!("{p}1"), &mut self.norm1),
+            (format!("{p}2"), &mut self.norm2),
+            (format!("{p}3"), &mut self.norm3),
+            (format!("{p}4"), &mut self.norm4),
+            (format!("{p}5"), &mut self.norm5),
+        ];
+        for (i, r) in self.res.iter_mut().enumerate() {
+            norms.push((format!("res{}.{p}1", i + 1), &mut r.norm1));
+            norms.push((format!("res{}.{p}2", i + 1), &mut r.norm2));
+        }
+        norms
+            .into_iter()
+            .filter_map(|(name, n)| match n {
+                Norm::Batch { running, .. } => Some((name, running)),
+                Norm::Instance { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Folds a training pass's batch statistics into the running estimates (batch norm only).
+    pub fn update_running_stats(&mut self, stats: &[(String, tensor::BatchStats)]) -> Result<(), Error> {
+        let mut running = self.running_mut();
+        for (name, s) in stats {
+            if let Some(r) = running.get_mut(name) {
+                r.update(s, BATCH_NORM_MOMENTUM)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Parameters in total.
+    pub fn num_params(&self) -> usize {
+        self.params().iter().map(|(_, t)| t.shape().numel()).sum()
+    }
+
+    /// The network as a model file: its parameters, the batch norms' running statistics
+    /// (`NAME.running_mean`, `NAME.running_var`), and the metadata that rebuilds it.
+    pub fn to_model_file(&self) -> ModelFile {
+        let mut m = ModelFile::default();
+        m.metadata.insert(META_ARCH.into(), ARCH.into());
+        m.metadata.insert(META_WIDTH.into(), self.width.to_string());
+        m.metadata.insert(META_VARIANT.into(), self.variant.name().into());
+        for (name, t) in self.params() {
+            m.tensors.insert(name, t.clone());
+        }
+        let mut copy = self.clone();
+        for (name, r) in copy.running_mut() {
+            let c = r.channels();
+            m.tensors.insert(format!("{name}.running_mean"), Tensor::new([c], r.mean().to_vec()).expect("sized"));
+            m.tensors.insert(format!("{name}.running_var"), Tensor::new([c], r.var().to_vec()).expect("sized"));
+        }
+        m
+    }
+
+    /// Rebuilds the network a model file describes, checking every tensor's name and shape.
+    /// Tensors the network does not use are left in `m` (a checkpoint's optimiser state).
+    pub fn from_model_file(m: &mut ModelFile) -> Result<Self, ModelError> {
+        let arch = m.meta(META_ARCH)?;
+        if arch != ARCH {
+            let (path, value) = (m.path.clone(), arch.to_string());
+            return Err(ModelError::BadMetadata {
+                path,
+                key: META_ARCH.into(),
+                value,
+                reason: format!("this stylize builds `{ARCH}`"),
+            });
+        }
+        let width: usize = m.meta_parsed(META_WIDTH)?;
+        let variant_name = m.meta(META_VARIANT)?.to_string();
+        let variant = Variant::from_name(&variant_name).ok_or_else(|| ModelError::BadMetadata {
+            path: m.path.clone(),
+            key: META_VARIANT.into(),
+            value: variant_name,
+            reason: "expected instance-relu or batch-leaky".into(),
+        })?;
+        if width == 0 || width > 1024 {
+            return Err(ModelError::BadMetadata {
+                path: m.path.clone(),
+                key: META_WIDTH.into(),
+                value: width.to_string(),
+                reason: "a width from 1 to 1024".into(),
+            });
+        }
+        let mut net = Transformer::new(width, variant, 0);
+        for (name, slot) in net.params_mut() {
+            let shape = slot.shape().dims().to_vec();
+            *slot = m.take(&name, &shape)?;
+        }
+        for (name, r) in net.running_mut() {
+            let c = r.channels();
+            let mean = m.take(&format!("{name}.running_mean"), &[c])?.into_vec();
+            let var = m.take(&format!("{name}.running_var"), &[c])?.into_vec();
+            *r = tensor::RunningStats::from_parts(mean, var).map_err(|e| ModelError::BadMetadata {
+                path: m.path.clone(),
+                key: format!("{name}.running_var"),
+                value: String::new(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(net)
+    }
+}

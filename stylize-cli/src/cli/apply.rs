@@ -1,0 +1,137 @@
+//! `stylize apply`: repaint photos with a trained network, one file, many, or a folder, in
+//! slices for job arrays.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use nn::model_file::ModelFile;
+use nn::transformer::Transformer;
+use stylize::batch::{self, Shard};
+use stylize::{apply, color, image, output};
+
+use super::args::{parse_positive, ComputeArgs};
+
+/// Where the shipped models are (a path known at build time, as the VGG weights').
+pub const SHIPPED_MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
+
+/// Options of `apply`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ApplyArgs {
+    /// A model file from `stylize train`, or the name of a shipped model (see --list)
+    #[arg(value_name = "MODEL", required_unless_present = "list")]
+    pub model: Option<String>,
+
+    /// Images, or folders of images, to repaint
+    #[arg(value_name = "INPUT", required_unless_present = "list", num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
+
+    /// Output image (one input), or a folder for the results (several inputs or a folder; created if missing)
+    #[arg(short, long, value_name = "OUT", required_unless_present = "list")]
+    pub output: Option<PathBuf>,
+
+    /// Resize each input so its longest side is PX first [default: keep its size]
+    #[arg(long, value_name = "PX", value_parser = parse_positive)]
+    pub size: Option<usize>,
+
+    /// Keep each photo's colours: the network's luminance with the photo's chroma
+    #[arg(long)]
+    pub preserve_colors: bool,
+
+    /// Process only slice K of N of the inputs (K from 0), e.g. $SLURM_ARRAY_TASK_ID/16
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+
+    /// Pictures larger than this go through in overlapping tiles of this side, in bounded memory
+    #[arg(long, value_name = "PX", default_value_t = apply::DEFAULT_TILE, value_parser = parse_positive)]
+    pub tile: usize,
+
+    /// List the shipped models and exit
+    #[arg(long)]
+    pub list: bool,
+
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// The shipped models' names (file stems in `models/`), sorted.
+fn shipped() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(SHIPPED_MODELS)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A model path as given, or a shipped model's by name.
+fn resolve(model: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(model);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let named = Path::new(SHIPPED_MODELS).join(format!("{model}.safetensors"));
+    if named.is_file() {
+        return Ok(named);
+    }
+    let names = shipped();
+    let known = if names.is_empty() { "none are shipped yet".to_string() } else { names.join(", ") };
+    bail!("{model}: no such model file, and not the name of a shipped model ({known}); train one with `stylize train`")
+}
+
+pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
+    if args.list {
+        let names = shipped();
+        if names.is_empty() {
+            println!("no models are shipped yet; train one with `stylize train`");
+        }
+        for n in names {
+            println!("{n}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(model), Some(out)) = (&args.model, &args.output) else { unreachable!("clap requires them") };
+    let path = resolve(model)?;
+    let mut file = ModelFile::read(&path)?;
+    let net = Transformer::from_model_file(&mut file)?;
+    let jobs = batch::jobs(&args.inputs, out, args.shard)?;
+    // Every output is checked before the first picture: a folder made, then probed.
+    for job in &jobs {
+        let dir = output::parent_dir(&job.output);
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating the output folder {}", dir.display()))?;
+        }
+        image::check_output_path(&job.output)?;
+    }
+    let mut failed = 0;
+    for job in &jobs {
+        let result = (|| -> Result<()> {
+            let rgb = apply::at_size(&image::load_rgb(&job.input)?, args.size);
+            let styled = apply::stylize(&net, &rgb, args.tile)?;
+            let styled = if args.preserve_colors { color::preserve_colors(&rgb, &styled) } else { styled };
+            image::save_or_rescue(&styled, &job.output)?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) if !args.quiet => eprintln!("wrote {}", job.output.display()),
+            Ok(()) => {}
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e:#}", job.input.display());
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} pictures failed (see above); the others were written", jobs.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

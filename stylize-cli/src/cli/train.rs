@@ -1,0 +1,223 @@
+//! `stylize train`: [`stylize::train`] with a progress bar, a log, checkpoints, previews and Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use nn::model_file::ModelFile;
+use nn::transformer::Variant;
+use sha2::{Digest, Sha256};
+use stylize::objective::Layers;
+use stylize::photos::Photos;
+use stylize::train::{TrainSettings, Trainer};
+use stylize::transfer::Control;
+use stylize::{image, output};
+use tensor::Rng;
+use vgg::Vgg19;
+
+use super::args::{
+    parse_layer_name, parse_layer_weights_arg, parse_positive, parse_positive_f32, ComputeArgs, LayerWeights, LossArgs,
+};
+use super::run::{Log, Progress, TRAIN_COLUMNS};
+
+/// Options of `train`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct TrainArgs {
+    /// One or more style images (paintings); with several, see --style-blend
+    #[arg(value_name = "STYLE", required = true, num_args = 1..)]
+    pub styles: Vec<PathBuf>,
+
+    /// Folder of training photos (any JPEG/PNG photos; the repository ships 52 in data/photos)
+    #[arg(long, value_name = "DIR")]
+    pub photos: PathBuf,
+
+    /// Where to write the trained model (safetensors); a checkpoint goes to MODEL.ckpt beside it
+    #[arg(short, long, value_name = "MODEL")]
+    pub output: PathBuf,
+
+    /// Side of the square photo crops the network learns on (a multiple of 4)
+    #[arg(long, value_name = "PX", default_value_t = TrainSettings::default().size, value_parser = parse_positive)]
+    pub size: usize,
+
+    /// Training steps (one batch each)
+    #[arg(long, value_name = "N", default_value_t = TrainSettings::default().steps, value_parser = parse_positive)]
+    pub steps: usize,
+
+    /// Photos per step
+    #[arg(long, value_name = "N", default_value_t = TrainSettings::default().batch, value_parser = parse_positive)]
+    pub batch: usize,
+
+    /// Adam's learning rate
+    #[arg(long, value_name = "LR", default_value_t = TrainSettings::default().lr, value_parser = parse_positive_f32)]
+    pub lr: f32,
+
+    /// Seed of the network's initialisation and of the crops: the same seed and --threads give the same model bit for bit
+    #[arg(long, value_name = "N", default_value_t = TrainSettings::default().seed)]
+    pub seed: u64,
+
+    /// Channels of the network's first layer: 32 is Johnson et al.'s network (1.68 M parameters), 16 runs about 4x faster
+    #[arg(long, value_name = "C", default_value_t = TrainSettings::default().width, value_parser = parse_positive)]
+    pub width: usize,
+
+    /// Blocks of the network: instance norm + ReLU (Johnson et al.), or batch norm + leaky ReLU (the original design)
+    #[arg(long, value_name = "instance-relu|batch-leaky", default_value = TrainSettings::default().variant.name(), value_parser = parse_variant)]
+    pub variant: Variant,
+
+    #[command(flatten)]
+    pub loss: LossArgs,
+
+    /// Size of the style images relative to --size
+    #[arg(long, value_name = "F", default_value_t = TrainSettings::default().style_scale, value_parser = parse_positive_f32)]
+    pub style_scale: f32,
+
+    /// VGG19 layer whose features define the content
+    #[arg(long, value_name = "LAYER", default_value_t = Layers::default().content, value_parser = parse_layer_name)]
+    pub content_layer: String,
+
+    /// Style layers, comma-separated, each optionally LAYER:W
+    #[arg(long, value_name = "LAYERS", default_value_t = LayerWeights::default(), value_parser = parse_layer_weights_arg)]
+    pub style_layers: LayerWeights,
+
+    /// Save a checkpoint (MODEL.ckpt) every N steps; one is also saved on Ctrl-C
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = parse_positive)]
+    pub checkpoint_every: usize,
+
+    /// Continue from MODEL.ckpt exactly where it stopped (same settings and style images)
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Every N steps, write the network's picture of a fixed photo to MODEL.preview.png
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    pub preview_every: Option<usize>,
+
+    /// Write the losses of every step to FILE: CSV if it ends in .csv, JSON lines otherwise
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+
+    /// Print nothing but errors and warnings
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    Variant::from_name(s).ok_or_else(|| format!("'{s}' is not a variant; use instance-relu or batch-leaky"))
+}
+
+/// `MODEL.ckpt`, `MODEL.preview.png`: files that go with the model.
+fn beside(model: &Path, suffix: &str) -> PathBuf {
+    let mut name = model.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    model.with_file_name(name)
+}
+
+pub fn train(args: &TrainArgs) -> Result<ExitCode> {
+    let checkpoint_path = beside(&args.output, ".ckpt");
+    let preview_path = beside(&args.output, ".preview.png");
+    output::check(&args.output)?;
+    output::check(&checkpoint_path)?;
+    if let Some(log) = &args.log {
+        output::check(log)?;
+    }
+    let weights_path = vgg::resolve_weights_path(args.compute.weights.as_deref())?;
+    let mut styles = Vec::new();
+    let mut metadata = BTreeMap::new();
+    for (i, (path, blend)) in args.styles.iter().zip(args.loss.blend_weights(args.styles.len())).enumerate() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading style image {}", path.display()))?;
+        let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        metadata.insert(format!("style.{i}.sha256"), hash);
+        metadata.insert(format!("style.{i}.blend"), blend.to_string());
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        metadata.insert(format!("style.{i}.file"), name);
+        styles.push((image::load_rgb(path).with_context(|| format!("reading style image {}", path.display()))?, blend));
+    }
+    let settings = TrainSettings {
+        size: args.size,
+        steps: args.steps,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
+        weights: args.loss.weights(),
+        layers: Layers { content: args.content_layer.clone(), style: args.style_layers.0.clone() },
+        style_scale: args.style_scale,
+        width: args.width,
+        variant: args.variant,
+    };
+    let (photos, skipped) = Photos::open(&args.photos, args.size)?;
+    for s in &skipped {
+        eprintln!("warning: skipping {}: {}", s.path.display(), s.reason);
+    }
+    let say = |msg: String| {
+        if !args.quiet {
+            eprintln!("{msg}");
+        }
+    };
+    let vgg = Vgg19::load(&weights_path, &settings.layers.names())?;
+    let mut trainer = if args.resume {
+        let checkpoint = ModelFile::read(&checkpoint_path).context("reading the checkpoint to resume from")?;
+        let t = Trainer::resume(&vgg, &styles, settings.clone(), metadata, checkpoint)?;
+        say(format!("resuming {} at step {} of {}", checkpoint_path.display(), t.step, settings.steps));
+        t
+    } else {
+        Trainer::new(&vgg, &styles, settings.clone(), metadata)?
+    };
+    say(format!(
+        "training a {} network (width {}, {} parameters) on {} photos, {} steps of {} crops of {}x{}",
+        settings.variant.name(),
+        settings.width,
+        trainer.net.num_params(),
+        photos.len(),
+        settings.steps,
+        settings.batch,
+        settings.size,
+        settings.size
+    ));
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let mut log = args.log.as_deref().map(|p| Log::create(p, TRAIN_COLUMNS)).transpose()?;
+    let progress = Progress::new(settings.steps, args.quiet);
+    let preview_crop = photos.batch(&mut Rng::new(settings.seed), 1)?;
+    let save_checkpoint = |t: &Trainer| -> Result<()> {
+        output::write_bytes_atomic(&checkpoint_path, &t.checkpoint().to_bytes())?;
+        Ok(())
+    };
+    let control = trainer.run(&photos, &mut |t, s| {
+        progress.update_train(s);
+        if let Some(Err(e)) = log.as_mut().map(|l| l.write_train(s)) {
+            progress.warn(&format!("warning: {e:#}; the run goes on without the log"));
+            log = None;
+        }
+        if s.step % args.checkpoint_every == 0 {
+            save_checkpoint(t)?;
+        }
+        if args.preview_every.is_some_and(|n| s.step % n == 0) {
+            image::save(&t.preview(&preview_crop)?, &preview_path)?;
+        }
+        Ok(if interrupted.load(Ordering::SeqCst) { Control::Stop } else { Control::Continue })
+    })?;
+    progress.finish();
+    save_checkpoint(&trainer)?;
+    if let Some(Err(e)) = log.as_mut().map(Log::flush) {
+        eprintln!("warning: {e:#}");
+    }
+    if control == Control::Stop {
+        say(format!(
+            "interrupted at step {}: saved {}; continue with the same command and --resume",
+            trainer.step,
+            checkpoint_path.display()
+        ));
+        return Ok(ExitCode::from(super::run::INTERRUPTED));
+    }
+    output::write_bytes_atomic(&args.output, &trainer.model().to_bytes())?;
+    say(format!("wrote {} after {} steps", args.output.display(), trainer.step));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,272 @@
+//! The training phase: teach a feed-forward network one style (Johnson, Alahi and Fei-Fei,
+//! "Perceptual Losses for Real-Time Style Transfer and Super-Resolution", ECCV 2016).
+//!
+//! Each step takes a batch of random photo crops ([`Photos::batch`]), runs them through the
+//! network, and scores the output with the same perceptual loss `run` optimises
+//! ([`perceptual_loss`]): content against the crops' own VGG features, style against the style
+//! images' Grams (computed once), total variation. Backward gives every parameter's gradient,
+//! and Adam moves them all. A [`Trainer`] holds everything a step changes (the network, Adam's
+//! moments, the random generator, the step count), and [`Trainer::checkpoint`] saves all of it,
+//! so a run resumed from a checkpoint continues exactly as if it had never stopped.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use nn::layers::Ctx;
+use nn::model_file::{ModelError, ModelFile};
+use nn::optim::{Adam, AdamConfig, AdamState};
+use nn::transformer::{Transformer, Variant};
+use tensor::{Rng, Tape, Tensor, Var};
+use vgg::Vgg19;
+
+use crate::objective::{content_features, perceptual_loss, Layers, Losses, StyleTargets, Weights};
+use crate::photos::Photos;
+use crate::transfer::{Control, ObserverError};
+use crate::Error;
+
+/// Everything about a training run but its images. The defaults are Johnson et al.'s, at a
+/// size a CPU trains in an hour or two.
+#[derive(Clone, Debug)]
+pub struct TrainSettings {
+    /// Side of the square photo crops, a multiple of 4 (the network halves twice).
+    pub size: usize,
+    pub steps: usize,
+    pub batch: usize,
+    /// Adam's learning rate (Johnson et al.: 1e-3).
+    pub lr: f32,
+    /// Seeds the network's initialisation and the crops.
+    pub seed: u64,
+    pub weights: Weights,
+    pub layers: Layers,
+    /// Style images' longest side relative to `size`.
+    pub style_scale: f32,
+    /// Channels of the first convolution: 32 is the paper's network, 16 a quarter of the work.
+    pub width: usize,
+    pub variant: Variant,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            size: 256,
+            steps: 2000,
+            batch: 4,
+            lr: 1e-3,
+            seed: 0,
+            weights: Weights::default(),
+            layers: Layers::default(),
+            style_scale: 1.0,
+            width: 32,
+            variant: Variant::InstanceRelu,
+        }
+    }
+}
+
+/// One finished training step.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainStep {
+    /// 1-based.
+    pub step: usize,
+    pub steps: usize,
+    /// The batch's losses before the step's update.
+    pub losses: Losses,
+    pub seconds: f64,
+}
+
+/// A network being trained, with all the state a step changes.
+pub struct Trainer<'v> {
+    vgg: &'v Vgg19,
+    styles: StyleTargets,
+    settings: TrainSettings,
+    /// What the caller records about the run (style image hashes, ...), saved in every file.
+    metadata: BTreeMap<String, String>,
+    pub net: Transformer,
+    adam: Adam,
+    rng: Rng,
+    /// Steps done.
+    pub step: usize,
+    /// The last step's losses.
+    pub last: Option<Losses>,
+}
+
+/// Metadata keys of a checkpoint's training state.
+const KEY_STEP: &str = "train.step";
+const KEY_ADAM_T: &str = "train.adam_t";
+const KEY_RNG: &str = "train.rng_state";
+
+impl<'v> Trainer<'v> {
+    /// A fresh run: the network initialised from `settings.seed`.
+    pub fn new(
+        vgg: &'v Vgg19,
+        styles: &[(Tensor, f32)],
+        settings: TrainSettings,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Self, Error> {
+        if !settings.size.is_multiple_of(4) || settings.size < 16 {
+            return Err(Error::BadTrainSize { size: settings.size });
+        }
+        let style_side = ((settings.size as f32 * settings.style_scale).round() as usize).max(16);
+        let styles: Vec<(Tensor, f32)> =
+            styles.iter().map(|(s, b)| (crate::image::resize_longest(s, style_side), *b)).collect();
+        let targets = StyleTargets::new(vgg, &styles, &settings.layers)?;
+        let net = Transformer::new(settings.width, settings.variant, settings.seed);
+        let adam = Adam::new(AdamConfig { lr: settings.lr, ..AdamConfig::default() });
+        let rng = Rng::new(settings.seed ^ 0x5eed_c0de_cafe_f00d);
+        Ok(Trainer { vgg, styles: targets, settings, metadata, net, adam, rng, step: 0, last: None })
+    }
+
+    /// Continues the run saved in `checkpoint` (from [`Trainer::checkpoint`]). The settings and
+    /// metadata must be those it was started with: a resumed run is the same run.
+    pub fn resume(
+        vgg: &'v Vgg19,
+        styles: &[(Tensor, f32)],
+        settings: TrainSettings,
+        metadata: BTreeMap<String, String>,
+        mut checkpoint: ModelFile,
+    ) -> Result<Self, Error> {
+        let mut t = Trainer::new(vgg, styles, settings, metadata)?;
+        for (key, value) in t.run_metadata() {
+            // More steps may be asked of a resumed run; everything else must be as it was.
+            if key == "train.steps" {
+                continue;
+            }
+            let found = checkpoint.meta(&key)?;
+            if found != value {
+                return Err(Error::ResumeMismatch {
+                    path: checkpoint.path.clone(),
+                    key,
+                    checkpoint: found.to_string(),
+                    now: value,
+                });
+            }
+        }
+        t.net = Transformer::from_model_file(&mut checkpoint)?;
+        let shapes: Vec<_> = t.net.params().iter().map(|(_, p)| p.shape()).collect();
+        let (mut m, mut v) = (Vec::new(), Vec::new());
+        for ((name, _), shape) in t.net.params().iter().zip(&shapes) {
+            m.push(checkpoint.take(&format!("adam.m.{name}"), shape.dims())?);
+            v.push(checkpoint.take(&format!("adam.v.{name}"), shape.dims())?);
+        }
+        let adam_t: i32 = checkpoint.meta_parsed(KEY_ADAM_T)?;
+        t.adam =
+            Adam::with_state(AdamConfig { lr: t.settings.lr, ..AdamConfig::default() }, AdamState { t: adam_t, m, v });
+        t.rng = Rng::new(checkpoint.meta_parsed(KEY_RNG)?);
+        t.step = checkpoint.meta_parsed(KEY_STEP)?;
+        checkpoint.finish()?;
+        Ok(t)
+    }
+
+    /// Everything that defines the run, as model-file metadata.
+    fn run_metadata(&self) -> BTreeMap<String, String> {
+        let s = &self.settings;
+        let mut m = self.metadata.clone();
+        let w = s.weights;
+        let layers: Vec<String> = s.layers.style.iter().map(|(n, w)| format!("{n}:{w}")).collect();
+        for (k, v) in [
+            ("train.size", s.size.to_string()),
+            ("train.batch", s.batch.to_string()),
+            ("train.lr", s.lr.to_string()),
+            ("train.seed", s.seed.to_string()),
+            ("train.steps", s.steps.to_string()),
+            ("loss.content_weight", w.content.to_string()),
+            ("loss.style_weight", w.style.to_string()),
+            ("loss.tv_weight", w.tv.to_string()),
+            ("loss.content_layer", s.layers.content.clone()),
+            ("loss.style_layers", layers.join(",")),
+            ("loss.style_scale", s.style_scale.to_string()),
+        ] {
+            m.insert(k.to_string(), v);
+        }
+        m
+    }
+
+    /// One step: a batch of crops, the loss, the gradients, Adam.
+    pub fn step(&mut self, photos: &Photos) -> Result<TrainStep, Error> {
+        let started = Instant::now();
+        let crops = photos.batch(&mut self.rng, self.settings.batch)?;
+        let x = Vgg19::preprocess(&crops)?;
+        let content_target = content_features(self.vgg, &x, &self.settings.layers)?;
+        let mut tape = Tape::new();
+        let mut ctx = Ctx::new(&mut tape, true);
+        let y = self.net.forward(&mut ctx, &Var::constant(x))?;
+        let bound = ctx.finish();
+        let (s, vgg) = (&self.settings, self.vgg);
+        let (losses, total) = perceptual_loss(&mut tape, vgg, &y, &content_target, &self.styles, &s.layers, s.weights)?;
+        drop(y);
+        let mut grads = tape.backward(&total)?;
+        let mut by_name = bound.gradients(&mut grads);
+        drop(grads);
+        let (names, params): (Vec<String>, Vec<Tensor>) =
+            self.net.params().into_iter().map(|(name, t)| (name, t.clone())).unzip();
+        let gradients: Vec<Tensor> =
+            names.iter().map(|n| by_name.remove(n).expect("every parameter is bound in a training pass")).collect();
+        let updated = self
+            .adam
+            .update(&params, &gradients)
+            .map_err(|e| Error::Diverged { step: self.step + 1, reason: e.to_string() })?;
+        for ((_, slot), value) in self.net.params_mut().into_iter().zip(updated) {
+            *slot = value;
+        }
+        self.net.update_running_stats(&bound.batch_stats)?;
+        self.step += 1;
+        self.last = Some(losses);
+        Ok(TrainStep { step: self.step, steps: self.settings.steps, losses, seconds: started.elapsed().as_secs_f64() })
+    }
+
+    /// Everything needed to continue: the network, Adam's moments (`adam.m.NAME`,
+    /// `adam.v.NAME`), the step, the generator's state, and the run's settings.
+    pub fn checkpoint(&self) -> ModelFile {
+        let mut m = self.model();
+        let shapes: Vec<_> = self.net.params().iter().map(|(_, p)| p.shape()).collect();
+        let state = self.adam.state(&shapes);
+        for (((name, _), mt), vt) in self.net.params().iter().zip(state.m).zip(state.v) {
+            m.tensors.insert(format!("adam.m.{name}"), mt);
+            m.tensors.insert(format!("adam.v.{name}"), vt);
+        }
+        m.metadata.insert(KEY_ADAM_T.into(), state.t.to_string());
+        m.metadata.insert(KEY_RNG.into(), self.rng.state().to_string());
+        m
+    }
+
+    /// The trained network as a model file: parameters, architecture, and how it was made
+    /// (settings, the caller's metadata, steps done and the last loss).
+    pub fn model(&self) -> ModelFile {
+        let mut m = self.net.to_model_file();
+        m.metadata.extend(self.run_metadata());
+        m.metadata.insert(KEY_STEP.into(), self.step.to_string());
+        if let Some(l) = self.last {
+            m.metadata.insert("train.final_loss".into(), l.total.to_string());
+        }
+        m
+    }
+
+    pub fn settings(&self) -> &TrainSettings {
+        &self.settings
+    }
+
+    /// The network's picture of one photo crop `[1, 3, s, s]` (RGB), for previews.
+    pub fn preview(&self, crop: &Tensor) -> Result<Tensor, Error> {
+        crate::apply::stylize(&self.net, crop, usize::MAX)
+    }
+
+    /// Trains until `settings.steps`, telling `observer` about each step; it may stop the run.
+    pub fn run(
+        &mut self,
+        photos: &Photos,
+        observer: &mut dyn FnMut(&Trainer, &TrainStep) -> Result<Control, ObserverError>,
+    ) -> Result<Control, Error> {
+        while self.step < self.settings.steps {
+            let s = self.step(photos)?;
+            if observer(self, &s)? == Control::Stop {
+                return Ok(Control::Stop);
+            }
+        }
+        Ok(Control::Continue)
+    }
+}
+
+impl From<ModelError> for Error {
+    fn from(e: ModelError) -> Self {
+        Error::Model(e)
+    }
+}

@@ -1,0 +1,152 @@
+//! The feed-forward path through the library: a tiny training run (the loss falls, a checkpoint
+//! round-trips, a resumed run continues exactly as an uninterrupted one), and apply (tiled
+//! against whole, any size, model files that are damaged or foreign).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use nn::model_file::{ModelError, ModelFile};
+use nn::transformer::{Transformer, Variant};
+use stylize::image::{load_rgb, resize_longest, save, size};
+use stylize::objective::Layers;
+use stylize::photos::Photos;
+use stylize::train::{TrainSettings, Trainer};
+use stylize::transfer::Control;
+use tensor::Tensor;
+use vgg::Vgg19;
+
+fn vgg() -> Vgg19 {
+    Vgg19::load(&vgg::resolve_weights_path(None).unwrap(), &Layers::default().names()).unwrap()
+}
+
+/// Six shipped training photos, shrunk to 64 px, in a temporary folder.
+fn photos() -> (tempfile::TempDir, Photos) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut names: Vec<_> =
+        std::fs::read_dir(common::repo("data/photos")).unwrap().map(|e| e.unwrap().path()).collect();
+    names.retain(|p| p.extension().is_some_and(|e| e == "jpg"));
+    names.sort();
+    for p in names.iter().step_by(9).take(6) {
+        let small = resize_longest(&load_rgb(p).unwrap(), 64);
+        save(&small, &dir.path().join(p.file_name().unwrap()).with_extension("png")).unwrap();
+    }
+    let (photos, skipped) = Photos::open(dir.path(), 32).unwrap();
+    assert!(skipped.is_empty() && photos.len() == 6, "{skipped:?}");
+    (dir, photos)
+}
+
+fn style() -> Vec<(Tensor, f32)> {
+    vec![(load_rgb(&common::repo("examples/style_starry_night.jpg")).unwrap(), 1.0)]
+}
+
+fn settings(steps: usize) -> TrainSettings {
+    TrainSettings { size: 32, steps, batch: 2, lr: 1e-2, width: 4, ..TrainSettings::default() }
+}
+
+#[test]
+fn training_lowers_the_loss_and_resumes_exactly() {
+    let vgg = vgg();
+    let (_dir, photos) = photos();
+    let meta = BTreeMap::from([("style.0.sha256".to_string(), "test".to_string())]);
+
+    let mut straight = Trainer::new(&vgg, &style(), settings(8), meta.clone()).unwrap();
+    let mut losses = Vec::new();
+    straight
+        .run(&photos, &mut |_, s| {
+            losses.push(s.losses.total);
+            Ok(Control::Continue)
+        })
+        .unwrap();
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last < first, "the loss fell over 8 steps: {losses:?}");
+
+    // Stop after 3 steps, save a checkpoint through bytes, resume, finish: bit for bit the same.
+    let mut first_half = Trainer::new(&vgg, &style(), settings(8), meta.clone()).unwrap();
+    first_half.run(&photos, &mut |_, s| Ok(if s.step == 3 { Control::Stop } else { Control::Continue })).unwrap();
+    let bytes = first_half.checkpoint().to_bytes();
+    let checkpoint = ModelFile::from_bytes(&bytes, std::path::Path::new("t.ckpt")).unwrap();
+    let mut resumed = Trainer::resume(&vgg, &style(), settings(8), meta.clone(), checkpoint).unwrap();
+    assert_eq!(resumed.step, 3);
+    resumed.run(&photos, &mut |_, _| Ok(Control::Continue)).unwrap();
+    for ((name, a), (_, b)) in straight.net.params().into_iter().zip(resumed.net.params()) {
+        assert_eq!(a.data(), b.data(), "{name} differs after resuming");
+    }
+
+    // Resuming with other settings is refused, naming what differs.
+    let checkpoint = ModelFile::from_bytes(&bytes, std::path::Path::new("t.ckpt")).unwrap();
+    let other = TrainSettings { lr: 5e-3, ..settings(8) };
+    let err = Trainer::resume(&vgg, &style(), other, meta, checkpoint).err().expect("refused");
+    assert!(err.to_string().contains("train.lr"), "{err}");
+
+    // The final model rebuilds the same network.
+    let mut model = ModelFile::from_bytes(&straight.model().to_bytes(), std::path::Path::new("m")).unwrap();
+    assert_eq!(model.meta("train.step").unwrap(), "8");
+    let net = Transformer::from_model_file(&mut model).unwrap();
+    model.finish().unwrap();
+    assert_eq!(net.num_params(), straight.net.num_params());
+}
+
+#[test]
+fn the_full_network_has_the_papers_parameter_count() {
+    assert_eq!(Transformer::new(32, Variant::InstanceRelu, 0).num_params(), 1_679_235);
+    let half = Transformer::new(16, Variant::InstanceRelu, 0).num_params();
+    assert!((400_000..440_000).contains(&half), "{half}");
+}
+
+/// A picture larger than a tile, through tiles, against the same picture whole: the tiles use
+/// the whole picture's normalisation statistics, so the two agree except near seams, where the
+/// blend keeps the difference small.
+#[test]
+fn tiled_apply_matches_whole_apply() {
+    let net = Transformer::new(8, Variant::InstanceRelu, 3);
+    let rgb = resize_longest(&load_rgb(&common::repo("examples/content_tubingen.jpg")).unwrap(), 200);
+    let whole = stylize::apply::stylize(&net, &rgb, 1000).unwrap();
+    let tiled = stylize::apply::stylize(&net, &rgb, 96).unwrap();
+    assert_eq!(size(&whole), size(&rgb));
+    assert_eq!(size(&tiled), size(&rgb));
+    let diff: Vec<f32> = whole.data().iter().zip(tiled.data()).map(|(a, b)| (a - b).abs()).collect();
+    let mean = diff.iter().sum::<f32>() / diff.len() as f32;
+    let worst = diff.iter().fold(0.0f32, |m, &d| m.max(d));
+    let spread = {
+        let m = whole.data().iter().sum::<f32>() / whole.data().len() as f32;
+        (whole.data().iter().map(|v| (v - m).powi(2)).sum::<f32>() / whole.data().len() as f32).sqrt()
+    };
+    eprintln!("tiled vs whole: mean |diff| {mean}, worst {worst}, output spread {spread}");
+    assert!(mean < 0.02 * spread.max(1.0), "mean difference {mean} against a spread of {spread}");
+    assert!(worst < 0.5 * spread.max(1.0), "worst difference {worst} against a spread of {spread}");
+}
+
+#[test]
+fn odd_sizes_come_out_at_their_own_size() {
+    let net = Transformer::new(4, Variant::BatchLeaky, 1);
+    for (w, h) in [(37, 29), (8, 8), (64, 9)] {
+        let rgb = Tensor::uniform([1, 3, h, w], 0.0, 255.0, 2);
+        assert_eq!(size(&stylize::apply::stylize(&net, &rgb, 512).unwrap()), (w, h));
+    }
+    let err = stylize::apply::stylize(&net, &Tensor::uniform([1, 3, 5, 40], 0.0, 255.0, 2), 512).unwrap_err();
+    assert!(err.to_string().contains("too small"), "{err}");
+}
+
+#[test]
+fn model_files_that_do_not_describe_a_network_are_refused() {
+    let net = Transformer::new(4, Variant::InstanceRelu, 0);
+    let good = net.to_model_file();
+    let here = std::path::Path::new("model.safetensors");
+    let mut wrong_width = good.clone();
+    wrong_width.metadata.insert("width".into(), "8".into());
+    let mut m = ModelFile::from_bytes(&wrong_width.to_bytes(), here).unwrap();
+    assert!(matches!(Transformer::from_model_file(&mut m), Err(ModelError::WrongShape { .. })));
+    let mut no_variant = good.clone();
+    no_variant.metadata.remove("variant");
+    let mut m = ModelFile::from_bytes(&no_variant.to_bytes(), here).unwrap();
+    assert!(matches!(Transformer::from_model_file(&mut m), Err(ModelError::MissingMetadata { .. })));
+    let mut missing = good.clone();
+    missing.tensors.remove("res3.conv2.weight");
+    let mut m = ModelFile::from_bytes(&missing.to_bytes(), here).unwrap();
+    let err = Transformer::from_model_file(&mut m).err().unwrap();
+    assert!(err.to_string().contains("res3.conv2.weight"), "{err}");
+    let mut m = ModelFile::from_bytes(&good.to_bytes(), here).unwrap();
+    Transformer::from_model_file(&mut m).unwrap();
+    m.finish().unwrap();
+}
