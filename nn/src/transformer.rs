@@ -258,6 +258,25 @@ impl Transformer {
         Ok(())
     }
 
+    /// Multiply-adds x 2 of one forward pass on an `h x w` image: every convolution's
+    /// `2·cout·cin·k²·Ho·Wo` (normalisation, activations and upsampling are a few percent more).
+    pub fn forward_flops(&self, h: usize, w: usize) -> f64 {
+        let conv = |c: &Conv, h: usize, w: usize| {
+            let [cout, cin, k, _] = c.weight.shape().dims().try_into().expect("a 4-d weight");
+            2.0 * (cout * cin * k * k) as f64 * (h.div_ceil(c.stride) * w.div_ceil(c.stride)) as f64
+        };
+        let (h2, w2) = (h.div_ceil(2), w.div_ceil(2));
+        let (h4, w4) = (h2.div_ceil(2), w2.div_ceil(2));
+        let res: f64 = self.res.iter().map(|r| conv(&r.conv1, h4, w4) + conv(&r.conv2, h4, w4)).sum();
+        conv(&self.conv1, h, w)
+            + conv(&self.conv2, h, w)
+            + conv(&self.conv3, h2, w2)
+            + res
+            + conv(&self.deconv1, 2 * h4, 2 * w4)
+            + conv(&self.deconv2, 4 * h4, 4 * w4)
+            + conv(&self.deconv3, 4 * h4, 4 * w4)
+    }
+
     /// Parameters in total.
     pub fn num_params(&self) -> usize {
         self.params().iter().map(|(_, t)| t.shape().numel()).sum()

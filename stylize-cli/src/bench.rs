@@ -14,7 +14,8 @@ use vgg::Vgg19;
 use crate::objective::{Layers, Objective, Weights};
 use crate::Error;
 
-/// Seconds per step and the rate they imply; what `bench --json` prints.
+/// Seconds per step and the rate they imply; what `bench --json` prints. `width` and `params`
+/// describe the feed-forward network of `--apply` and `--train` (absent for a Gatys step).
 #[derive(Debug, serde::Serialize)]
 pub struct BenchReport {
     pub size: usize,
@@ -23,6 +24,67 @@ pub struct BenchReport {
     pub min_s: f64,
     pub max_s: f64,
     pub gflops: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<usize>,
+}
+
+/// Runs `f` once to warm up, then `iters` times; the report of those times for `flops` of work.
+fn time(size: usize, iters: usize, flops: f64, mut f: impl FnMut() -> Result<(), Error>) -> Result<BenchReport, Error> {
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..=iters {
+        let t = Instant::now();
+        f()?;
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    Ok(BenchReport {
+        size,
+        threads: rayon::current_num_threads(),
+        median_s: median,
+        min_s: times[0],
+        max_s: times[times.len() - 1],
+        gflops: flops / median / 1e9,
+        width: None,
+        params: None,
+    })
+}
+
+/// Times one forward pass of `net` on a `size x size` image, whole (no tiles).
+pub fn time_apply(net: &nn::transformer::Transformer, size: usize, iters: usize) -> Result<BenchReport, Error> {
+    let image = Tensor::uniform([1, 3, size, size], 0.0, 255.0, 0);
+    let flops = net.forward_flops(size, size);
+    let mut report = time(size, iters, flops, || crate::apply::stylize(net, &image, usize::MAX).map(drop))?;
+    (report.width, report.params) = (Some(net.width), Some(net.num_params()));
+    Ok(report)
+}
+
+/// Times one training step (batch 1, `size x size` crops, the default loss) of a fresh network
+/// of `width`: network forward, VGG19 loss, backward through both, Adam. FLOPs count the
+/// network three times (forward, input and weight gradients), VGG19's forward to the content
+/// layer for the target, and a Gatys step ([`step_flops`]) for the loss on the output.
+pub fn time_train(
+    vgg: &Vgg19,
+    photos: &crate::photos::Photos,
+    width: usize,
+    iters: usize,
+) -> Result<BenchReport, Error> {
+    let size = photos.crop_size();
+    let settings = crate::train::TrainSettings { size, batch: 1, width, steps: usize::MAX, ..Default::default() };
+    let style = Tensor::uniform([1, 3, size, size], 0.0, 255.0, 1);
+    let mut trainer = crate::train::Trainer::new(vgg, &[(style, 1.0)], settings, Default::default())?;
+    let layers = Layers::default();
+    let content = Layers { content: layers.content.clone(), style: Vec::new() };
+    let flops = 3.0 * trainer.net.forward_flops(size, size)
+        + step_flops(size, size, &layers)?
+        + step_flops(size, size, &content)? / 2.0;
+    let mut report = time(size, iters, flops, || trainer.step(photos).map(drop))?;
+    (report.width, report.params) = (Some(width), Some(trainer.net.num_params()));
+    Ok(report)
 }
 
 /// FLOPs of one step at `h x w` reading `layers`: every convolution up to the deepest layer,
@@ -55,22 +117,5 @@ pub fn time_steps(vgg: &Vgg19, size: usize, iters: usize) -> Result<BenchReport,
     let image = Tensor::uniform([1, 3, size, size], 0.0, 255.0, 0);
     let objective = Objective::new(vgg, &image, &[(image.clone(), 1.0)], layers.clone(), Weights::default())?;
     let x = Vgg19::preprocess(&image)?;
-    let mut times = Vec::with_capacity(iters);
-    for i in 0..=iters {
-        let t = Instant::now();
-        objective.evaluate(&x, true)?;
-        if i > 0 {
-            times.push(t.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    Ok(BenchReport {
-        size,
-        threads: rayon::current_num_threads(),
-        median_s: median,
-        min_s: times[0],
-        max_s: times[times.len() - 1],
-        gflops: step_flops(size, size, &layers)? / median / 1e9,
-    })
+    time(size, iters, step_flops(size, size, &layers)?, || objective.evaluate(&x, true).map(drop))
 }

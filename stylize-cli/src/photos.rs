@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use tensor::{Rng, Tensor};
 
+use crate::batch::IMAGE_EXTENSIONS;
 use crate::image::{self, ImageError};
 
 /// Why a folder cannot be trained on.
@@ -21,7 +22,7 @@ pub enum PhotosError {
     Folder { path: PathBuf, source: std::io::Error },
     #[error("{}: is not a folder; give the folder that holds the training photos", path.display())]
     NotAFolder { path: PathBuf },
-    #[error("{}: holds no files; put JPEG or PNG photos in it (the repository ships some in data/photos)", path.display())]
+    #[error("{}: holds no images; put JPEG or PNG photos in it (the repository ships some in data/photos)", path.display())]
     Empty { path: PathBuf },
     #[error(
         "{}: none of its {files} files is a usable photo of at least {size}x{size} pixels ({} skipped: {}); \
@@ -47,8 +48,8 @@ pub struct Photos {
 }
 
 impl Photos {
-    /// Every file directly in `dir` that decodes to an image at least `size` pixels on its
-    /// shorter side; the rest are returned as [`Skipped`], one reason each.
+    /// Every image file (by extension) directly in `dir` that decodes to an image at least
+    /// `size` pixels on its shorter side; the rest are returned as [`Skipped`], one reason each.
     pub fn open(dir: &Path, size: usize) -> Result<(Photos, Vec<Skipped>), PhotosError> {
         if !dir.is_dir() {
             return Err(PhotosError::NotAFolder { path: dir.to_path_buf() });
@@ -59,7 +60,12 @@ impl Photos {
             .map(|e| e.map(|e| e.path()))
             .collect::<Result<_, _>>()
             .map_err(folder)?;
-        files.retain(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')));
+        // Images by extension (a README or a script beside the photos is no photo to warn about).
+        files.retain(|p| {
+            p.is_file()
+                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                && p.extension().is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+        });
         files.sort();
         if files.is_empty() {
             return Err(PhotosError::Empty { path: dir.to_path_buf() });
@@ -152,7 +158,8 @@ mod tests {
         save(&ramp(40, 30), &dir.path().join("a.png")).unwrap();
         save(&ramp(20, 50), &dir.path().join("b.png")).unwrap();
         save(&ramp(10, 10), &dir.path().join("small.png")).unwrap();
-        std::fs::write(dir.path().join("notes.txt"), b"not a photo").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"not a photo, and not named like one").unwrap();
+        std::fs::write(dir.path().join("broken.jpg"), b"not a photo, though named like one").unwrap();
         std::fs::write(dir.path().join(".DS_Store"), b"junk").unwrap();
         dir
     }
@@ -166,9 +173,9 @@ mod tests {
             .iter()
             .map(|s| (s.path.file_name().unwrap().to_string_lossy().into_owned(), s.reason.clone()))
             .collect();
-        assert_eq!(reasons.len(), 2, "{reasons:?}");
-        assert_eq!(reasons[0].0, "notes.txt");
-        assert!(reasons[0].1.contains("not a recognised image"), "{reasons:?}");
+        assert_eq!(reasons.len(), 2, "notes.txt is not looked at: {reasons:?}");
+        assert_eq!(reasons[0].0, "broken.jpg");
+        assert!(reasons[0].1.contains("damaged"), "{reasons:?}");
         assert_eq!(reasons[1], ("small.png".into(), "10x10 is smaller than a 16x16 crop".into()));
     }
 
@@ -194,6 +201,9 @@ mod tests {
         let dir = folder();
         let err = Photos::open(dir.path(), 64).unwrap_err();
         assert!(matches!(&err, PhotosError::NoneUsable { files: 4, size: 64, .. }), "{err}");
+        let only_text = tempfile::tempdir().unwrap();
+        std::fs::write(only_text.path().join("README.md"), b"photos go here").unwrap();
+        assert!(matches!(Photos::open(only_text.path(), 16).unwrap_err(), PhotosError::Empty { .. }));
         assert!(err.to_string().contains("lower --size"), "{err}");
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(Photos::open(empty.path(), 16).unwrap_err(), PhotosError::Empty { .. }));

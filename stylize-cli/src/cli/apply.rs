@@ -74,7 +74,7 @@ fn shipped() -> Vec<String> {
 }
 
 /// A model path as given, or a shipped model's by name.
-fn resolve(model: &str) -> Result<PathBuf> {
+pub(super) fn resolve(model: &str) -> Result<PathBuf> {
     let path = PathBuf::from(model);
     if path.is_file() {
         return Ok(path);

@@ -341,6 +341,22 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Time one forward pass of this feed-forward model (a file or a shipped model's name) instead
+    #[arg(long, value_name = "MODEL", conflicts_with = "train")]
+    pub apply: Option<String>,
+
+    /// Time one training step instead (batch 1, crops of --size from --photos, a fresh network of --width)
+    #[arg(long)]
+    pub train: bool,
+
+    /// With --train: the network's width
+    #[arg(long, value_name = "C", default_value_t = stylize::train::TrainSettings::default().width, value_parser = parse_positive)]
+    pub width: usize,
+
+    /// With --train: the photos to crop
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/photos"))]
+    pub photos: PathBuf,
+
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
