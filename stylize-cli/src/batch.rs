@@ -66,17 +66,10 @@ pub fn jobs(inputs: &[PathBuf], output: &Path, shard: Option<Shard>) -> Result<V
     for input in inputs {
         if input.is_dir() {
             from_folder = true;
-            let folder = |source| BatchError::Folder { path: input.clone(), source };
-            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .map_err(folder)?
-                .map(|e| e.map(|e| e.path()))
-                .collect::<Result<_, _>>()
-                .map_err(folder)?;
-            found.retain(|p| p.is_file() && is_image_name(p));
+            let found = image_files(input).map_err(|source| BatchError::Folder { path: input.clone(), source })?;
             if found.is_empty() {
                 return Err(BatchError::NoImages { path: input.clone() });
             }
-            found.sort();
             files.extend(found);
         } else if input.is_file() {
             files.push(input.clone());
@@ -110,8 +103,17 @@ pub fn jobs(inputs: &[PathBuf], output: &Path, shard: Option<Shard>) -> Result<V
     Ok(jobs)
 }
 
-fn is_image_name(p: &Path) -> bool {
-    p.extension().is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+/// The image files (by extension, hidden files left out) directly in `dir`, sorted by name so
+/// the order does not depend on the file system.
+pub fn image_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    files.retain(|p| {
+        p.is_file()
+            && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            && p.extension().is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    });
+    files.sort();
+    Ok(files)
 }
 
 /// `photo.jpg` -> `photo.jpg`, `anim.gif` -> `anim.png`.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use tensor::{Rng, Tensor};
 
-use crate::batch::IMAGE_EXTENSIONS;
+use crate::batch::image_files;
 use crate::image::{self, ImageError};
 
 /// Why a folder cannot be trained on.
@@ -54,19 +54,8 @@ impl Photos {
         if !dir.is_dir() {
             return Err(PhotosError::NotAFolder { path: dir.to_path_buf() });
         }
-        let folder = |source| PhotosError::Folder { path: dir.to_path_buf(), source };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(folder)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(folder)?;
-        // Images by extension (a README or a script beside the photos is no photo to warn about).
-        files.retain(|p| {
-            p.is_file()
-                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                && p.extension().is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
-        });
-        files.sort();
+        // Images by extension: a README or a script beside the photos is no photo to warn about.
+        let files = image_files(dir).map_err(|source| PhotosError::Folder { path: dir.to_path_buf(), source })?;
         if files.is_empty() {
             return Err(PhotosError::Empty { path: dir.to_path_buf() });
         }
