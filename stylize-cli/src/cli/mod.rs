@@ -12,6 +12,7 @@
 
 pub mod args;
 pub use apply::ApplyArgs;
+pub use bench::BenchArgs;
 pub use train::TrainArgs;
 mod apply;
 mod bench;
