@@ -386,3 +386,71 @@ fn help_explains_the_main_command() {
         assert!(help.contains(flag), "run --help lacks {flag}");
     }
 }
+
+/// `train` then `apply` through the binary: a model, a checkpoint, a log and a preview are
+/// written; `--resume` continues from the checkpoint; apply repaints a file and a folder slice.
+#[test]
+fn train_then_apply_as_a_user_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for (i, name) in
+        ["animal_cat_chelsea.jpg", "landscape_machu_picchu.jpg", "object_colorful_cups.jpg"].iter().enumerate()
+    {
+        let img = image::resize_longest(&load_rgb(&common::repo(&format!("data/photos/{name}"))).unwrap(), 48);
+        image::save(&img, &photos.join(format!("p{i}.png"))).unwrap();
+    }
+    let model = dir.path().join("m.safetensors");
+    let log = dir.path().join("log.csv");
+    let style = repo(STYLE);
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", &style, "--photos", photos.to_str().unwrap(), "-o", model.to_str().unwrap()];
+        args.extend([
+            "--size",
+            "32",
+            "--batch",
+            "1",
+            "--width",
+            "4",
+            "--checkpoint-every",
+            "2",
+            "--preview-every",
+            "2",
+        ]);
+        args.extend(["--log", log.to_str().unwrap(), "--quiet"]);
+        args.extend(extra);
+        stylize(&args)
+    };
+    let o = train(&["--steps", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["m.safetensors", "m.safetensors.ckpt", "m.safetensors.preview.png", "log.csv"] {
+        assert!(dir.path().join(f).is_file(), "{f} was not written");
+    }
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().next(), Some("step,content,style,tv,total,seconds"));
+    let o = train(&["--steps", "4", "--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = std::fs::read_to_string(&log).unwrap();
+    assert!(rows.lines().nth(1).unwrap().starts_with("3,"), "the resumed run starts at step 3:\n{rows}");
+
+    let out = dir.path().join("styled.png");
+    let o =
+        stylize(&["apply", model.to_str().unwrap(), &repo(CONTENT), "-o", out.to_str().unwrap(), "--size", "40", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(image::size(&load_rgb(&out).unwrap()), (40, 30));
+    let folder = dir.path().join("out");
+    let o = stylize(&[
+        "apply",
+        model.to_str().unwrap(),
+        photos.to_str().unwrap(),
+        "-o",
+        folder.to_str().unwrap(),
+        "--shard",
+        "1/2",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let written: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(written, ["p1.png"], "slice 1 of 2 of p0, p1, p2");
+    let o = stylize(&["apply", &repo(STYLE), &repo(CONTENT), "-o", out.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("not a model file"), "{}", stderr(&o));
+}
