@@ -33,6 +33,7 @@ use std::borrow::Cow;
 
 use super::gemm::params::{KC, NR};
 use super::gemm::{gemm, AOperand, Epilogue, MatRef, PackB, PackedA};
+use super::simd::transpose8;
 use rayon::prelude::*;
 
 /// Shape of a convolution: channels, kernel size, zero padding and stride.
@@ -88,6 +89,18 @@ impl ConvGeometry {
     /// dY and then writes and reads `cin·kh·kw` rows of dcol.
     fn backward_by_col2im(&self) -> bool {
         self.stride > 1 || self.cout + 2 * self.patch_len() < self.cout * self.kh * self.kw
+    }
+
+    /// Whether the weight gradient goes through [`weight_gradient_by_columns`]: for stride 1
+    /// when it packs less than half as much per pixel (`cin·kh` rows of its `col(X)ᵀ`, and
+    /// `cout·kw` rows of shifted dY written and packed) as the direct route (`cin·kh·kw` rows of
+    /// `col(X)ᵀ` and `cout` of dY). Only layers with few output channels and wide kernels
+    /// qualify: the 9x9 32 -> 3 last layer (342 against 2595), not a 3x3 128 -> 128 (1152
+    /// against 1280).
+    fn weight_gradient_by_columns(&self) -> bool {
+        self.stride == 1
+            && self.kw > 1
+            && 2 * (self.cin * self.kh + 2 * self.cout * self.kw) < self.patch_len() + self.cout
     }
 }
 
@@ -207,13 +220,17 @@ fn planes(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> (Cow<'_, [f32]>, us
     out.par_chunks_mut(ph * pw).enumerate().for_each(|(plane, dst)| {
         let (ci, py, px) = (plane / (s * s), plane / s % s, plane % s);
         let src = &x[ci * h * w..][..h * w];
+        // The columns j of x: pad_w <= s·j + px < pad_w + w.
+        let j_lo = g.pad_w.saturating_sub(px).div_ceil(s).min(pw);
+        let j_hi = (g.pad_w + w).saturating_sub(px).div_ceil(s).clamp(j_lo, pw);
+        if j_lo == j_hi {
+            return;
+        }
         for (i, row) in dst.chunks_exact_mut(pw).enumerate() {
             let Some(iy) = (s * i + py).checked_sub(g.pad_h).filter(|&iy| iy < h) else { continue };
-            let src = &src[iy * w..][..w];
-            for (j, v) in row.iter_mut().enumerate() {
-                if let Some(&x) = (s * j + px).checked_sub(g.pad_w).and_then(|ix| src.get(ix)) {
-                    *v = x;
-                }
+            let src = &src[iy * w + s * j_lo + px - g.pad_w..];
+            for (v, &x) in row[j_lo..j_hi].iter_mut().zip(src.iter().step_by(s)) {
+                *v = x;
             }
         }
     });
@@ -252,7 +269,6 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
             InputGradient::Col2im(wt) => {
                 // Bands of output rows, in order: each band's dcol is added into dx before the
                 // next band's is made, so overlapping patches sum in a fixed order.
-                dx.fill(0.0);
                 let band = (DCOL_BAND_FLOATS / (g.patch_len() * wo).max(1)).clamp(1, ho);
                 let mut dcol = vec![0.0; g.patch_len() * band * wo];
                 let dy = MatRef::row_major(dy, g.cout, ho * wo);
@@ -268,31 +284,39 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
 }
 
 /// `dx [cin, h, w] +=` the patch rows of `dcol` (`[cin·kh·kw, rows·wo]`, output rows `oy`)
-/// put back where im2col took them from. One channel per task, each summed in a fixed order,
-/// so the result does not depend on the thread count.
+/// put back where im2col took them from (`dx =` for the first band, `oy.start == 0`).
+///
+/// One task per row of dx (per channel and input row `iy`) gathers what the band sends it:
+/// for each kernel row ky whose output row `oy = (iy + pad_h - ky) / s` is in the band, the
+/// `kw` shifted dcol rows, added in (ky, kx) order. So rows never race, every element is summed
+/// in a fixed order whatever the thread count, and a layer with 3 input channels still has
+/// enough tasks for every thread.
 fn col2im(dcol: &[f32], g: ConvGeometry, (h, w): (usize, usize), oy: std::ops::Range<usize>, dx: &mut [f32]) {
     let (_, wo) = g.output_size(h, w).expect("forward ran on this size");
     let (s, pixels) = (g.stride, oy.len() * wo);
-    dx.par_chunks_mut(h * w).enumerate().for_each(|(ci, plane)| {
+    dx.par_chunks_mut(w).enumerate().for_each(|(r, out)| {
+        let (ci, iy) = (r / h, r % h);
+        if oy.start == 0 {
+            out.fill(0.0);
+        }
         for ky in 0..g.kh {
+            let Some(t) = (iy + g.pad_h).checked_sub(ky).filter(|t| t % s == 0) else { continue };
+            let Some(band_row) = (t / s).checked_sub(oy.start).filter(|&b| b < oy.len()) else { continue };
             for kx in 0..g.kw {
-                let row = &dcol[((ci * g.kh + ky) * g.kw + kx) * pixels..][..pixels];
                 // ix = s·ox + kx - pad_w must lie in 0..w.
                 let ox_lo = g.pad_w.saturating_sub(kx).div_ceil(s).min(wo);
                 let ox_hi = (w + g.pad_w).saturating_sub(kx).div_ceil(s).clamp(ox_lo, wo);
                 if ox_lo == ox_hi {
                     continue;
                 }
-                for (src, oy) in row.chunks_exact(wo).zip(oy.clone()) {
-                    let Some(iy) = (s * oy + ky).checked_sub(g.pad_h).filter(|&iy| iy < h) else { continue };
-                    let src = &src[ox_lo..ox_hi];
-                    let start = iy * w + s * ox_lo + kx - g.pad_w;
-                    let dst = &mut plane[start..start + s * (src.len() - 1) + 1];
-                    if s == 1 {
-                        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-                    } else {
-                        dst.iter_mut().step_by(s).zip(src).for_each(|(d, s)| *d += s);
-                    }
+                let row = (ci * g.kh + ky) * g.kw + kx;
+                let src = &dcol[row * pixels + band_row * wo..][ox_lo..ox_hi];
+                let start = s * ox_lo + kx - g.pad_w;
+                let dst = &mut out[start..start + s * (src.len() - 1) + 1];
+                if s == 1 {
+                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                } else {
+                    dst.iter_mut().step_by(s).zip(src).for_each(|(d, s)| *d += s);
                 }
             }
         }
@@ -306,13 +330,17 @@ fn col2im(dcol: &[f32], g: ConvGeometry, (h, w): (usize, usize), oy: std::ops::R
 /// P output pixels as its K: never split across threads, summed in KC blocks in order, and
 /// the images added in order (each GEMM accumulates into dW), so the result is the same for
 /// any thread count. `col(X)ᵀ` is packed panel by panel from the padded image ([`Im2colT`]),
-/// never materialised. Runs only for trainable weights (never for VGG).
+/// never materialised. Layers with few output channels and wide kernels take
+/// `weight_gradient_by_columns` instead (the same GEMM on a `kh x 1` convolution). Runs only for trainable weights (never for VGG).
 pub fn conv_backward_weight(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
     let pixels = ho * wo;
     assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
     assert_eq!(dy.len(), n * g.cout * pixels, "conv output gradient is [n, cout, ho, wo]");
     assert_eq!(dw.len(), g.cout * g.patch_len(), "conv weight gradient is [cout, cin, kh, kw]");
+    if g.weight_gradient_by_columns() {
+        return weight_gradient_by_columns(g, x, n, h, w, dy, dw);
+    }
     if n == 0 {
         dw.fill(0.0);
     }
@@ -320,6 +348,41 @@ pub fn conv_backward_weight(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: u
         let col = Im2col::new(x, g, h, w);
         let epilogue = Epilogue { accumulate: i > 0, ..Epilogue::default() };
         gemm(AOperand::View(MatRef::row_major(dy, g.cout, pixels)), &col.t(), dw, epilogue);
+    }
+}
+
+/// [`conv_backward_weight`] for layers with few output channels, where each packed float of
+/// `col(X)ᵀ` would feed only `cout` multiply-adds (3 for the 9x9 last layer, whose `col(X)ᵀ`
+/// has 2592 columns).
+///
+/// A `kh x kw` convolution (stride 1) is the sum over kx of `kh x 1` convolutions of the input
+/// shifted by kx columns. So `dW[co, ci, ky, kx]` is the weight gradient of one `kh x 1`
+/// convolution with `cout·kw` outputs over the padded width `wp = w + 2·pad_w`, whose output
+/// gradient is dY shifted: `dY'[(co, kx), oy, i] = dY[co, oy, i - kx]` (zero outside
+/// `0..wo`). Its `col(X)ᵀ` has `kw` times fewer columns, each float of it feeding `cout·kw`
+/// multiply-adds, for `wp / wo` times the arithmetic (3% at 256 pixels) and a `dY'` of
+/// `kw·wp / wo` times dY's size.
+fn weight_gradient_by_columns(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
+    let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
+    let columns = ConvGeometry { cout: g.cout * g.kw, kw: 1, ..g };
+    let wp = w + 2 * g.pad_w;
+    assert_eq!(columns.output_size(h, w), Some((ho, wp)));
+    let mut shifted = vec![0.0; n * columns.cout * ho * wp];
+    shifted.par_chunks_mut(ho * wp).enumerate().for_each(|(plane, out)| {
+        let (i, co, kx) = (plane / columns.cout, plane % columns.cout / g.kw, plane % g.kw);
+        let src = &dy[(i * g.cout + co) * ho * wo..][..ho * wo];
+        for (dst, src) in out.chunks_exact_mut(wp).zip(src.chunks_exact(wo)) {
+            dst[kx..kx + wo].copy_from_slice(src);
+        }
+    });
+    let mut dw_columns = vec![0.0; dw.len()];
+    conv_backward_weight(columns, x, n, h, w, &shifted, &mut dw_columns);
+    // [(co, kx), ci, ky] -> [co, ci, ky, kx]
+    for (co_kx, d) in dw_columns.chunks_exact(g.cin * g.kh).enumerate() {
+        let (co, kx) = (co_kx / g.kw, co_kx % g.kw);
+        for (ci_ky, &v) in d.iter().enumerate() {
+            dw[(co * g.cin * g.kh + ci_ky) * g.kw + kx] = v;
+        }
     }
 }
 
@@ -340,14 +403,17 @@ pub fn conv_backward_bias(dy: &[f32], n: usize, pixels: usize, db: &mut [f32]) {
 /// `x[ci, s·oy + ky, s·ox + kx]`, which is pixel `(oy + ky/s, ox + kx/s)` of the plane
 /// `(ci, ky mod s, kx mod s)` of `planes`. So row k is the planes shifted by
 /// `offset(k) = ((plane·plane_h) + ky/s)·plane_w + kx/s`, and `B[k, n] = x[offset(k) +
-/// oy·plane_w + ox]`. A micro-panel of NR pixels inside one output row is then NR consecutive
+/// oy·plane_w + ox]`. (`offset(k) = ci·channel_len + taps[ky·kw + kx]`, where a channel's
+/// planes are `channel_len` floats and `taps` holds the rest, so the packing loops need no
+/// division per row.) A micro-panel of NR pixels inside one output row is then NR consecutive
 /// floats of a plane in every row k, and the micro-kernel reads it in place ("implicit
 /// GEMM"); only panels that wrap to the next output row are packed.
 pub struct Im2col<'a> {
     x: Cow<'a, [f32]>,
     g: ConvGeometry,
-    plane_h: usize,
     plane_w: usize,
+    channel_len: usize,
+    taps: Vec<usize>,
     wo: usize,
     pixels: usize,
 }
@@ -358,7 +424,12 @@ impl<'a> Im2col<'a> {
         assert_eq!(x.len(), g.cin * h * w, "im2col input is [cin, h, w]");
         let (ho, wo) = g.output_size(h, w).expect("kernel larger than the image");
         let (x, plane_h, plane_w) = planes(x, g, h, w);
-        Im2col { x, g, plane_h, plane_w, wo, pixels: ho * wo }
+        let s = g.stride;
+        let taps = (0..g.kh)
+            .flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx)))
+            .map(|(ky, kx)| (((ky % s) * s + kx % s) * plane_h + ky / s) * plane_w + kx / s)
+            .collect();
+        Im2col { x, g, plane_w, channel_len: s * s * plane_h * plane_w, taps, wo, pixels: ho * wo }
     }
 
     /// `col(x)ᵀ`, as the B operand of the weight gradient.
@@ -368,11 +439,13 @@ impl<'a> Im2col<'a> {
 
     /// `offset(k)` for rows `k0..k0 + offsets.len()`.
     fn row_offsets(&self, k0: usize, offsets: &mut [usize]) {
-        let ConvGeometry { kh, kw, stride: s, .. } = self.g;
-        for (k, o) in (k0..).zip(offsets) {
-            let (ci, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-            let plane = (ci * s + ky % s) * s + kx % s;
-            *o = (plane * self.plane_h + ky / s) * self.plane_w + kx / s;
+        let (mut ci, mut tap) = (k0 / self.taps.len(), k0 % self.taps.len());
+        for o in offsets {
+            *o = ci * self.channel_len + self.taps[tap];
+            tap += 1;
+            if tap == self.taps.len() {
+                (ci, tap) = (ci + 1, 0);
+            }
         }
     }
 
@@ -403,13 +476,17 @@ impl PackB for Im2col<'_> {
     }
 
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
-        let mut offsets = [0; KC];
-        self.row_offsets(k0, &mut offsets[..kc]);
+        let mut offsets = None;
         for (p, panel) in out.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
             let j0 = n0 + p * NR;
             if self.panel_in_place(j0).is_some() {
                 continue;
             }
+            let offsets = offsets.get_or_insert_with(|| {
+                let mut o = [0; KC];
+                self.row_offsets(k0, &mut o[..kc]);
+                o
+            });
             let width = NR.min(n0 + nc - j0);
             let mut runs = [(0, 0, 0); NR];
             let n_runs = self.pixel_runs(j0, width, &mut runs);
@@ -435,9 +512,9 @@ impl PackB for Im2col<'_> {
 }
 
 /// `col(x)ᵀ` (`P x cin·kh·kw`), the B operand of `dW = dY · col(X)ᵀ`: its rows are output
-/// pixels, its columns patch positions. A column of it is a row of `col(x)`, so a panel is
-/// packed column by column, each read straight through from its plane (runs of consecutive
-/// pixels) and dealt down the panel, NR floats apart.
+/// pixels, its columns patch positions. A column of it is a row of `col(x)`, runs of
+/// consecutive floats of a plane; a panel is packed eight columns at a time, eight floats of
+/// each read and transposed into eight panel rows ([`transpose8`]).
 pub struct Im2colT<'a>(&'a Im2col<'a>);
 
 impl PackB for Im2colT<'_> {
@@ -459,11 +536,27 @@ impl PackB for Im2colT<'_> {
             let j0 = n0 + p * NR;
             let width = NR.min(n0 + nc - j0);
             col.row_offsets(j0, &mut offsets[..width]);
-            for (j, &offset) in offsets[..width].iter().enumerate() {
-                for &(r, start, len) in runs {
-                    let src = &col.x[offset + start..][..len];
-                    for (v, &x) in panel[r * NR + j..].iter_mut().step_by(NR).zip(src) {
-                        *v = x;
+            for &(r, start, len) in runs {
+                // Panel rows r.., columns j..j + 8 at a time, from eight runs of `len` floats.
+                for j in (0..width).step_by(8) {
+                    let cols = 8.min(width - j);
+                    let src: [&[f32]; 8] =
+                        std::array::from_fn(|c| &col.x[offsets[j + c.min(cols - 1)] + start..][..len]);
+                    let rows = &mut panel[r * NR..][..len * NR];
+                    let mut t = 0;
+                    if cols == 8 {
+                        while t + 8 <= len {
+                            let tile = transpose8(std::array::from_fn(|c| load8(&src[c][t..])));
+                            for (row, tile_row) in rows[t * NR..].chunks_exact_mut(NR).zip(&tile) {
+                                row[j..j + 8].copy_from_slice(tile_row);
+                            }
+                            t += 8;
+                        }
+                    }
+                    for (t, row) in rows.chunks_exact_mut(NR).enumerate().skip(t) {
+                        for (c, v) in row[j..j + cols].iter_mut().enumerate() {
+                            *v = src[c][t];
+                        }
                     }
                 }
             }
@@ -474,6 +567,13 @@ impl PackB for Im2colT<'_> {
             }
         }
     }
+}
+
+/// The first 8 floats of `s`.
+#[inline(always)]
+fn load8(s: &[f32]) -> [f32; 8] {
+    let s = &s[..8];
+    [s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]
 }
 
 /// `dst = src` for runs of at most NR floats: a whole panel row is a fixed-size copy (two
