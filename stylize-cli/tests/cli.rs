@@ -385,6 +385,7 @@ fn help_explains_the_main_command() {
     for flag in ["--size", "--style-blend", "--preserve-colors", "--scales", "--optimizer", "--init", "--log"] {
         assert!(help.contains(flag), "run --help lacks {flag}");
     }
+    assert!(help.contains("ICC colour profile") && help.contains("ignored"), "run --help says profiles are ignored");
 }
 
 /// `train` then `apply` through the binary: a model, a checkpoint, a log and a preview are

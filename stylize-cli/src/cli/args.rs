@@ -45,6 +45,9 @@ pub enum Command {
     /// Stylise a content image with one or more style images and write the result
     #[command(long_about = "Stylise CONTENT with the STYLE image(s) and write the result to --output.\n\n\
         The output path is checked before any work starts; it is written whole or not at all.\n\n\
+        Images are read as sRGB: an embedded ICC colour profile (Adobe RGB, Display P3) is ignored, \
+        so such a photo's colours come out duller than a colour-managed viewer shows them; convert it \
+        to sRGB first.\n\n\
         Example: stylize run content.jpg style.jpg -o out.png")]
     Run(RunArgs),
     /// Print the losses and the gradient at x = content, for checks against the reference
