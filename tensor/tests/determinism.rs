@@ -54,8 +54,8 @@ fn results_are_bit_identical_across_runs_and_thread_counts() {
 fn run_layers(seed: u64) -> Vec<u32> {
     let mut rng = Rng::new(seed);
     let mut t = |dims: &[usize]| Tensor::new(dims, rng.vec(dims.iter().product())).unwrap();
-    // 3·16 planes of 37x29 (ragged against every chunk size), 2·37·2·29 = 4292 values per
-    // batch-norm plane after upsampling.
+    // 3·16 planes of 37x29 (ragged against every chunk size), padded to 45x37 and upsampled to
+    // 90x74: 3·90·74 = 19980 values per batch-norm channel.
     let (image, g1, b1, g2, b2) = (t(&[3, 16, 37, 29]), t(&[16]), t(&[16]), t(&[16]), t(&[16]));
 
     let mut tape = Tape::new();

@@ -35,10 +35,9 @@ use rayon::prelude::*;
 
 /// Accumulators per sum: element `i` of a plane goes to accumulator `i % ACC`. Independent
 /// accumulators let the f64 additions overlap instead of forming one chain as long as the plane:
-/// 32 make four chains of f64x8 vectors (eight of f64x4 on AVX2), enough to hide the latency of
-/// an addition (3-4 cycles). With a single vector of 8 the statistics ran at one vector
-/// addition per latency, a quarter of the speed. A constant, not the vector width, so that the
-/// bits are the same on every build.
+/// 32 make four chains of f64x8 vectors (eight of f64x4 on AVX2), so a sum is not held to one
+/// vector addition per addition latency (3-4 cycles), as it is with 8. A constant, not the
+/// vector width, so that the bits are the same on every build.
 pub const ACC: usize = 32;
 
 /// Which values share one mean and variance, and where those come from.
