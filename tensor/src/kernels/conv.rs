@@ -27,7 +27,9 @@
 //!
 //! Backward to the weights: `dW = Σ_images dY · col(X)ᵀ` (`cout x P` by `P x cin·kh·kw`), one
 //! parallel GEMM per image, each accumulating into dW, with [`Im2colT`] packing the panels of
-//! `col(X)ᵀ` straight from the padded image as [`Im2col`] does for the forward.
+//! `col(X)ᵀ` straight from the padded image as [`Im2col`] does for the forward. A layer with
+//! few output channels and a wide kernel (the 9x9 32 -> 3 last layer) instead takes the same
+//! GEMM for a `kh x 1` convolution with `cout·kw` outputs (see `weight_gradient_by_columns`).
 
 use std::borrow::Cow;
 
