@@ -105,6 +105,37 @@ pub const META_WIDTH: &str = "width";
 pub const META_VARIANT: &str = "variant";
 pub const ARCH: &str = "johnson2016";
 
+/// The layers in model-file naming, as `(convolutions, norms)`: one list that serves the
+/// shared walks and, with `mut`, the mutable ones, so the names are written once.
+macro_rules! named_layers {
+    ($net:expr $(, $m:ident)?) => {{
+        let p = $net.variant.norm_prefix();
+        let mut convs = vec![
+            ("conv1".to_string(), &$($m)? $net.conv1),
+            ("conv2".to_string(), &$($m)? $net.conv2),
+            ("conv3".to_string(), &$($m)? $net.conv3),
+            ("deconv1".to_string(), &$($m)? $net.deconv1),
+            ("deconv2".to_string(), &$($m)? $net.deconv2),
+            ("deconv3".to_string(), &$($m)? $net.deconv3),
+        ];
+        let mut norms = vec![
+            (format!("{p}1"), &$($m)? $net.norm1),
+            (format!("{p}2"), &$($m)? $net.norm2),
+            (format!("{p}3"), &$($m)? $net.norm3),
+            (format!("{p}4"), &$($m)? $net.norm4),
+            (format!("{p}5"), &$($m)? $net.norm5),
+        ];
+        for (i, Residual { conv1, norm1, conv2, norm2 }) in (&$($m)? $net.res).into_iter().enumerate() {
+            let name = format!("res{}", i + 1);
+            convs.push((format!("{name}.conv1"), conv1));
+            convs.push((format!("{name}.conv2"), conv2));
+            norms.push((format!("{name}.{p}1"), norm1));
+            norms.push((format!("{name}.{p}2"), norm2));
+        }
+        (convs, norms)
+    }};
+}
+
 impl Transformer {
     /// A freshly initialised network (PyTorch's default initialisation, from `seed`).
     pub fn new(width: usize, variant: Variant, seed: u64) -> Self {
@@ -176,68 +207,37 @@ impl Transformer {
 
     /// Every parameter with its model-file name, in a fixed order.
     pub fn params(&self) -> Vec<(String, &Tensor)> {
-        let p = self.variant.norm_prefix();
+        let (convs, norms) = named_layers!(self);
         let mut out = Vec::new();
-        self.conv1.params("conv1", &mut out);
-        self.norm1.params(&format!("{p}1"), &mut out);
-        self.conv2.params("conv2", &mut out);
-        self.norm2.params(&format!("{p}2"), &mut out);
-        self.conv3.params("conv3", &mut out);
-        self.norm3.params(&format!("{p}3"), &mut out);
-        for (i, r) in self.res.iter().enumerate() {
-            let name = format!("res{}", i + 1);
-            r.conv1.params(&format!("{name}.conv1"), &mut out);
-            r.norm1.params(&format!("{name}.{p}1"), &mut out);
-            r.conv2.params(&format!("{name}.conv2"), &mut out);
-            r.norm2.params(&format!("{name}.{p}2"), &mut out);
-        }
-        self.deconv1.params("deconv1", &mut out);
-        self.norm4.params(&format!("{p}4"), &mut out);
-        self.deconv2.params("deconv2", &mut out);
-        self.norm5.params(&format!("{p}5"), &mut out);
-        self.deconv3.params("deconv3", &mut out);
+        convs.into_iter().for_each(|(name, c)| c.params(&name, &mut out));
+        norms.into_iter().for_each(|(name, n)| n.params(&name, &mut out));
         out
     }
 
     /// [`Transformer::params`], mutable, in the same order.
     pub fn params_mut(&mut self) -> Vec<(String, &mut Tensor)> {
-        let p = self.variant.norm_prefix();
+        let (convs, norms) = named_layers!(self, mut);
         let mut out = Vec::new();
-        self.conv1.params_mut("conv1", &mut out);
-        self.norm1.params_mut(&format!("{p}1"), &mut out);
-        self.conv2.params_mut("conv2", &mut out);
-        self.norm2.params_mut(&format!("{p}2"), &mut out);
-        self.conv3.params_mut("conv3", &mut out);
-        self.norm3.params_mut(&format!("{p}3"), &mut out);
-        for (i, r) in self.res.iter_mut().enumerate() {
-            let name = format!("res{}", i + 1);
-            r.conv1.params_mut(&format!("{name}.conv1"), &mut out);
-            r.norm1.params_mut(&format!("{name}.{p}1"), &mut out);
-            r.conv2.params_mut(&format!("{name}.conv2"), &mut out);
-            r.norm2.params_mut(&format!("{name}.{p}2"), &mut out);
-        }
-        self.deconv1.params_mut("deconv1", &mut out);
-        self.norm4.params_mut(&format!("{p}4"), &mut out);
-        self.deconv2.params_mut("deconv2", &mut out);
-        self.norm5.params_mut(&format!("{p}5"), &mut out);
-        self.deconv3.params_mut("deconv3", &mut out);
+        convs.into_iter().for_each(|(name, c)| c.params_mut(&name, &mut out));
+        norms.into_iter().for_each(|(name, n)| n.params_mut(&name, &mut out));
         out
     }
 
     /// The batch-norm layers' running statistics, by layer name (none for instance norm).
+    fn running(&self) -> Vec<(String, &tensor::RunningStats)> {
+        let (_, norms) = named_layers!(self);
+        norms
+            .into_iter()
+            .filter_map(|(name, n)| match n {
+                Norm::Batch { running, .. } => Some((name, running)),
+                Norm::Instance { .. } => None,
+            })
+            .collect()
+    }
+
+    /// [`Transformer::running`], mutable and by name.
     fn running_mut(&mut self) -> BTreeMap<String, &mut tensor::RunningStats> {
-        let p = self.variant.norm_prefix();
-        let mut norms: Vec<(String, &mut Norm)> = vec![
-            (format!("{p}1"), &mut self.norm1),
-            (format!("{p}2"), &mut self.norm2),
-            (format!("{p}3"), &mut self.norm3),
-            (format!("{p}4"), &mut self.norm4),
-            (format!("{p}5"), &mut self.norm5),
-        ];
-        for (i, r) in self.res.iter_mut().enumerate() {
-            norms.push((format!("res{}.{p}1", i + 1), &mut r.norm1));
-            norms.push((format!("res{}.{p}2", i + 1), &mut r.norm2));
-        }
+        let (_, norms) = named_layers!(self, mut);
         norms
             .into_iter()
             .filter_map(|(name, n)| match n {
@@ -292,8 +292,7 @@ impl Transformer {
         for (name, t) in self.params() {
             m.tensors.insert(name, t.clone());
         }
-        let mut copy = self.clone();
-        for (name, r) in copy.running_mut() {
+        for (name, r) in self.running() {
             let c = r.channels();
             m.tensors.insert(format!("{name}.running_mean"), Tensor::new([c], r.mean().to_vec()).expect("sized"));
             m.tensors.insert(format!("{name}.running_var"), Tensor::new([c], r.var().to_vec()).expect("sized"));

@@ -150,3 +150,17 @@ fn model_files_that_do_not_describe_a_network_are_refused() {
     Transformer::from_model_file(&mut m).unwrap();
     m.finish().unwrap();
 }
+
+/// The batch-norm variant keeps its running statistics in the file and gets them back.
+#[test]
+fn batch_norm_models_round_trip_with_their_running_statistics() {
+    let net = Transformer::new(4, Variant::BatchLeaky, 5);
+    let file = net.to_model_file();
+    assert!(file.tensors.contains_key("res2.bn1.running_var") && file.tensors.contains_key("bn5.running_mean"));
+    let here = std::path::Path::new("bn.safetensors");
+    let mut m = ModelFile::from_bytes(&file.to_bytes(), here).unwrap();
+    let back = Transformer::from_model_file(&mut m).unwrap();
+    m.finish().unwrap();
+    assert_eq!(back.variant, Variant::BatchLeaky);
+    assert_eq!(back.to_model_file().to_bytes(), file.to_bytes());
+}
