@@ -12,7 +12,7 @@
 //! res1..res5: x + in2(conv2(relu(in1(conv1(x)))))   4w channels, 1/4
 //! deconv1  up 2x, 3x3, 4w -> 2w, in4, relu            1/2
 //! deconv2  up 2x, 3x3, 2w -> w, in5, relu             full
-//! deconv3  9x9, w -> 3                                 the picture
+//! deconv3  9x9, w -> 3, times OUTPUT_SCALE            the picture
 //! ```
 //! `w` is the width: 32 is the paper's network (1.68 M parameters), 16 a quarter of the work.
 //! Every convolution pads by reflection. The [`Variant::BatchLeaky`] variant swaps each instance
@@ -22,7 +22,9 @@
 //! The network works in VGG's space (BGR minus the ImageNet mean, `vgg::Vgg19::preprocess`) at
 //! both ends: its input is a preprocessed photo, its output goes straight into the perceptual
 //! loss, and only the saved picture is taken back to RGB (clamped to 0..255 when saved, as the
-//! reference implementations do, rather than squashed by a final nonlinearity).
+//! reference implementations do, rather than squashed by a final nonlinearity). The last
+//! convolution's output is multiplied by [`OUTPUT_SCALE`], the role of Johnson et al.'s scaled
+//! tanh: see there.
 
 use std::collections::BTreeMap;
 
@@ -103,7 +105,17 @@ pub struct Transformer {
 pub const META_ARCH: &str = "arch";
 pub const META_WIDTH: &str = "width";
 pub const META_VARIANT: &str = "variant";
-pub const ARCH: &str = "johnson2016";
+/// `-s`: the last layer's output is scaled by [`OUTPUT_SCALE`] (files without it are refused).
+pub const ARCH: &str = "johnson2016-s";
+
+/// The last convolution's output is multiplied by this. Its input is normalised (about unit
+/// size) and its weights start at about `1/sqrt(fan_in)`, so without a scale the first pictures
+/// are a flat grey of a few levels, and Adam, which moves each weight by about the learning rate
+/// per step, needs thousands of steps only to reach the picture's range of about ±128 (measured:
+/// after 200 steps at 1e-3 the network still gave a faint grey copy of its photo). Johnson et
+/// al. end with `150 * tanh`, which is this scale near zero; the picture is clamped to 0..255
+/// when saved.
+pub const OUTPUT_SCALE: f32 = 128.0;
 
 /// The layers in model-file naming, as `(convolutions, norms)`: one list that serves the
 /// shared walks and, with `mut`, the mutable ones, so the names are written once.
@@ -202,7 +214,8 @@ impl Transformer {
         let y = self.block(ctx, &y, (&self.deconv1, "deconv1"), (&self.norm4, 4))?;
         let y = ctx.tape.upsample_nearest2x(&y)?;
         let y = self.block(ctx, &y, (&self.deconv2, "deconv2"), (&self.norm5, 5))?;
-        self.deconv3.forward(ctx, "deconv3", &y)
+        let y = self.deconv3.forward(ctx, "deconv3", &y)?;
+        Ok(ctx.tape.scale(&y, OUTPUT_SCALE))
     }
 
     /// Every parameter with its model-file name, in a fixed order.

@@ -16,15 +16,21 @@ use tensor::Tensor;
 use crate::image::size;
 
 /// Where tiles start along an axis of `len` pixels: tiles of `tile` pixels, consecutive starts
-/// `tile - overlap` apart, the last one flush with the end. One tile if it fits.
-pub fn starts(len: usize, tile: usize, overlap: usize) -> Vec<usize> {
-    assert!(overlap < tile, "tiles of {tile} pixels cannot overlap by {overlap}");
+/// about `tile - overlap` apart, the last tile ending flush with the end. One tile if it fits.
+/// Every start is a multiple of `align`, so that a network that halves its input `k` times
+/// (`align = 2^k`) sees each tile on the same pixel grid as the whole image: shifted by a pixel
+/// or two, its output would differ. The last tile may be up to `align - 1` pixels shorter.
+pub fn starts(len: usize, tile: usize, overlap: usize, align: usize) -> Vec<usize> {
+    assert!(overlap + align <= tile, "tiles of {tile} pixels cannot overlap by {overlap} on a grid of {align}");
     if len <= tile {
         return vec![0];
     }
-    let step = tile - overlap;
+    let step = (tile - overlap) / align * align;
     let mut starts: Vec<usize> = (0..).map(|i| i * step).take_while(|&s| s + tile < len).collect();
-    starts.push(len - tile);
+    let last = (len - tile).div_ceil(align) * align;
+    if starts.last() != Some(&last) {
+        starts.push(last);
+    }
     starts
 }
 
@@ -41,26 +47,27 @@ fn weight(i: usize, n: usize, start: usize, len: usize, overlap: usize) -> f32 {
 }
 
 /// `f` over `img` (`[1, c, h, w]`) in tiles of at most `tile x tile` pixels overlapping by
-/// `overlap`, blended as the module docs say. `f` must return a tensor of its input's size
-/// (any channel count).
+/// `overlap` and starting on multiples of `align` ([`starts`]), blended as the module docs say.
+/// `f` must return a tensor of its input's size (any channel count).
 pub fn map_tiles<E>(
     img: &Tensor,
     tile: usize,
     overlap: usize,
+    align: usize,
     mut f: impl FnMut(&Tensor) -> Result<Tensor, E>,
 ) -> Result<Tensor, E> {
     let (w, h) = size(img);
-    let (xs, ys) = (starts(w, tile, overlap), starts(h, tile, overlap));
+    let (xs, ys) = (starts(w, tile, overlap, align), starts(h, tile, overlap, align));
     if xs.len() == 1 && ys.len() == 1 {
         return f(img);
     }
     let c_in = img.shape().dims()[1];
-    let (tw, th) = (tile.min(w), tile.min(h));
     let mut out: Vec<f32> = Vec::new();
     let mut weights = vec![0.0f32; w * h];
     let mut c_out = 0;
     for &y0 in &ys {
         for &x0 in &xs {
+            let (tw, th) = (tile.min(w - x0), tile.min(h - y0));
             let mut crop = Vec::with_capacity(c_in * tw * th);
             for plane in img.data().chunks_exact(w * h) {
                 for row in plane.chunks_exact(w).skip(y0).take(th) {
@@ -100,14 +107,20 @@ mod tests {
 
     #[test]
     fn tiles_cover_the_axis_and_end_flush() {
-        assert_eq!(starts(100, 128, 16), [0]);
-        assert_eq!(starts(128, 128, 16), [0]);
-        assert_eq!(starts(129, 128, 16), [0, 1]);
-        assert_eq!(starts(300, 128, 16), [0, 112, 172]);
-        for len in [129, 300, 1000, 3840] {
-            let s = starts(len, 128, 32);
-            assert!(s.windows(2).all(|p| p[1] > p[0] && p[1] <= p[0] + 96), "{s:?}");
-            assert_eq!(s.last().unwrap() + 128, len);
+        assert_eq!(starts(100, 128, 16, 1), [0]);
+        assert_eq!(starts(128, 128, 16, 1), [0]);
+        assert_eq!(starts(129, 128, 16, 1), [0, 1]);
+        assert_eq!(starts(300, 128, 16, 1), [0, 112, 172]);
+        assert_eq!(starts(129, 128, 16, 4), [0, 4]);
+        assert_eq!(starts(301, 128, 16, 4), [0, 112, 176]);
+        for len in [129, 300, 1000, 3839, 3840] {
+            for align in [1, 4] {
+                let s = starts(len, 128, 32, align);
+                assert!(s.windows(2).all(|p| p[1] > p[0] && p[1] <= p[0] + 96), "{s:?}");
+                assert!(s.iter().all(|x| x % align == 0), "{s:?}");
+                let end = s.last().unwrap() + 128;
+                assert!(end >= len && end < len + align, "{len}: {s:?}");
+            }
         }
     }
 
@@ -139,15 +152,15 @@ mod tests {
         let img = Tensor::uniform([1, 3, 45, 70], 0.0, 255.0, 9);
         let whole = blur(&img).unwrap();
         // Overlap 8: the blur's 1-pixel border effect lies inside the 2 pixels given weight 0.
-        let tiled = map_tiles(&img, 16, 8, blur).unwrap();
+        let tiled = map_tiles(&img, 16, 8, 1, blur).unwrap();
         assert_eq!(tiled.shape(), whole.shape());
         let worst = tiled.data().iter().zip(whole.data()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-3, "{worst}");
         // Overlap 2 has no margin: the border pixels blend in, and the result visibly differs.
-        let thin = map_tiles(&img, 16, 2, blur).unwrap();
+        let thin = map_tiles(&img, 16, 2, 1, blur).unwrap();
         let worst = thin.data().iter().zip(whole.data()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst > 1.0, "{worst}");
-        let identity = map_tiles(&img, 16, 6, |t| Ok::<_, Infallible>(t.clone())).unwrap();
+        let identity = map_tiles(&img, 16, 6, 4, |t| Ok::<_, Infallible>(t.clone())).unwrap();
         let worst = identity.data().iter().zip(img.data()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-4, "the weights are a partition of unity: {worst}");
     }
@@ -156,7 +169,7 @@ mod tests {
     fn one_tile_is_the_function_itself() {
         let img = Tensor::uniform([1, 3, 20, 30], 0.0, 1.0, 1);
         let mut calls = 0;
-        let out = map_tiles(&img, 32, 8, |t| {
+        let out = map_tiles(&img, 32, 8, 4, |t| {
             calls += 1;
             blur(t)
         })

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use common::npy::{load_npy_f32, load_npy_f64};
 use serde_json::Value;
 use stylize::image::{self, load_rgb};
+use stylize::objective::{Layers, Objective, Weights};
 
 fn stylize(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stylize")).args(args).output().expect("run stylize")
@@ -69,6 +70,38 @@ fn eval_json_matches_the_reference_and_writes_the_gradient() {
         let den: f64 = grad64.iter().map(|b| b * b).sum();
         assert!((num / den).sqrt() < 5e-3, "{case}: gradient relative L2 error {}", (num / den).sqrt());
     }
+}
+
+/// `eval --image X` scores a picture other than the content: here the content's negative, whose
+/// content loss is far from zero, with the same losses the library's objective gives it. A
+/// picture of another size is refused, naming both sizes.
+#[test]
+fn eval_scores_another_picture_of_the_contents_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (content, style) = (golden("a", "content.png"), golden("a", "style.png"));
+    let rgb = load_rgb(Path::new(&content)).unwrap();
+    let negative = tensor::Tensor::new(rgb.shape(), rgb.data().iter().map(|v| 255.0 - v).collect()).unwrap();
+    let x = dir.path().join("negative.png");
+    image::save(&negative, &x).unwrap();
+    let o = stylize(&["eval", "--content", &content, "--style", &style, "--image", x.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: Value = serde_json::from_slice(&o.stdout).unwrap();
+
+    let vgg = vgg::Vgg19::load(&vgg::resolve_weights_path(None).unwrap(), &Layers::default().names()).unwrap();
+    let styles = [(load_rgb(Path::new(&style)).unwrap(), 1.0)];
+    let objective = Objective::new(&vgg, &rgb, &styles, Layers::default(), Weights::default()).unwrap();
+    let (want, _) = objective.evaluate_rgb(&load_rgb(&x).unwrap()).unwrap();
+    assert!(want.content > 1.0, "the negative is far from the content: {want:?}");
+    for (key, w) in [("content", want.content), ("style", want.style), ("tv", want.tv), ("total", want.total)] {
+        let g = got[key].as_f64().unwrap();
+        assert!((g - w as f64).abs() <= 1e-5 * (w as f64).abs(), "{key}: {g} vs {w}");
+    }
+
+    let small = dir.path().join("small.png");
+    image::save(&image::resize_longest(&rgb, 16), &small).unwrap();
+    let o = stylize(&["eval", "--content", &content, "--style", &style, "--image", small.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("but the content is"), "{}", stderr(&o));
 }
 
 /// The acceptance run: 192 px, 100 L-BFGS steps, one scale, against the reference's loss after
@@ -385,7 +418,10 @@ fn help_explains_the_main_command() {
     for flag in ["--size", "--style-blend", "--preserve-colors", "--scales", "--optimizer", "--init", "--log"] {
         assert!(help.contains(flag), "run --help lacks {flag}");
     }
-    assert!(help.contains("ICC colour profile") && help.contains("ignored"), "run --help says profiles are ignored");
+    assert!(
+        help.contains("ICC colour profile") && help.contains("converted to sRGB"),
+        "run --help says profiles are honoured"
+    );
 }
 
 /// `train` then `apply` through the binary: a model, a checkpoint, a log and a preview are
@@ -428,10 +464,15 @@ fn train_then_apply_as_a_user_would() {
         assert!(dir.path().join(f).is_file(), "{f} was not written");
     }
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().next(), Some("step,content,style,tv,total,seconds"));
+    // A row logged after the last checkpoint, as if the run had died at step 3: the resumed
+    // run drops it, does step 3 again, and continues the same log.
+    std::fs::write(&log, std::fs::read_to_string(&log).unwrap() + "3,0,0,0,0,0\n").unwrap();
     let o = train(&["--steps", "4", "--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = std::fs::read_to_string(&log).unwrap();
-    assert!(rows.lines().nth(1).unwrap().starts_with("3,"), "the resumed run starts at step 3:\n{rows}");
+    let steps: Vec<&str> = rows.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(steps, ["1", "2", "3", "4"], "one log for the whole run:\n{rows}");
+    assert!(!rows.contains("3,0,0,0,0,0"), "the row past the checkpoint is dropped:\n{rows}");
 
     let out = dir.path().join("styled.png");
     let o =

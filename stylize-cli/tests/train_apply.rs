@@ -41,7 +41,7 @@ fn style() -> Vec<(Tensor, f32)> {
 }
 
 fn settings(steps: usize) -> TrainSettings {
-    TrainSettings { size: 32, steps, batch: 2, lr: 1e-2, width: 4, ..TrainSettings::default() }
+    TrainSettings { size: 32, steps, batch: 2, lr: 1e-3, width: 4, ..TrainSettings::default() }
 }
 
 #[test]
@@ -94,27 +94,56 @@ fn the_full_network_has_the_papers_parameter_count() {
     assert!((400_000..440_000).contains(&half), "{half}");
 }
 
-/// A picture larger than a tile, through tiles, against the same picture whole: the tiles use
-/// the whole picture's normalisation statistics, so the two agree except near seams, where the
-/// blend keeps the difference small.
+/// A picture larger than a tile, through tiles, against the same picture whole, with the shipped
+/// Starry Night network (a random one hides what a trained one shows: its strokes depend on the
+/// pixel grid and on the normalisation statistics). With the whole picture's statistics the
+/// tiles reproduce it but for the blend near their edges; with a 2x reduced copy's, strokes are
+/// a little weaker but there are still no seams (a difference that changes at tile edges).
 #[test]
 fn tiled_apply_matches_whole_apply() {
-    let net = Transformer::new(8, Variant::InstanceRelu, 3);
-    let rgb = resize_longest(&load_rgb(&common::repo("examples/content_tubingen.jpg")).unwrap(), 200);
+    let mut model = ModelFile::read(&common::repo("models/starry_night.safetensors")).unwrap();
+    let net = Transformer::from_model_file(&mut model).unwrap();
+    let rgb = resize_longest(&load_rgb(&common::repo("examples/content_tubingen.jpg")).unwrap(), 400);
     let whole = stylize::apply::stylize(&net, &rgb, 1000).unwrap();
-    let tiled = stylize::apply::stylize(&net, &rgb, 96).unwrap();
-    assert_eq!(size(&whole), size(&rgb));
-    assert_eq!(size(&tiled), size(&rgb));
-    let diff: Vec<f32> = whole.data().iter().zip(tiled.data()).map(|(a, b)| (a - b).abs()).collect();
-    let mean = diff.iter().sum::<f32>() / diff.len() as f32;
-    let worst = diff.iter().fold(0.0f32, |m, &d| m.max(d));
     let spread = {
         let m = whole.data().iter().sum::<f32>() / whole.data().len() as f32;
         (whole.data().iter().map(|v| (v - m).powi(2)).sum::<f32>() / whole.data().len() as f32).sqrt()
     };
-    eprintln!("tiled vs whole: mean |diff| {mean}, worst {worst}, output spread {spread}");
-    assert!(mean < 0.02 * spread.max(1.0), "mean difference {mean} against a spread of {spread}");
-    assert!(worst < 0.5 * spread.max(1.0), "worst difference {worst} against a spread of {spread}");
+    let (w, h) = size(&rgb);
+    for (stats_side, mean_bound, worst_bound) in [(400, 0.01, 0.3), (200, 0.2, 4.0)] {
+        let tiled = stylize::apply::stylize_tiled(&net, &rgb, 128, stats_side).unwrap();
+        assert_eq!(size(&tiled), (w, h));
+        let diff: Vec<f32> = whole.data().iter().zip(tiled.data()).map(|(a, b)| (a - b).abs()).collect();
+        let mean = diff.iter().sum::<f32>() / diff.len() as f32;
+        let worst = diff.iter().fold(0.0f32, |m, &d| m.max(d));
+        eprintln!("stats at {stats_side} px: mean |diff| {mean}, worst {worst}, output spread {spread}");
+        assert!(
+            mean < mean_bound * spread,
+            "stats at {stats_side}: mean difference {mean} against a spread of {spread}"
+        );
+        assert!(
+            worst < worst_bound * spread,
+            "stats at {stats_side}: worst difference {worst} against a spread of {spread}"
+        );
+        // No seams: the mean difference in the 8-pixel columns around each inner tile edge is
+        // not much above the mean difference elsewhere.
+        let column_diff = |x0: usize, x1: usize| {
+            let mut sum = 0.0;
+            for plane in diff.chunks_exact(w * h) {
+                for row in plane.chunks_exact(w) {
+                    sum += row[x0..x1].iter().sum::<f32>();
+                }
+            }
+            sum / (3 * h * (x1 - x0)) as f32
+        };
+        for &edge in &stylize::tiles::starts(w, 128, 64, 4)[1..] {
+            let near = column_diff(edge, edge + 8);
+            assert!(
+                near < 2.0 * mean + 0.5,
+                "stats at {stats_side}: {near} at the tile edge {edge} against {mean} overall"
+            );
+        }
+    }
 }
 
 #[test]

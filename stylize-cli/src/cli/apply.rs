@@ -43,8 +43,8 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
 
-    /// Pictures larger than this go through in overlapping tiles of this side, in bounded memory
-    #[arg(long, value_name = "PX", default_value_t = apply::DEFAULT_TILE, value_parser = parse_positive)]
+    /// Pictures larger than this go through in overlapping tiles of this side, in bounded memory (at least 64)
+    #[arg(long, value_name = "PX", default_value_t = apply::DEFAULT_TILE, value_parser = parse_tile)]
     pub tile: usize,
 
     /// List the shipped models and exit
@@ -134,4 +134,11 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
         bail!("{failed} of {} pictures failed (see above); the others were written", jobs.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_tile(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(t) if t >= apply::MIN_TILE => Ok(t),
+        _ => Err(format!("'{s}' is not a tile size; use a whole number of pixels, at least {}", apply::MIN_TILE)),
+    }
 }

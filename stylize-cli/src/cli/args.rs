@@ -45,9 +45,8 @@ pub enum Command {
     /// Stylise a content image with one or more style images and write the result
     #[command(long_about = "Stylise CONTENT with the STYLE image(s) and write the result to --output.\n\n\
         The output path is checked before any work starts; it is written whole or not at all.\n\n\
-        Images are read as sRGB: an embedded ICC colour profile (Adobe RGB, Display P3) is ignored, \
-        so such a photo's colours come out duller than a colour-managed viewer shows them; convert it \
-        to sRGB first.\n\n\
+        Images are converted to sRGB on load: a photo with an embedded ICC colour profile (Adobe RGB, \
+        Display P3) is read as a colour-managed viewer shows it, and the output is written as sRGB.\n\n\
         Example: stylize run content.jpg style.jpg -o out.png")]
     Run(RunArgs),
     /// Print the losses and the gradient at x = content, for checks against the reference
@@ -302,9 +301,13 @@ pub struct ComputeArgs {
 /// Options of `eval`.
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct EvalArgs {
-    /// The content image; also the point x at which losses and gradient are taken
+    /// The content image; also the point x at which losses and gradient are taken, unless --image is given
     #[arg(long, value_name = "C")]
     pub content: PathBuf,
+
+    /// Score this picture instead (e.g. the output of `run` or `apply`): losses and gradient at x = X. It must have the content's size (after --size)
+    #[arg(long, value_name = "X")]
+    pub image: Option<PathBuf>,
 
     /// One or more style images
     #[arg(long = "style", value_name = "S", required = true, num_args = 1..)]

@@ -1,4 +1,5 @@
-//! `stylize eval`: the losses and the gradient at x = content, for checks against the reference.
+//! `stylize eval`: the losses and the gradient at x = content, for checks against the reference,
+//! or at any picture of the content's size (`--image`), to score an output.
 //!
 //! The JSON keys are a public interface: `content`, `style`, `tv`, `total`, `grad_l2`,
 //! `grad_first` (the first 8 gradient values in NCHW order), as the reference's `eval` prints.
@@ -40,7 +41,21 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let layers = Layers::default();
     let vgg = Vgg19::load(&weights_path, &layers.names())?;
     let objective = Objective::new(&vgg, &content, &styles, layers, args.loss.weights())?;
-    let (losses, grad) = objective.evaluate_rgb(&content)?;
+    let x = match &args.image {
+        Some(path) => {
+            let x = load(path, "picture to score")?;
+            if image::size(&x) != image::size(&content) {
+                let ((w, h), (cw, ch)) = (image::size(&x), image::size(&content));
+                anyhow::bail!(
+                    "{} is {w}x{h} but the content is {cw}x{ch}; score a picture of the content's size (use the same --size for both)",
+                    path.display()
+                );
+            }
+            x
+        }
+        None => content,
+    };
+    let (losses, grad) = objective.evaluate_rgb(&x)?;
     let report = Report {
         losses,
         grad_l2: grad.data().iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>().sqrt(),

@@ -239,6 +239,31 @@ impl Log {
         Ok(log)
     }
 
+    /// Continues the log of a resumed run: the rows of steps up to `through` (those the
+    /// checkpoint holds) are kept and the rest dropped, since the resumed run writes them again;
+    /// new rows are appended. A missing log is started afresh.
+    pub(super) fn resume(path: &Path, columns: &'static [&'static str], through: usize) -> Result<Self> {
+        let old = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Log::create(path, columns),
+            Err(e) => return Err(e).with_context(|| format!("reading the log {} to continue it", path.display())),
+        };
+        let format = LogFormat::for_path(path);
+        let step_of = |line: &str| -> Option<usize> {
+            match format {
+                LogFormat::Csv => line.split(',').next()?.parse().ok(),
+                LogFormat::JsonLines => {
+                    serde_json::from_str::<serde_json::Value>(line).ok()?["step"].as_u64().map(|s| s as usize)
+                }
+            }
+        };
+        let mut log = Log::create(path, columns)?;
+        for line in old.lines().filter(|l| step_of(l).is_some_and(|s| s <= through)) {
+            writeln!(log.file, "{line}").with_context(|| format!("writing the log {}", path.display()))?;
+        }
+        Ok(log)
+    }
+
     /// One row, the values in the order of the columns.
     pub(super) fn write(&mut self, values: &[serde_json::Value]) -> Result<()> {
         assert_eq!(values.len(), self.columns.len(), "one value per column");

@@ -86,7 +86,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = parse_positive)]
     pub checkpoint_every: usize,
 
-    /// Continue from MODEL.ckpt exactly where it stopped (same settings and style images)
+    /// Continue from MODEL.ckpt exactly where it stopped (same settings and style images); the --log file is continued, not restarted
     #[arg(long)]
     pub resume: bool,
 
@@ -168,7 +168,7 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
         Trainer::new(&vgg, &styles, settings.clone(), metadata)?
     };
     say(format!(
-        "training a {} network (width {}, {} parameters) on {} photos, {} steps of {} crops of {}x{}",
+        "training a network ({}, width {}, {} parameters) on {} photos, {} steps of {} crops of {}x{}",
         settings.variant.name(),
         settings.width,
         trainer.net.num_params(),
@@ -183,7 +183,11 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
         let flag = Arc::clone(&interrupted);
         let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     }
-    let mut log = args.log.as_deref().map(|p| Log::create(p, TRAIN_COLUMNS)).transpose()?;
+    let mut log = match (&args.log, args.resume) {
+        (Some(p), true) => Some(Log::resume(p, TRAIN_COLUMNS, trainer.step)?),
+        (Some(p), false) => Some(Log::create(p, TRAIN_COLUMNS)?),
+        (None, _) => None,
+    };
     let progress = Progress::new(settings.steps, args.quiet);
     let preview_crop = photos.batch(&mut Rng::new(settings.seed), 1)?;
     let save_checkpoint = |t: &Trainer| -> Result<()> {
@@ -198,6 +202,11 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
         }
         if s.step % args.checkpoint_every == 0 {
             save_checkpoint(t)?;
+            // The log holds at least the steps the checkpoint does, whenever the run stops.
+            if let Some(Err(e)) = log.as_mut().map(Log::flush) {
+                progress.warn(&format!("warning: {e:#}; the run goes on without the log"));
+                log = None;
+            }
         }
         if args.preview_every.is_some_and(|n| s.step % n == 0) {
             image::save(&t.preview(&preview_crop)?, &preview_path)?;

@@ -23,7 +23,9 @@ pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 /// are reduced to 8 bits and grey or palette images expanded to RGB, so every value is an exact
 /// integer in 0..255, as the reference reads them. An EXIF orientation is applied, so a phone
 /// photo comes in upright (PIL's `Image.open` would leave it sideways; the golden images carry
-/// none); an unreadable EXIF block is ignored rather than refusing a decodable image.
+/// none); an unreadable EXIF block is ignored rather than refusing a decodable image. An
+/// embedded RGB ICC profile (Adobe RGB, Display P3, ...) is converted to sRGB, see
+/// [`to_srgb`].
 pub fn load_rgb(path: &Path) -> Result<Tensor, ImageError> {
     let rgb = load_rgb8(path)?;
     let (width, height) = (rgb.width() as usize, rgb.height() as usize);
@@ -63,13 +65,58 @@ fn load_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
         return Err(ImageError::TooMuchMemory { path: p(), detail });
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    // A profile that cannot be read is treated as none, as browsers do: the pixels still decode.
+    let icc = decoder.icc_profile().ok().flatten();
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?;
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
         let detail = format!("it has no pixels ({}x{})", img.width(), img.height());
         return Err(ImageError::Corrupt { path: p(), detail });
     }
-    Ok(img.into_rgb8())
+    let has_rgb = !matches!(
+        img.color(),
+        image::ColorType::L8 | image::ColorType::La8 | image::ColorType::L16 | image::ColorType::La16
+    );
+    let mut rgb = img.into_rgb8();
+    if let (Some(icc), true) = (icc, has_rgb) {
+        to_srgb(&icc, &mut rgb);
+    }
+    Ok(rgb)
+}
+
+/// Converts 8-bit RGB pixels described by the ICC profile `icc` to sRGB, in place, as a
+/// colour-managed viewer shows them (perceptual intent, moxcms). VGG19 learnt from sRGB photos
+/// and the output is written untagged, that is as sRGB, so a wide-gamut photo read as if it were
+/// sRGB would come out dull. Profiles that are not RGB (grey, CMYK: the decoder has already made
+/// RGB of those), already sRGB, or unreadable leave the pixels as they are.
+pub(crate) fn to_srgb(icc: &[u8], rgb: &mut image::RgbImage) {
+    use moxcms::{ColorProfile, DataColorSpace, Layout, TransformOptions};
+    let Ok(profile) = ColorProfile::new_from_slice(icc) else { return };
+    if profile.color_space != DataColorSpace::Rgb {
+        return;
+    }
+    let srgb = ColorProfile::new_srgb();
+    let Ok(transform) = profile.create_transform_8bit(Layout::Rgb, &srgb, Layout::Rgb, TransformOptions::default())
+    else {
+        return;
+    };
+    if is_srgb(transform.as_ref()) {
+        return;
+    }
+    let src = rgb.as_raw().clone();
+    if transform.transform(&src, rgb.as_mut()).is_err() {
+        rgb.as_mut().copy_from_slice(&src);
+    }
+}
+
+/// Whether the profile maps a grid of colours (5 levels per channel) to sRGB unchanged, to
+/// within a level: then the pixels are left exactly as decoded, as for the many photos tagged
+/// "sRGB IEC61966-2.1".
+fn is_srgb(transform: &moxcms::Transform8BitExecutor) -> bool {
+    const LEVELS: [u8; 5] = [0, 64, 128, 192, 255];
+    let probe: Vec<u8> = (0..125).flat_map(|i| [LEVELS[i / 25], LEVELS[i / 5 % 5], LEVELS[i % 5]]).collect();
+    let mut out = vec![0u8; probe.len()];
+    transform.transform(&probe, &mut out).is_ok() && probe.iter().zip(&out).all(|(a, b)| a.abs_diff(*b) <= 1)
 }
 
 fn decode_error(path: &Path, e: image::ImageError) -> ImageError {
@@ -142,6 +189,111 @@ mod tests {
         // Rotated clockwise, the top row reads the old left column from bottom to top.
         let red: Vec<f32> = img.data()[..6].to_vec();
         assert_eq!(red, [30.0, 0.0, 40.0, 10.0, 50.0, 20.0]);
+    }
+
+    /// Writes `pixels` (interleaved RGB8, one row) as a PNG tagged with `icc`.
+    fn tagged_png(path: &Path, pixels: &[u8], icc: Vec<u8>) {
+        let mut png = Vec::new();
+        let mut encoder = PngEncoder::new(&mut png);
+        encoder.set_icc_profile(icc).unwrap();
+        encoder.write_image(pixels, (pixels.len() / 3) as u32, 1, ExtendedColorType::Rgb8).unwrap();
+        fs::write(path, png).unwrap();
+    }
+
+    /// RGB -> XYZ of a colour space from its primaries' and white's xy chromaticities.
+    fn rgb_to_xyz(primaries: [[f64; 2]; 3], white: [f64; 2]) -> [[f64; 3]; 3] {
+        let xyz = |[x, y]: [f64; 2]| [x / y, 1.0, (1.0 - x - y) / y];
+        let p = primaries.map(xyz);
+        let m = [[p[0][0], p[1][0], p[2][0]], [p[0][1], p[1][1], p[2][1]], [p[0][2], p[1][2], p[2][2]]];
+        let s = solve3(m, xyz(white));
+        m.map(|row| [row[0] * s[0], row[1] * s[1], row[2] * s[2]])
+    }
+
+    /// Solves m x = v by Cramer's rule.
+    fn solve3(m: [[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
+        let det = |m: [[f64; 3]; 3]| {
+            m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+        };
+        let d = det(m);
+        std::array::from_fn(|c| {
+            let mut mc = m;
+            (0..3).for_each(|r| mc[r][c] = v[r]);
+            det(mc) / d
+        })
+    }
+
+    const SRGB_PRIMARIES: [[f64; 2]; 3] = [[0.64, 0.33], [0.30, 0.60], [0.15, 0.06]];
+    const D65: [f64; 2] = [0.3127, 0.3290];
+
+    fn srgb_decode(v: f64) -> f64 {
+        if v <= 0.04045 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    }
+
+    fn srgb_encode(v: f64) -> f64 {
+        if v <= 0.0031308 {
+            12.92 * v
+        } else {
+            1.055 * v.powf(1.0 / 2.4) - 0.055
+        }
+    }
+
+    /// An 8-bit colour of a space (primaries, transfer) in sRGB, by the textbook matrices: both
+    /// spaces have a D65 white, so no adaptation is needed.
+    fn expected_srgb(rgb: [u8; 3], primaries: [[f64; 2]; 3], decode: fn(f64) -> f64) -> [f64; 3] {
+        let lin = rgb.map(|v| decode(f64::from(v) / 255.0));
+        let to_xyz = rgb_to_xyz(primaries, D65);
+        let xyz: [f64; 3] = std::array::from_fn(|r| (0..3).map(|c| to_xyz[r][c] * lin[c]).sum());
+        solve3(rgb_to_xyz(SRGB_PRIMARIES, D65), xyz).map(|v| 255.0 * srgb_encode(v.clamp(0.0, 1.0)))
+    }
+
+    /// Photos tagged Adobe RGB or Display P3 come in as sRGB, as a colour-managed viewer shows
+    /// them: each colour (inside sRGB's gamut) within 2 levels of the textbook conversion, and
+    /// visibly different from reading the numbers as sRGB. An sRGB tag or a damaged profile
+    /// leaves the pixels exactly as they are.
+    #[test]
+    fn icc_profiles_are_converted_to_srgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let colours: [[u8; 3]; 4] = [[128, 128, 128], [90, 140, 60], [160, 120, 110], [60, 80, 150]];
+        let pixels: Vec<u8> = colours.iter().flatten().copied().collect();
+        let adobe = [[0.64, 0.33], [0.21, 0.71], [0.15, 0.06]];
+        let p3 = [[0.680, 0.320], [0.265, 0.690], [0.150, 0.060]];
+        let adobe_decode: fn(f64) -> f64 = |v| v.powf(563.0 / 256.0);
+        for (name, profile, primaries, decode) in [
+            ("adobe", moxcms::ColorProfile::new_adobe_rgb(), adobe, adobe_decode),
+            ("p3", moxcms::ColorProfile::new_display_p3(), p3, srgb_decode as fn(f64) -> f64),
+        ] {
+            let path = dir.path().join(format!("{name}.png"));
+            tagged_png(&path, &pixels, profile.encode().unwrap());
+            let img = load_rgb(&path).unwrap();
+            let mut moved = 0.0f64;
+            for (i, &c) in colours.iter().enumerate() {
+                let want = expected_srgb(c, primaries, decode);
+                let got: [f32; 3] = std::array::from_fn(|ch| img.data()[ch * colours.len() + i]);
+                for ch in 0..3 {
+                    let err = (f64::from(got[ch]) - want[ch]).abs();
+                    assert!(err <= 2.0, "{name} {c:?}: got {got:?}, want {want:?}");
+                    moved = moved.max((f64::from(got[ch]) - f64::from(c[ch])).abs());
+                }
+            }
+            assert!(moved >= 8.0, "{name}: the conversion changed no colour by more than {moved} levels");
+        }
+        for (name, icc) in
+            [("srgb", moxcms::ColorProfile::new_srgb().encode().unwrap()), ("junk", b"not a profile".to_vec())]
+        {
+            let path = dir.path().join(format!("{name}.png"));
+            tagged_png(&path, &pixels, icc);
+            let img = load_rgb(&path).unwrap();
+            let got: Vec<u8> = (0..colours.len())
+                .flat_map(|i| (0..3).map(move |ch| (ch, i)))
+                .map(|(ch, i)| img.data()[ch * colours.len() + i] as u8)
+                .collect();
+            assert_eq!(got, pixels, "{name}");
+        }
     }
 
     #[test]
