@@ -15,23 +15,29 @@ use tensor::Tensor;
 
 use crate::image::size;
 
-/// Where tiles start along an axis of `len` pixels: tiles of `tile` pixels, consecutive starts
-/// about `tile - overlap` apart, the last tile ending flush with the end. One tile if it fits.
+/// Where tiles start along an axis of `len` pixels, and their length: as few tiles as cover the
+/// axis with at most `tile` pixels each and at least `overlap` between neighbours, all of one
+/// length (so no tile is mostly overlap: 1080 pixels in tiles of 1024 are two of 572, not 1024
+/// and 1024), the last ending flush with the end. One tile if it fits.
+///
 /// Every start is a multiple of `align`, so that a network that halves its input `k` times
 /// (`align = 2^k`) sees each tile on the same pixel grid as the whole image: shifted by a pixel
 /// or two, its output would differ. The last tile may be up to `align - 1` pixels shorter.
-pub fn starts(len: usize, tile: usize, overlap: usize, align: usize) -> Vec<usize> {
-    assert!(overlap + align <= tile, "tiles of {tile} pixels cannot overlap by {overlap} on a grid of {align}");
+pub fn layout(len: usize, tile: usize, overlap: usize, align: usize) -> (Vec<usize>, usize) {
+    let tile = tile / align * align;
+    // Rounding a start to the grid can cost up to `align` pixels of overlap: plan with both.
+    let margin = overlap + align;
+    assert!(margin < tile, "tiles of {tile} pixels cannot overlap by {overlap} on a grid of {align}");
     if len <= tile {
-        return vec![0];
+        return (vec![0], len);
     }
-    let step = (tile - overlap) / align * align;
-    let mut starts: Vec<usize> = (0..).map(|i| i * step).take_while(|&s| s + tile < len).collect();
-    let last = (len - tile).div_ceil(align) * align;
-    if starts.last() != Some(&last) {
-        starts.push(last);
-    }
-    starts
+    let n = (len - margin).div_ceil(tile - margin);
+    let length = ((len + (n - 1) * margin).div_ceil(n)).div_ceil(align) * align;
+    let length = length.min(tile);
+    let span = len - length;
+    let mut starts: Vec<usize> = (0..n - 1).map(|i| i * span / (n - 1) / align * align).collect();
+    starts.push(span.div_ceil(align) * align);
+    (starts, length)
 }
 
 /// The blending weight of position `i` in a tile of `n` pixels that starts at `start` on an
@@ -46,8 +52,9 @@ fn weight(i: usize, n: usize, start: usize, len: usize, overlap: usize) -> f32 {
     left.min(right)
 }
 
-/// `f` over `img` (`[1, c, h, w]`) in tiles of at most `tile x tile` pixels overlapping by
-/// `overlap` and starting on multiples of `align` ([`starts`]), blended as the module docs say.
+/// `f` over `img` (`[1, c, h, w]`) in tiles of at most `tile x tile` pixels overlapping by at
+/// least `overlap` and starting on multiples of `align` ([`layout`]), blended as the module docs
+/// say.
 /// `f` must return a tensor of its input's size (any channel count).
 pub fn map_tiles<E>(
     img: &Tensor,
@@ -57,7 +64,7 @@ pub fn map_tiles<E>(
     mut f: impl FnMut(&Tensor) -> Result<Tensor, E>,
 ) -> Result<Tensor, E> {
     let (w, h) = size(img);
-    let (xs, ys) = (starts(w, tile, overlap, align), starts(h, tile, overlap, align));
+    let ((xs, tile_w), (ys, tile_h)) = (layout(w, tile, overlap, align), layout(h, tile, overlap, align));
     if xs.len() == 1 && ys.len() == 1 {
         return f(img);
     }
@@ -67,7 +74,7 @@ pub fn map_tiles<E>(
     let mut c_out = 0;
     for &y0 in &ys {
         for &x0 in &xs {
-            let (tw, th) = (tile.min(w - x0), tile.min(h - y0));
+            let (tw, th) = (tile_w.min(w - x0), tile_h.min(h - y0));
             let mut crop = Vec::with_capacity(c_in * tw * th);
             for plane in img.data().chunks_exact(w * h) {
                 for row in plane.chunks_exact(w).skip(y0).take(th) {
@@ -106,20 +113,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tiles_cover_the_axis_and_end_flush() {
-        assert_eq!(starts(100, 128, 16, 1), [0]);
-        assert_eq!(starts(128, 128, 16, 1), [0]);
-        assert_eq!(starts(129, 128, 16, 1), [0, 1]);
-        assert_eq!(starts(300, 128, 16, 1), [0, 112, 172]);
-        assert_eq!(starts(129, 128, 16, 4), [0, 4]);
-        assert_eq!(starts(301, 128, 16, 4), [0, 112, 176]);
-        for len in [129, 300, 1000, 3839, 3840] {
-            for align in [1, 4] {
-                let s = starts(len, 128, 32, align);
-                assert!(s.windows(2).all(|p| p[1] > p[0] && p[1] <= p[0] + 96), "{s:?}");
-                assert!(s.iter().all(|x| x % align == 0), "{s:?}");
-                let end = s.last().unwrap() + 128;
-                assert!(end >= len && end < len + align, "{len}: {s:?}");
+    fn tiles_cover_the_axis_evenly_and_end_flush() {
+        assert_eq!(layout(100, 128, 16, 1), (vec![0], 100));
+        assert_eq!(layout(128, 128, 16, 1), (vec![0], 128));
+        assert_eq!(layout(1080, 1024, 64, 4), (vec![0, 504], 576));
+        assert_eq!(layout(1920, 1024, 64, 4), (vec![0, 924], 996));
+        for len in [129, 300, 1000, 1080, 3839, 3840] {
+            for (tile, overlap, align) in [(128, 32, 1), (128, 32, 4), (1024, 64, 4), (97, 10, 4)] {
+                let (s, length) = layout(len, tile, overlap, align);
+                assert!(length <= tile, "{len}: {length}");
+                assert!(s.iter().all(|x| x % align == 0), "{len}: {s:?} off the grid");
+                assert!(
+                    s.windows(2).all(|p| p[1] > p[0] && p[0] + length >= p[1] + overlap),
+                    "{len}: {s:?} x {length}"
+                );
+                let end = s.last().unwrap() + length;
+                assert!(end >= len && end < len + align, "{len}: {s:?} x {length} does not end flush");
+                let fewer = (len - overlap - align).div_ceil(tile / align * align - overlap - align);
+                assert_eq!(s.len(), fewer, "{len}: {s:?}");
             }
         }
     }

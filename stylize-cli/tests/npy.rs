@@ -30,6 +30,14 @@ fn bad_files_are_refused_with_the_reason() {
     std::fs::write(&p, &bytes).unwrap();
     let err = load_npy_f64(&p).unwrap_err();
     assert!(err.contains("needs 16 data bytes, the file has 15"), "{err}");
+    // A header whose shape overflows usize is refused; it used to overflow (a panic in tests).
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }\n";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    std::fs::write(&p, &bytes).unwrap();
+    let err = load_npy_f32(&p).unwrap_err();
+    assert!(err.contains("more than usize::MAX"), "{err}");
 }
 
 /// The golden files the numerics are checked against must be readable here.

@@ -136,7 +136,7 @@ fn tiled_apply_matches_whole_apply() {
             }
             sum / (3 * h * (x1 - x0)) as f32
         };
-        for &edge in &stylize::tiles::starts(w, 128, 64, 4)[1..] {
+        for &edge in &stylize::tiles::layout(w, 128, stylize::apply::TILE_OVERLAP.min(128 / 2), 4).0[1..] {
             let near = column_diff(edge, edge + 8);
             assert!(
                 near < 2.0 * mean + 0.5,

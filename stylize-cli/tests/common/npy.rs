@@ -35,6 +35,11 @@ fn npy_error(path: &Path, reason: impl Into<String>) -> String {
 fn read_npy(path: &Path) -> Result<(Vec<usize>, String, Vec<u8>), String> {
     let mut bytes = Vec::new();
     fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| npy_error(path, e.to_string()))?;
+    parse_npy(bytes, path)
+}
+
+/// [`read_npy`] on a file's bytes (`path` names it in errors); also the fuzz target's entry.
+pub fn parse_npy(mut bytes: Vec<u8>, path: &Path) -> Result<(Vec<usize>, String, Vec<u8>), String> {
     if bytes.len() < 10 || &bytes[..6] != NPY_MAGIC {
         return Err(npy_error(path, "missing the \\x93NUMPY magic"));
     }
@@ -67,11 +72,12 @@ fn read_npy(path: &Path) -> Result<(Vec<usize>, String, Vec<u8>), String> {
         "<f8" => 8,
         _ => 1,
     };
-    let numel: usize = shape.iter().product();
+    // A header can claim any shape: the size is checked against the file, without overflow.
+    let needed = shape.iter().try_fold(item, |n: usize, &d| n.checked_mul(d));
     let data = bytes.split_off(data_start);
-    if data.len() != numel * item {
-        let reason =
-            format!("shape {shape:?} of {descr} needs {} data bytes, the file has {}", numel * item, data.len());
+    if needed != Some(data.len()) {
+        let needed = needed.map_or("more than usize::MAX".to_string(), |n| n.to_string());
+        let reason = format!("shape {shape:?} of {descr} needs {needed} data bytes, the file has {}", data.len());
         return Err(npy_error(path, reason));
     }
     Ok((shape, descr, data))
