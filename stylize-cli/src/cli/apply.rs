@@ -73,6 +73,18 @@ fn shipped() -> Vec<String> {
     names
 }
 
+/// What a model file says of itself, for `--list`: "  (style_x.jpg, width 16, 1400 steps)",
+/// or why it cannot be read.
+fn describe(path: &Path) -> String {
+    match ModelFile::read(path) {
+        Ok(m) => {
+            let get = |k: &str| m.meta(k).unwrap_or("?").to_string();
+            format!("  ({}, width {}, {} steps)", get("style.0.file"), get("width"), get("train.step"))
+        }
+        Err(e) => format!("  (unreadable: {e})"),
+    }
+}
+
 /// A model path as given, or a shipped model's by name.
 pub(super) fn resolve(model: &str) -> Result<PathBuf> {
     let path = PathBuf::from(model);
@@ -95,7 +107,7 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
             println!("no models are shipped yet; train one with `stylize train`");
         }
         for n in names {
-            println!("{n}");
+            println!("{n}{}", describe(&Path::new(SHIPPED_MODELS).join(format!("{n}.safetensors"))));
         }
         return Ok(ExitCode::SUCCESS);
     }
