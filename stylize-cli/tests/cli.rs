@@ -496,3 +496,19 @@ fn train_then_apply_as_a_user_would() {
     let o = stylize(&["apply", &repo(STYLE), &repo(CONTENT), "-o", out.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("not a model file"), "{}", stderr(&o));
 }
+
+/// The shipped models, by name, as the README's third command uses them.
+#[test]
+fn shipped_models_are_listed_and_used_by_name() {
+    let o = stylize(&["apply", "--list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = String::from_utf8_lossy(&o.stdout);
+    for (name, style) in [("great_wave", "style_great_wave.jpg"), ("starry_night", "style_starry_night.jpg")] {
+        assert!(list.lines().any(|l| l.starts_with(name) && l.contains(style)), "{name} with {style} in:\n{list}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("styled.png");
+    let o = stylize(&["apply", "starry_night", &repo(CONTENT), "-o", out.to_str().unwrap(), "--size", "64", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(image::size(&load_rgb(&out).unwrap()), (64, 48));
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The quality check of the shipped models (issue: "no higher than `stylize run --iters 20
+# --scales 1`"): on photos never seen in training, at 256 px, the total loss (our loss, default
+# weights) of `apply`'s picture against the loss `run` reaches after N L-BFGS steps.
+#
+#   models/quality.sh OUT_DIR PHOTO...
+#
+# For each shipped model and photo it writes OUT_DIR/PHOTO.MODEL.apply.png and .run20.png, and
+# prints: the model's loss, run's loss after 20 steps, and the first step at which run's loss
+# falls below the model's (of 100; ">100" if never), i.e. the iteration count the model matches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 2 ] || { sed -n '2,10p' "$0"; exit 2; }
+out=$1
+shift
+mkdir -p "$out"
+cargo build --release --quiet
+bin=target/release/stylize
+printf '%-28s %-14s %12s %12s %s\n' photo model apply run20 "run steps to match"
+for photo in "$@"; do
+  base=$(basename "${photo%.*}")
+  for model in models/*.safetensors; do
+    name=$(basename "$model" .safetensors)
+    style=examples/style_$name.jpg
+    $bin apply "$name" "$photo" --size 256 -o "$out/$base.$name.apply.png" --quiet
+    model_loss=$($bin eval --content "$photo" --style "$style" --size 256 --image "$out/$base.$name.apply.png" --json |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+    $bin run "$photo" "$style" --size 256 --scales 1 --iters 101 -o "$out/$base.$name.run100.png" \
+      --log "$out/$base.$name.run.csv" --quiet
+    # Row k+1 of the log is the loss at the start of step k+1, i.e. after k steps.
+    read -r run20 match < <(python3 - "$out/$base.$name.run.csv" "$model_loss" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+model = float(sys.argv[2])
+after = {int(r["step"]) - 1: float(r["total"]) for r in rows}
+match = next((k for k in sorted(after) if after[k] <= model), None)
+print(after[20], match if match is not None else ">100")
+PY
+)
+    $bin run "$photo" "$style" --size 256 --scales 1 --iters 20 -o "$out/$base.$name.run20.png" --quiet
+    printf '%-28s %-14s %12.4e %12.4e %s\n' "$base" "$name" "$model_loss" "$run20" "$match"
+  done
+done
