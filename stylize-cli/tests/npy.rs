@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::npy::{load_npy_f32, load_npy_f64};
+use common::npy::{load_npy_f32, load_npy_f64, parse_npy};
+use proptest::prelude::*;
 
 #[test]
 fn round_trip_through_the_writer_and_the_reader() {
@@ -53,4 +54,38 @@ fn reads_the_golden_arrays() {
     assert!((0..64).all(
         |i| (0..64).all(|j| (gram[i * 64 + j] - gram[j * 64 + i]).abs() <= 1e-3 * gram[i * 64 + j].abs().max(1.0))
     ));
+}
+
+/// A valid `[2, 3]` '<f4' file, as `stylize::npy` writes it.
+fn valid_npy() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v.npy");
+    stylize::npy::save_f32(&p, &[2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+    std::fs::read(&p).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The reader on mutated valid files (bytes overwritten, the file cut short): an array whose
+    /// data is exactly what its shape needs, or an error; never a panic.
+    #[test]
+    fn mutated_files_are_read_or_refused(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut bytes = valid_npy();
+        for (at, value) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        if truncate {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        if let Ok((shape, descr, data)) = parse_npy(bytes, std::path::Path::new("m.npy")) {
+            let item = match descr.as_str() { "<f4" => 4, "<f8" => 8, _ => 1 };
+            prop_assert_eq!(data.len(), shape.iter().product::<usize>() * item);
+        }
+    }
 }
