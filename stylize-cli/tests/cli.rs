@@ -512,3 +512,20 @@ fn shipped_models_are_listed_and_used_by_name() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(image::size(&load_rgb(&out).unwrap()), (64, 48));
 }
+
+/// A reader that stops early (`stylize eval ... | head -1`) ends the output quietly: exit 0, no
+/// panic, where `println!` used to panic on the broken pipe.
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let (content, style) = (golden("a", "content.png"), golden("a", "style.png"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stylize"))
+        .args(["eval", "--content", &content, "--style", &style])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed long before eval has its losses to print
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}

@@ -104,10 +104,10 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     if args.list {
         let names = shipped();
         if names.is_empty() {
-            println!("no models are shipped yet; train one with `stylize train`");
+            super::print("no models are shipped yet; train one with `stylize train`")?;
         }
         for n in names {
-            println!("{n}{}", describe(&Path::new(SHIPPED_MODELS).join(format!("{n}.safetensors"))));
+            super::print(format_args!("{n}{}", describe(&Path::new(SHIPPED_MODELS).join(format!("{n}.safetensors")))))?;
         }
         return Ok(ExitCode::SUCCESS);
     }

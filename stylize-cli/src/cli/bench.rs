@@ -64,17 +64,17 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        super::print(serde_json::to_string(&report)?)?;
     } else {
         let what = match (&args.apply, args.train) {
             (Some(_), _) => "forward pass",
             (None, true) => "training step",
             (None, false) => "iteration",
         };
-        println!(
+        super::print(format_args!(
             "{}x{} on {} threads: median {:.3} s per {what} (min {:.3}, max {:.3}), {:.1} GFLOP/s",
             report.size, report.size, report.threads, report.median_s, report.min_s, report.max_s, report.gflops
-        );
+        ))?;
     }
     Ok(())
 }

@@ -65,13 +65,13 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         npy::save_f32(path, grad.shape().dims(), grad.data())?;
     }
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        super::print(serde_json::to_string(&report)?)?;
     } else {
         let l = report.losses;
-        println!(
+        super::print(format_args!(
             "content {:e}\nstyle   {:e}\ntv      {:e}\ntotal   {:e}\n|grad|  {:e}",
             l.content, l.style, l.tv, l.total, report.grad_l2
-        );
+        ))?;
     }
     Ok(())
 }

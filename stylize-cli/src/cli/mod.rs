@@ -21,6 +21,7 @@ mod eval;
 mod run;
 mod train;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -48,5 +49,14 @@ pub fn execute(cli: &Cli) -> Result<ExitCode> {
         Command::Convert(args) => convert::convert(args).map(|()| ExitCode::SUCCESS),
         Command::Train(args) => train::train(args),
         Command::Apply(args) => apply::apply(args),
+    }
+}
+
+/// Writes `text` and a newline to standard output. A reader that has gone away (`stylize eval |
+/// head -1`) is not an error: the rest is simply not wanted, where `println!` would panic.
+pub(crate) fn print(text: impl std::fmt::Display) -> Result<()> {
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
