@@ -59,7 +59,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = TrainSettings::default().seed)]
     pub seed: u64,
 
-    /// Channels of the network's first layer: 32 is Johnson et al.'s network (1.68 M parameters), 16 runs about 4x faster
+    /// Channels of the network's first layer: 16 (0.42 M parameters) learns as fast per step here and applies 3x faster; 32 is Johnson et al.'s network (1.68 M)
     #[arg(long, value_name = "C", default_value_t = TrainSettings::default().width, value_parser = parse_positive)]
     pub width: usize,
 
