@@ -53,13 +53,11 @@ pub fn stylize_tiled(net: &Transformer, rgb: &Tensor, tile: usize, stats_side: u
     let y = if w.max(h) <= tile {
         forward(net, &x, NormStats::Own)?.0
     } else {
-        let (w, h) = size(&x);
-        let sample = match w.max(h) <= stats_side {
-            true => x.clone(),
-            false => {
-                let (sw, sh) = crate::image::longest_side_size(w, h, stats_side);
-                resize_exact(&x, sw, sh)
-            }
+        let sample = if w.max(h) <= stats_side {
+            x.clone()
+        } else {
+            let (sw, sh) = crate::image::longest_side_size(w, h, stats_side);
+            resize_exact(&x, sw, sh)
         };
         let (_, stats) = forward(net, &sample, NormStats::Record(Vec::new()))?;
         let NormStats::Record(stats) = stats else { unreachable!("recorded") };

@@ -89,7 +89,7 @@ fn load_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
 /// and the output is written untagged, that is as sRGB, so a wide-gamut photo read as if it were
 /// sRGB would come out dull. Profiles that are not RGB (grey, CMYK: the decoder has already made
 /// RGB of those), already sRGB, or unreadable leave the pixels as they are.
-pub(crate) fn to_srgb(icc: &[u8], rgb: &mut image::RgbImage) {
+fn to_srgb(icc: &[u8], rgb: &mut image::RgbImage) {
     use moxcms::{ColorProfile, DataColorSpace, Layout, TransformOptions};
     let Ok(profile) = ColorProfile::new_from_slice(icc) else { return };
     if profile.color_space != DataColorSpace::Rgb {
@@ -103,9 +103,10 @@ pub(crate) fn to_srgb(icc: &[u8], rgb: &mut image::RgbImage) {
     if is_srgb(transform.as_ref()) {
         return;
     }
-    let src = rgb.as_raw().clone();
-    if transform.transform(&src, rgb.as_mut()).is_err() {
-        rgb.as_mut().copy_from_slice(&src);
+    let mut converted = vec![0u8; rgb.as_raw().len()];
+    if transform.transform(rgb.as_raw(), &mut converted).is_ok() {
+        let (w, h) = rgb.dimensions();
+        *rgb = image::RgbImage::from_raw(w, h, converted).expect("the same size");
     }
 }
 
