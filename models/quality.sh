@@ -25,7 +25,7 @@ for photo in "$@"; do
     $bin apply "$name" "$photo" --size 256 -o "$out/$base.$name.apply.png" --quiet
     model_loss=$($bin eval --content "$photo" --style "$style" --size 256 --image "$out/$base.$name.apply.png" --json |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
-    $bin run "$photo" "$style" --size 256 --scales 1 --iters 101 -o "$out/$base.$name.run100.png" \
+    $bin run "$photo" "$style" --size 256 --scales 1 --iters 101 --min-change 0 -o "$out/$base.$name.run100.png" \
       --log "$out/$base.$name.run.csv" --quiet
     # Row k+1 of the log is the loss at the start of step k+1, i.e. after k steps.
     read -r run20 match < <(python3 - "$out/$base.$name.run.csv" "$model_loss" <<'PY'

@@ -12,7 +12,7 @@ bin=${STYLIZE:-target/release/stylize}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$bin" run examples/content_tubingen.jpg examples/style_starry_night.jpg -o "$dir/out.png" \
-    --size "$size" --scales 1 --iters "$steps" --log "$dir/log.csv" --quiet &
+    --size "$size" --scales 1 --iters "$steps" --min-change 0 --log "$dir/log.csv" --quiet &
 pid=$!
 samples="$dir/samples"
 while kill -0 "$pid" 2>/dev/null; do

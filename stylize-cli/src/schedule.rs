@@ -26,6 +26,17 @@ pub fn scale_sizes(size: usize, scales: Option<usize>, min_side: usize) -> Vec<u
     sizes
 }
 
+/// The [`min_change`](crate::transfer::Settings::min_change) threshold at a scale of `pixels`,
+/// when the coarsest scale has `coarsest` pixels: `min_change · pixels / coarsest`.
+///
+/// A step's cost grows with its pixels, so a scale 2x finer is stopped at 4x the relative
+/// progress per step: every scale ends once its progress per second falls below the same rate.
+/// The cheap coarse scales settle the layout; the costly finest one restores the detail the
+/// upsampling blurred (its first steps gain the most) and stops once it gains little per second.
+pub fn min_change_at(min_change: f32, pixels: usize, coarsest: usize) -> f32 {
+    min_change * pixels as f32 / coarsest.max(1) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +56,12 @@ mod tests {
         assert_eq!(scale_sizes(64, Some(1), 16), [64]);
         assert_eq!(scale_sizes(20, Some(3), 16), [20], "the final size is kept even when too small; the run checks it");
         assert_eq!(scale_sizes(8, Some(2), 16), [8]);
+    }
+
+    #[test]
+    fn finer_scales_stop_at_proportionally_more_progress_per_step() {
+        assert_eq!(min_change_at(1e-3, 256 * 128, 256 * 128), 1e-3);
+        assert_eq!(min_change_at(1e-3, 512 * 256, 256 * 128), 4e-3);
+        assert_eq!(min_change_at(0.0, 512 * 256, 256 * 128), 0.0, "0 still runs every step");
     }
 }

@@ -106,7 +106,8 @@ fn eval_scores_another_picture_of_the_contents_size() {
 
 /// The acceptance run: 192 px, 100 L-BFGS steps, one scale, against the reference's loss after
 /// 100 steps (`tests/golden/run_192.json`, with the command that printed it). With --iters 101
-/// the last logged row is the loss at the start of step 101, i.e. after 100 steps.
+/// the last logged row is the loss at the start of step 101, i.e. after 100 steps. As the
+/// reference does, every step runs and pixels may leave 0..255 (`--min-change 0 --no-clamp`).
 #[test]
 fn run_at_192_px_reaches_the_reference_loss() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,6 +124,9 @@ fn run_at_192_px_reaches_the_reference_loss() {
         "101",
         "--scales",
         "1",
+        "--min-change",
+        "0",
+        "--no-clamp",
         "--log",
         log.to_str().unwrap(),
         "--quiet",
@@ -273,7 +277,8 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
 fn a_diverging_run_exits_non_zero_and_keeps_the_last_finite_image() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.png");
-    // An absurd learning rate sends the pixels to ~1e38 after one step, so the loss overflows.
+    // An absurd learning rate sends the pixels to ~1e38 after one step, so the loss overflows
+    // (unclamped: clamped pixels stay in 0..255 and the loss finite).
     let o = stylize(&[
         "run",
         &repo(CONTENT),
@@ -288,6 +293,7 @@ fn a_diverging_run_exits_non_zero_and_keeps_the_last_finite_image() {
         "adam",
         "--lr",
         "1e38",
+        "--no-clamp",
         "--quiet",
     ]);
     assert_eq!(o.status.code(), Some(1));
@@ -315,6 +321,8 @@ fn ctrl_c_stops_and_writes_the_current_image() {
             "48",
             "--iters",
             "100000",
+            "--min-change",
+            "0",
             "--log",
             log.to_str().unwrap(),
             "--quiet",
@@ -389,6 +397,7 @@ fn a_finished_picture_survives_its_folder_being_removed() {
     let log = log_dir.path().join("log.jsonl");
     let child = Command::new(env!("CARGO_BIN_EXE_stylize"))
         .args(["run", &repo(CONTENT), &repo(STYLE), "-o", out.to_str().unwrap(), "--size", "32", "--iters", "300"])
+        .args(["--min-change", "0"])
         .args(["--log", log.to_str().unwrap(), "--quiet"])
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -79,10 +79,11 @@ fn an_observer_can_stop_the_run_with_the_image_so_far() {
 
 #[test]
 fn a_diverging_run_keeps_the_last_image_whose_loss_was_finite() {
-    // An absurd learning rate sends the pixels to ~1e38 after one step, so the loss overflows.
+    // An absurd learning rate sends the pixels to ~1e38 after one step, so the loss overflows
+    // (unclamped: clamped pixels stay in 0..255 and the loss finite).
     let (content, styles) = inputs(32);
     let optimizer = Optimizer::Adam(AdamConfig { lr: 1e38, ..AdamConfig::default() });
-    let settings = Settings { size: 32, iters: 5, optimizer, ..Settings::default() };
+    let settings = Settings { size: 32, iters: 5, optimizer, clamp: false, ..Settings::default() };
     let outcome = transfer(&vgg(), &content, &styles, &settings, &mut Silent).unwrap();
     let Outcome::Diverged { image, step: 2 } = outcome else { panic!("{outcome:?}") };
     // The kept image is the content (the start, whose loss was finite), not saturated noise.
@@ -188,4 +189,18 @@ fn a_scale_ends_early_once_the_loss_stops_falling() {
     assert!(n > stylize::transfer::CONVERGENCE_WINDOW && n < 300, "{n} steps");
     let (then, now) = (rec.steps[n - 1 - stylize::transfer::CONVERGENCE_WINDOW], rec.steps[n - 1]);
     assert!((then - now) / then / 10.0 < 1e-3, "it stopped because progress slowed: {then} -> {now}");
+}
+
+/// Unclamped, the optimiser drives some pixels out of 0..255, which saving clips (so the saved
+/// picture scores worse than the loss the run reported); clamped, every pixel stays a pixel.
+#[test]
+fn clamped_runs_keep_every_pixel_in_range() {
+    let (content, styles) = inputs(64);
+    let out_of_range = |clamp: bool| {
+        let settings = Settings { size: 64, scales: Some(1), iters: 30, clamp, ..Settings::default() };
+        let outcome = transfer(&vgg(), &content, &styles, &settings, &mut Silent).unwrap();
+        outcome.image().data().iter().filter(|v| !(0.0..=255.0).contains(*v)).count()
+    };
+    assert!(out_of_range(false) > 0, "the unclamped run leaves the range, or this test shows nothing");
+    assert_eq!(out_of_range(true), 0);
 }

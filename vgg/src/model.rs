@@ -72,6 +72,19 @@ impl Vgg19 {
         permute_to_bgr(&shift_channels(x.clone(), MEAN_BGR))
     }
 
+    /// The preprocessed image nearest to `x` whose pixels all lie in 0..255: the projection
+    /// onto the pictures a file can hold (each BGR channel `c` within `-mean_c..255 - mean_c`).
+    pub fn clamp_to_pixels(x: Tensor) -> Tensor {
+        let shape = x.shape();
+        let plane = shape.numel() / shape.dims()[0].max(1) / 3;
+        let mut data = x.into_vec();
+        for (i, p) in data.chunks_exact_mut(plane.max(1)).enumerate() {
+            let m = MEAN_BGR[i % 3];
+            p.iter_mut().for_each(|v| *v = v.clamp(-m, 255.0 - m));
+        }
+        Tensor::new(shape, data).expect("same length")
+    }
+
     /// `∂L/∂rgb` from `∂L/∂x` for `x = preprocess(rgb)`: the shift has derivative 1, and the
     /// permutation's transpose is itself (swapping R and B twice is the identity).
     pub fn gradient_to_rgb(grad: &Tensor) -> Result<Tensor, Error> {

@@ -69,7 +69,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let sizes: Vec<String> = plan.sizes.iter().map(|(w, h)| format!("{w}x{h}")).collect();
     let early = match settings.min_change {
         0.0 => String::new(),
-        f => format!(", fewer once the loss falls by less than {f:e} a step (--min-change)"),
+        f => {
+            let (w0, h0) = plan.sizes[0];
+            let at: Vec<String> =
+                plan.sizes.iter().map(|&(w, h)| percent(stylize::schedule::min_change_at(f, w * h, w0 * h0))).collect();
+            format!(", each ending once the loss falls by less than {} a step (--min-change {f:e})", at.join(", "))
+        }
     };
     say(format!(
         "{} scale{} ({}), up to {} steps each{early}; estimated peak memory {}",
@@ -300,5 +305,27 @@ impl Log {
 
     pub(super) fn flush(&mut self) -> Result<()> {
         self.file.flush().with_context(|| format!("writing the log {}", self.path.display()))
+    }
+}
+
+/// A fraction as a short percentage: 0.004 -> "0.4%", 0.064 -> "6.4%", 1.5e-5 -> "0.0015%".
+fn percent(f: f32) -> String {
+    let digits = (2 - (f * 100.0).log10().floor() as i32).clamp(0, 6) as usize;
+    let s = format!("{:.*}", digits, f * 100.0);
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    format!("{s}%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent;
+
+    #[test]
+    fn percentages_keep_three_significant_digits_at_most() {
+        assert_eq!(percent(1e-3), "0.1%");
+        assert_eq!(percent(4e-3), "0.4%");
+        assert_eq!(percent(6.4e-2), "6.4%");
+        assert_eq!(percent(1.5e-5), "0.0015%");
+        assert_eq!(percent(0.256), "25.6%");
     }
 }
