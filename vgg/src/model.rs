@@ -75,14 +75,7 @@ impl Vgg19 {
     /// The preprocessed image nearest to `x` whose pixels all lie in 0..255: the projection
     /// onto the pictures a file can hold (each BGR channel `c` within `-mean_c..255 - mean_c`).
     pub fn clamp_to_pixels(x: Tensor) -> Tensor {
-        let shape = x.shape();
-        let plane = shape.numel() / shape.dims()[0].max(1) / 3;
-        let mut data = x.into_vec();
-        for (i, p) in data.chunks_exact_mut(plane.max(1)).enumerate() {
-            let m = MEAN_BGR[i % 3];
-            p.iter_mut().for_each(|v| *v = v.clamp(-m, 255.0 - m));
-        }
-        Tensor::new(shape, data).expect("same length")
+        map_channels(x, |c, v| v.clamp(-MEAN_BGR[c], 255.0 - MEAN_BGR[c]))
     }
 
     /// `∂L/∂rgb` from `∂L/∂x` for `x = preprocess(rgb)`: the shift has derivative 1, and the
@@ -162,13 +155,18 @@ fn permute_to_bgr(t: &Tensor) -> Result<Tensor, Error> {
     Ok(Tensor::new(t.shape(), out)?)
 }
 
-/// `t[:, c] += offsets[c]` for `[n, 3, h, w]` (copies only if `t` is shared).
+/// `t[:, c] += offsets[c]` for `[n, 3, h, w]`.
 fn shift_channels(t: Tensor, offsets: [f32; 3]) -> Tensor {
+    map_channels(t, |c, v| v + offsets[c])
+}
+
+/// `f(channel, value)` applied to every value of `[n, 3, h, w]` (copies only if `t` is shared).
+fn map_channels(t: Tensor, f: impl Fn(usize, f32) -> f32) -> Tensor {
     let shape = t.shape();
     let plane = shape.numel() / shape.dims()[0].max(1) / 3;
     let mut data = t.into_vec();
     for (i, p) in data.chunks_exact_mut(plane.max(1)).enumerate() {
-        p.iter_mut().for_each(|v| *v += offsets[i % 3]);
+        p.iter_mut().for_each(|v| *v = f(i % 3, *v));
     }
     Tensor::new(shape, data).expect("same length")
 }
