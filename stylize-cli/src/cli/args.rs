@@ -170,9 +170,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "PX", default_value_t = Settings::default().size, value_parser = parse_positive)]
     pub size: usize,
 
-    /// Optimisation steps at each scale (one loss-and-gradient evaluation per step). The default, the
-    /// reference implementation's, takes L-BFGS to where the image stops visibly changing; Adam usually
-    /// wants about twice as many. At 512 px on 2 cores a step takes about 3.5 s
+    /// At most this many optimisation steps at each scale (one loss-and-gradient evaluation per step);
+    /// --min-change usually ends a scale sooner. The default is the reference implementation's; Adam
+    /// usually wants about twice as many. At 512 px on 2 cores a step takes 2.4-3.5 s
     #[arg(long, value_name = "N", default_value_t = Settings::default().iters, value_parser = parse_positive)]
     pub iters: usize,
 
