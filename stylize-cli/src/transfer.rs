@@ -120,6 +120,9 @@ impl Default for Settings {
 pub struct Plan {
     /// `(width, height)` of each scale, coarse to fine; the last is the result's.
     pub sizes: Vec<(usize, usize)>,
+    /// Each scale's [`Settings::min_change`] threshold, coarse to fine
+    /// ([`schedule::min_change_at`]).
+    pub min_changes: Vec<f32>,
     /// The estimated peak memory in bytes.
     pub memory: u64,
     /// The optimiser to run: the settings', with a shorter L-BFGS history if the full one
@@ -166,7 +169,7 @@ impl Settings {
         if w.min(h) < min {
             return Err(Error::TooSmall { width: w, height: h, layer, min });
         }
-        let sizes = schedule::scale_sizes(self.size, self.scales, min)
+        let sizes: Vec<(usize, usize)> = schedule::scale_sizes(self.size, self.scales, min)
             .into_iter()
             .map(|s| longest_side_size(content_size.0, content_size.1, s))
             .filter(|&(w, h)| w.min(h) >= min)
@@ -191,7 +194,10 @@ impl Settings {
                 return Err(Error::OutOfMemory { width: w, height: h, needed: memory, available });
             }
         }
-        Ok(Plan { sizes, memory, optimizer })
+        let coarsest = sizes.first().map_or(1, |&(w, h)| w * h);
+        let min_changes =
+            sizes.iter().map(|&(w, h)| schedule::min_change_at(self.min_change, w * h, coarsest)).collect();
+        Ok(Plan { sizes, min_changes, memory, optimizer })
     }
 }
 
@@ -292,7 +298,7 @@ pub fn transfer(
     let total_steps = settings.iters * scales;
     let mut step = 0;
     let mut x: Option<Tensor> = None;
-    for (scale, &(w, h)) in plan.sizes.iter().enumerate() {
+    for (scale, (&(w, h), &min_change)) in plan.sizes.iter().zip(&plan.min_changes).enumerate() {
         let scale = scale + 1;
         if observer.on_event(Event::Scale { scale, scales, width: w, height: h })? == Control::Stop {
             let image = match &x {
@@ -317,8 +323,6 @@ pub fn transfer(
         let mut optimizer = plan.optimizer.build();
         // The point whose loss was last seen finite: what a divergence falls back to.
         let mut good = current.clone();
-        let (w0, h0) = plan.sizes[0];
-        let min_change = schedule::min_change_at(settings.min_change, w * h, w0 * h0);
         let mut totals: Vec<f32> = Vec::with_capacity(settings.iters);
         for _ in 0..settings.iters {
             if converged(&totals, min_change) {

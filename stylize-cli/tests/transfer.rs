@@ -125,6 +125,15 @@ fn plans_drop_coarse_scales_that_would_be_too_small() {
 }
 
 #[test]
+fn plans_give_each_scale_its_stopping_threshold() {
+    let plan = Settings { size: 512, ..Settings::default() }.plan_within((512, 256), 1, None).unwrap();
+    assert_eq!(plan.sizes, [(256, 128), (512, 256)]);
+    assert_eq!(plan.min_changes, [1e-3, 4e-3], "4x the coarsest's at 4x its pixels");
+    let dropped = Settings { size: 64, scales: Some(3), ..Settings::default() }.plan((400, 100), 1).unwrap();
+    assert_eq!(dropped.min_changes, [1e-3], "the coarsest kept scale is the reference, not a dropped one");
+}
+
+#[test]
 fn plans_refuse_sizes_that_do_not_fit_in_memory() {
     let err = Settings { size: 200_000, ..Settings::default() }.plan((1000, 1000), 1).unwrap_err();
     let Error::OutOfMemory { width: 200_000, height: 200_000, needed, available } = err else { panic!("{err}") };

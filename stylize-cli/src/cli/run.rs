@@ -70,9 +70,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let early = match settings.min_change {
         0.0 => String::new(),
         f => {
-            let (w0, h0) = plan.sizes[0];
-            let at: Vec<String> =
-                plan.sizes.iter().map(|&(w, h)| percent(stylize::schedule::min_change_at(f, w * h, w0 * h0))).collect();
+            let at: Vec<String> = plan.min_changes.iter().map(|&m| percent(m)).collect();
             format!(", each ending once the loss falls by less than {} a step (--min-change {f:e})", at.join(", "))
         }
     };
