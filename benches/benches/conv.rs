@@ -1,11 +1,15 @@
 //! Convolution forward and backward-to-input for every distinct VGG19 layer shape at a 512x512
 //! input, and forward, backward-to-input and backward-to-weights for the layers of the
 //! feed-forward network (Johnson et al. 2016) at a 256x256 training crop. Throughput is in
-//! FLOPs (2·cout·cin·kh·kw·Ho·Wo, the same for every pass): read "Gelem/s" as GFLOP/s.
+//! FLOPs (2·cout·cin·kh·kw·Ho·Wo, the same for every pass): read "Gelem/s" as GFLOP/s. The VGG
+//! layers run both algorithms, direct and Winograd F(4x4, 3x3); Winograd's figure is in the
+//! direct convolution's FLOPs ("effective" GFLOP/s), so the two compare as times do.
 
 use benches::{data, gemm_flops};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tensor::kernels::conv::{conv_backward_input, conv_backward_weight, conv_forward, ConvGeometry, PackedConv};
+use tensor::kernels::conv::{
+    conv_backward_input, conv_backward_weight, conv_forward, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv,
+};
 
 /// (name, cin, cout, side) of each distinct VGG19 convolution at a 512x512 input.
 const LAYERS: &[(&str, usize, usize, usize)] = &[
@@ -25,17 +29,24 @@ fn vgg(c: &mut Criterion) {
     group.sample_size(10);
     for &(name, cin, cout, side) in LAYERS {
         let g = ConvGeometry::same3x3(cin, cout);
-        let packed = PackedConv::new(&data(cout * cin * 9, 1), &data(cout, 2), g);
         let x = data(cin * side * side, 3);
         let dy = data(cout * side * side, 4);
         let (mut y, mut dx) = (vec![0.0; cout * side * side], vec![0.0; cin * side * side]);
         group.throughput(Throughput::Elements(gemm_flops(cout, side * side, cin * 9)));
-        group.bench_function(format!("{name} {cin}->{cout} @{side} forward"), |b| {
-            b.iter(|| conv_forward(&packed, &x, 1, side, side, &mut y))
-        });
-        group.bench_function(format!("{name} {cin}->{cout} @{side} backward-input"), |b| {
-            b.iter(|| conv_backward_input(&packed, &dy, 1, side, side, &mut dx))
-        });
+        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Winograd] {
+            if algorithm == ConvAlgorithm::Winograd && cin < 16 {
+                continue; // 3-deep products: see winograd::pays
+            }
+            let algorithms = ConvAlgorithms::both(algorithm);
+            let packed = PackedConv::with_algorithms(&data(cout * cin * 9, 1), &data(cout, 2), g, algorithms);
+            let id = format!("{name} {cin}->{cout} @{side} {algorithm:?}");
+            group.bench_function(format!("{id} forward"), |b| {
+                b.iter(|| conv_forward(&packed, &x, 1, side, side, &mut y))
+            });
+            group.bench_function(format!("{id} backward-input"), |b| {
+                b.iter(|| conv_backward_input(&packed, &dy, 1, side, side, &mut dx))
+            });
+        }
     }
     group.finish();
 }

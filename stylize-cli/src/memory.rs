@@ -5,6 +5,7 @@
 //! pass ([`saved_bytes`], checked against `Tape::saved_bytes` in the tests). The rest is the
 //! live activations and gradients, the optimiser's history and the packed weights.
 
+use tensor::kernels::conv::{ConvGeometry, PackedConv};
 use vgg::table::{self, Layer, CONVS};
 
 use crate::objective::Layers;
@@ -42,10 +43,13 @@ pub fn saved_bytes(width: usize, height: usize, layers: &Layers, styles: usize) 
     Ok(saved)
 }
 
-/// Bytes a run at `width x height` is expected to need at its peak: [`saved_bytes`], the two
-/// largest live activations and their gradients, `history_vectors` copies of the image for
+/// Bytes a run at `width x height` is expected to need at its peak: [`saved_bytes`], three
+/// images the size of the largest activation (conv1_2's input, the zero-padded copy its direct
+/// forward reads and its output; later its output gradient and input gradient), `history_vectors` copies of the image for
 /// the optimiser, four more for the image, its gradient and the targets' inputs, and the
-/// weights packed twice (forward and flipped for the backward pass).
+/// weights as the engine packs them for the forward and backward passes
+/// (`PackedConv::bytes_for`: twice their size where both passes are direct, eight times where
+/// both are Winograd).
 pub fn estimate_bytes(
     width: usize,
     height: usize,
@@ -60,7 +64,8 @@ pub fn estimate_bytes(
         match layer {
             Layer::Conv { index } => {
                 c = CONVS[*index].out_channels as u64;
-                weights += 2 * 4 * (CONVS[*index].in_channels as u64 * c * 9 + c);
+                let g = ConvGeometry::same3x3(CONVS[*index].in_channels, CONVS[*index].out_channels);
+                weights += PackedConv::bytes_for(g) as u64;
             }
             Layer::Relu { .. } => {}
             Layer::Pool { .. } => (h, w) = (h / 2, w / 2),
@@ -69,7 +74,7 @@ pub fn estimate_bytes(
     }
     let image = 3 * (width * height) as u64 * 4;
     let saved = saved_bytes(width, height, layers, styles)?;
-    Ok(saved + 4 * largest * 4 + (history_vectors as u64 + 4) * image + weights)
+    Ok(saved + 3 * largest * 4 + (history_vectors as u64 + 4) * image + weights)
 }
 
 /// Memory available to this process, from `/proc/meminfo` (Linux); `None` elsewhere.

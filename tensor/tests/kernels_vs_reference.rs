@@ -6,14 +6,14 @@ mod common;
 
 use common::{assert_within, dot_bound};
 use proptest::prelude::*;
-use tensor::kernels::conv::{self, ConvGeometry, PackedConv};
+use tensor::kernels::conv::{self, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv};
 use tensor::kernels::gemm::{
     gemm,
     params::{KC, MR, NR},
     AOperand, Epilogue, MatRef, PackedA,
 };
 use tensor::kernels::norm::{self, NormGeometry, NormGrads, NormParams, Statistics};
-use tensor::kernels::{elementwise, gram, pad, pool, reference, upsample};
+use tensor::kernels::{elementwise, gram, pad, pool, reference, upsample, winograd};
 use tensor::Rng;
 
 fn abs(v: &[f32]) -> Vec<f32> {
@@ -70,22 +70,34 @@ fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, bias: bool, accu
 
 /// Every convolution kernel against its reference on a batch of `n` `h x w` images: im2col,
 /// forward (and the fused ReLU), backward to the input, to the weights and to the bias, each
-/// into an output pre-filled with NaN.
-fn check_conv(g: ConvGeometry, n: usize, h: usize, w: usize, seed: u64) {
+/// into an output pre-filled with NaN. The forward and backward-to-input passes run
+/// `algorithm`; the direct ones are held to a dot product's error bound, the Winograd ones to
+/// theirs (`winograd::ERROR_GROWTH`, over the magnitudes of the terms the algorithm adds).
+fn check_conv(g: ConvGeometry, algorithm: ConvAlgorithm, n: usize, h: usize, w: usize, seed: u64) {
     let ConvGeometry { cin, cout, kh, kw, .. } = g;
     let (ho, wo) = g.output_size(h, w).expect("kernel fits");
-    let what = |pass: &str| format!("conv {pass}, {g:?} on {n}x{h}x{w}");
+    let what = |pass: &str| format!("conv {pass} ({algorithm:?}), {g:?} on {n}x{h}x{w}");
     let mut rng = Rng::new(seed);
     let (x, wt, b) = (rng.vec(n * cin * h * w), rng.vec(cout * g.patch_len()), rng.vec(cout));
-    let packed = PackedConv::new(&wt, &b, g);
+    let packed = PackedConv::with_algorithms(&wt, &b, g, ConvAlgorithms::both(algorithm));
+    assert_eq!(packed.algorithms(), ConvAlgorithms::both(algorithm));
+    let chosen = PackedConv::new(&wt, &b, g);
+    assert_eq!(chosen.bytes(), PackedConv::bytes_for(g), "{}", what("bytes_for"));
+    let winograd = algorithm == ConvAlgorithm::Winograd;
 
     let x0 = &x[..cin * h * w];
     assert_eq!(bits(&conv::im2col(x0, g, h, w)), bits(&reference::im2col(x0, g, h, w)), "{}", what("im2col"));
     let mut y = vec![f32::NAN; n * cout * ho * wo];
     conv::conv_forward(&packed, &x, n, h, w, &mut y);
     let exact = reference::conv2d(&x, &wt, &b, g, n, h, w);
-    let abs_sum = reference::conv2d(&abs(&x), &abs(&wt), &abs(&b), g, n, h, w);
-    let bound: Vec<f32> = abs_sum.iter().map(|&s| dot_bound(g.patch_len() + 1, s)).collect();
+    let bound: Vec<f32> = if winograd {
+        let (twin, terms) = winograd_twin(&x, &wt, &b, g, (n, h, w));
+        assert_within(&what("Winograd twin"), &twin, &exact, &f64_bounds(&exact, &terms, cin));
+        terms.iter().map(|&s| dot_bound(cin + winograd::ERROR_GROWTH, s)).collect()
+    } else {
+        let abs_sum = reference::conv2d(&abs(&x), &abs(&wt), &abs(&b), g, n, h, w);
+        abs_sum.iter().map(|&s| dot_bound(g.patch_len() + 1, s)).collect()
+    };
     assert_within(&what("forward"), &y, &exact, &bound);
     let mut fused = vec![f32::NAN; y.len()];
     conv::conv_relu_forward(&packed, &x, n, h, w, &mut fused);
@@ -96,8 +108,22 @@ fn check_conv(g: ConvGeometry, n: usize, h: usize, w: usize, seed: u64) {
     let mut dx = vec![f32::NAN; n * cin * h * w];
     conv::conv_backward_input(&packed, &dy, n, h, w, &mut dx);
     let exact = reference::conv2d_backward_input(&dy, &wt, g, n, h, w);
-    let abs_sum = reference::conv2d_backward_input(&abs(&dy), &abs(&wt), g, n, h, w);
-    let bound: Vec<f32> = abs_sum.iter().map(|&s| dot_bound(cout * kh * kw, s)).collect();
+    let bound: Vec<f32> = if winograd {
+        // dX = conv(dY, W'), W' flipped and in/out swapped, padding 2 - p.
+        let t = ConvGeometry { cin: cout, cout: cin, pad_h: 2 - g.pad_h, pad_w: 2 - g.pad_w, ..g };
+        let flipped: Vec<f32> = (0..wt.len())
+            .map(|i| {
+                let (ci, co, k) = (i / (cout * 9), i / 9 % cout, i % 9);
+                wt[(co * cin + ci) * 9 + 8 - k]
+            })
+            .collect();
+        let (twin, terms) = winograd_twin(&dy, &flipped, &vec![0.0; cin], t, (n, ho, wo));
+        assert_within(&what("Winograd twin, backward"), &twin, &exact, &f64_bounds(&exact, &terms, cout));
+        terms.iter().map(|&s| dot_bound(cout + winograd::ERROR_GROWTH, s)).collect()
+    } else {
+        let abs_sum = reference::conv2d_backward_input(&abs(&dy), &abs(&wt), g, n, h, w);
+        abs_sum.iter().map(|&s| dot_bound(cout * kh * kw, s)).collect()
+    };
     assert_within(&what("backward input"), &dx, &exact, &bound);
 
     // dW and db sum n·ho·wo terms each (dW in KC blocks per image, then image by image).
@@ -109,6 +135,23 @@ fn check_conv(g: ConvGeometry, n: usize, h: usize, w: usize, seed: u64) {
     let bound = |a: &[f32]| a.iter().map(|&s| dot_bound(n * ho * wo + n, s)).collect::<Vec<_>>();
     assert_within(&what("backward weight"), &dw, &edw, &bound(&adw));
     assert_within(&what("backward bias"), &db, &edb, &bound(&adb));
+}
+
+/// The Winograd twin's output and the magnitudes of the terms it adds (its error scale).
+fn winograd_twin(
+    x: &[f32],
+    wt: &[f32],
+    b: &[f32],
+    g: ConvGeometry,
+    nhw: (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>) {
+    (reference::winograd_conv3x3(x, wt, b, g, nhw, false), reference::winograd_conv3x3(x, wt, b, g, nhw, true))
+}
+
+/// The twin works in f64, so it agrees with the direct reference (also f64) to within f64
+/// rounding of its terms' magnitudes, plus each side's final rounding to f32.
+fn f64_bounds(exact: &[f32], terms: &[f32], cin: usize) -> Vec<f32> {
+    exact.iter().zip(terms).map(|(&e, &t)| 2.0 * f32::EPSILON * e.abs() + f64_sum_bound(e, t, 64 * (cin + 4))).collect()
 }
 
 proptest! {
@@ -134,7 +177,19 @@ proptest! {
         // Padding below the kernel size, as PackedConv requires.
         let g = ConvGeometry { cin, cout, kh, kw, pad_h: pads.0 % kh, pad_w: pads.1 % kw, stride };
         prop_assume!(g.output_size(h, w).is_some());
-        check_conv(g, n, h, w, seed);
+        check_conv(g, ConvAlgorithm::Direct, n, h, w, seed);
+    }
+
+    #[test]
+    fn winograd_conv_matches_reference(
+        // Sizes with ragged tiles (h, w not multiples of 4), tile rows that wrap inside one
+        // group of LANES tiles, and several batches; every padding the kernel allows.
+        n in 1..=2usize, cin in 1..=9usize, cout in 1..=2 * MR + 1, h in 1..=14usize, w in 1..=2 * NR + 11,
+        pads in (0..3usize, 0..3usize), seed: u64,
+    ) {
+        let g = ConvGeometry { cin, cout, kh: 3, kw: 3, pad_h: pads.0, pad_w: pads.1, stride: 1 };
+        prop_assume!(g.output_size(h, w).is_some());
+        check_conv(g, ConvAlgorithm::Winograd, n, h, w, seed);
     }
 
     #[test]
@@ -245,7 +300,25 @@ fn gram_over_column_slices_matches_reference() {
 #[test]
 fn conv_backward_input_col2im_route_matches_reference() {
     // VGG's conv1_1 shape (3 in, 64 out) takes the col2im route; odd sizes test its edges.
-    check_conv(ConvGeometry::same3x3(3, 64), 1, 13, 18, 11);
+    check_conv(ConvGeometry::same3x3(3, 64), ConvAlgorithm::Direct, 1, 13, 18, 11);
+}
+
+#[test]
+fn winograd_vgg_like_shapes_match_reference() {
+    // Many tiles, so several batches run on several threads; and an input deep enough (300
+    // channels) to cross a KC block of the 36 products.
+    check_conv(ConvGeometry::same3x3(16, 24), ConvAlgorithm::Winograd, 1, 37, 45, 31);
+    check_conv(ConvGeometry::same3x3(300, 7), ConvAlgorithm::Winograd, 1, 6, 9, 32);
+    // Which passes of VGG's layers take the Winograd route by default: none of conv1_1's (3
+    // in), the backward of conv1_2's, both of the deeper layers'.
+    let (direct, winograd) = (ConvAlgorithm::Direct, ConvAlgorithm::Winograd);
+    let by = |cin, cout| {
+        let a = ConvAlgorithms::for_geometry(ConvGeometry::same3x3(cin, cout));
+        (a.forward, a.input_gradient)
+    };
+    assert_eq!(by(3, 64), (direct, direct));
+    assert_eq!(by(64, 64), (direct, winograd));
+    assert_eq!(by(128, 128), (winograd, winograd));
 }
 
 #[test]
@@ -256,10 +329,10 @@ fn feed_forward_layer_shapes_match_reference() {
     // KC blocks) the flipped route; the stride-2 layers read whole panels in place from their
     // phases (wo >= NR).
     let ff = |cin, cout, k, pad, stride| ConvGeometry { cin, cout, kh: k, kw: k, pad_h: pad, pad_w: pad, stride };
-    check_conv(ff(3, 32, 9, 0, 1), 2, 48, 2 * NR + 13, 21);
-    check_conv(ff(32, 3, 9, 0, 1), 2, 14, NR + 13, 22);
-    check_conv(ff(16, 24, 3, 1, 2), 2, 9, 2 * NR + 5, 23);
-    check_conv(ff(24, 32, 3, 0, 2), 1, 10, 2 * NR + 2, 24);
+    check_conv(ff(3, 32, 9, 0, 1), ConvAlgorithm::Direct, 2, 48, 2 * NR + 13, 21);
+    check_conv(ff(32, 3, 9, 0, 1), ConvAlgorithm::Direct, 2, 14, NR + 13, 22);
+    check_conv(ff(16, 24, 3, 1, 2), ConvAlgorithm::Direct, 2, 9, 2 * NR + 5, 23);
+    check_conv(ff(24, 32, 3, 0, 2), ConvAlgorithm::Direct, 1, 10, 2 * NR + 2, 24);
 }
 
 /// The bound on an f64 sum of `count` terms rounded to f32, against another f64 sum of the same

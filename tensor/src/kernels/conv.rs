@@ -30,12 +30,18 @@
 //! `col(X)ᵀ` straight from the padded image as [`Im2col`] does for the forward. A layer with
 //! few output channels and a wide kernel (the 9x9 32 -> 3 last layer) instead takes the same
 //! GEMM for a `kh x 1` convolution with `cout·kw` outputs (see `weight_gradient_by_columns`).
+//!
+//! 3x3 stride-1 layers with enough channels run their forward and backward-to-input passes by
+//! Winograd F(4x4, 3x3) instead ([`winograd`], four times fewer multiplications), chosen per
+//! pass by [`ConvAlgorithms::for_geometry`]; everything here is the direct route, for every
+//! other layer and for the weight gradient.
 
 use std::borrow::Cow;
 
 use super::gemm::params::{KC, NR};
 use super::gemm::{gemm, AOperand, Epilogue, MatRef, PackB, PackedA};
 use super::simd::transpose8;
+use super::winograd::{self, WinogradWeights};
 use rayon::prelude::*;
 
 /// Shape of a convolution: channels, kernel size, zero padding and stride.
@@ -106,42 +112,141 @@ impl ConvGeometry {
     }
 }
 
-/// Convolution weights packed once for the forward and the backward-to-input GEMMs.
+/// The algorithm a pass of a convolution runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    /// Implicit GEMM over im2col (any geometry).
+    Direct,
+    /// Winograd F(4x4, 3x3) ([`winograd`]): 3x3 stride-1 layers only.
+    Winograd,
+}
+
+/// The algorithms of a layer's forward and backward-to-input passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvAlgorithms {
+    pub forward: ConvAlgorithm,
+    pub input_gradient: ConvAlgorithm,
+}
+
+impl ConvAlgorithms {
+    /// Both passes by `a`.
+    pub fn both(a: ConvAlgorithm) -> Self {
+        ConvAlgorithms { forward: a, input_gradient: a }
+    }
+
+    /// The faster algorithm for each pass of `g` ([`winograd::pays`]), except that the forward
+    /// of a layer with fewer than [`winograd::EXACT_FORWARD_BELOW`] input channels stays direct
+    /// (see there: Winograd would break the exact ties of flat image regions that the
+    /// max-pool after it resolves as the reference does).
+    pub fn for_geometry(g: ConvGeometry) -> Self {
+        let pays = winograd::pays(g.cin, g.cout, g.kh, g.kw, g.stride);
+        let pick = |winograd: bool| if winograd { ConvAlgorithm::Winograd } else { ConvAlgorithm::Direct };
+        ConvAlgorithms { forward: pick(pays && g.cin >= winograd::EXACT_FORWARD_BELOW), input_gradient: pick(pays) }
+    }
+}
+
+/// Convolution weights packed once for the forward and the backward-to-input passes, each in
+/// the form its algorithm reads.
 ///
-/// Invariant: `forward` is `W` as a `cout x cin·kh·kw` matrix in [`PackedA`] layout;
-/// `bias.len() == cout`.
+/// Invariant: `bias.len() == cout`.
 #[derive(Clone, Debug)]
 pub struct PackedConv {
     pub geometry: ConvGeometry,
-    forward: PackedA,
+    forward: Forward,
     input_gradient: InputGradient,
     bias: Vec<f32>,
 }
 
-/// The A operand of the backward-to-input GEMM, packed for the route the geometry takes.
+#[derive(Clone, Debug)]
+enum Forward {
+    /// `W` as a `cout x cin·kh·kw` matrix in [`PackedA`] layout.
+    Direct(PackedA),
+    /// `W` transformed for Winograd.
+    Winograd(WinogradWeights),
+}
+
+/// The weights of the backward-to-input pass, in the form its route reads.
 #[derive(Clone, Debug)]
 enum InputGradient {
     /// `W'` (see the module docs) as a `cin x cout·kh·kw` matrix: `dX = conv(dY, W')`.
     Flipped(PackedA),
     /// `Wᵀ` (`cin·kh·kw x cout`): `dX = col2im(Wᵀ · dY)`.
     Col2im(PackedA),
+    /// `W'` transformed for Winograd: `dX = conv(dY, W')` by Winograd.
+    Winograd(WinogradWeights),
 }
 
 impl PackedConv {
-    /// Packs `weight` (`[cout, cin, kh, kw]`, row-major) and keeps `bias` (`[cout]`).
+    /// Packs `weight` (`[cout, cin, kh, kw]`, row-major) for the faster algorithms
+    /// ([`ConvAlgorithms::for_geometry`]) and keeps `bias` (`[cout]`).
     pub fn new(weight: &[f32], bias: &[f32], g: ConvGeometry) -> Self {
+        PackedConv::with_algorithms(weight, bias, g, ConvAlgorithms::for_geometry(g))
+    }
+
+    /// [`PackedConv::new`] with the algorithms chosen by the caller (benchmarks and tests
+    /// compare them). Panics if one is Winograd and `g` is not 3x3 stride 1.
+    pub fn with_algorithms(weight: &[f32], bias: &[f32], g: ConvGeometry, algorithms: ConvAlgorithms) -> Self {
         assert_eq!(weight.len(), g.cout * g.patch_len(), "conv weight shape");
         assert_eq!(bias.len(), g.cout, "conv bias shape");
         assert!(g.pad_h < g.kh && g.pad_w < g.kw, "padding must be smaller than the kernel");
         assert!(g.stride > 0, "stride must be at least 1");
+        if algorithms.forward == ConvAlgorithm::Winograd || algorithms.input_gradient == ConvAlgorithm::Winograd {
+            assert!((g.kh, g.kw, g.stride) == (3, 3, 1), "Winograd F(4x4, 3x3) needs a 3x3 stride-1 layer");
+        }
         let w = MatRef::row_major(weight, g.cout, g.patch_len());
-        let forward = PackedA::new(w);
-        let input_gradient = if g.backward_by_col2im() {
-            InputGradient::Col2im(PackedA::new(w.t()))
-        } else {
-            InputGradient::Flipped(PackedA::new(MatRef::row_major(&flipped(weight, g), g.cin, g.cout * g.kh * g.kw)))
+        let forward = match algorithms.forward {
+            ConvAlgorithm::Direct => Forward::Direct(PackedA::new(w)),
+            ConvAlgorithm::Winograd => Forward::Winograd(WinogradWeights::new(weight, g.cout, g.cin)),
+        };
+        let input_gradient = match algorithms.input_gradient {
+            ConvAlgorithm::Winograd => {
+                InputGradient::Winograd(WinogradWeights::new(&flipped(weight, g), g.cin, g.cout))
+            }
+            ConvAlgorithm::Direct if g.backward_by_col2im() => InputGradient::Col2im(PackedA::new(w.t())),
+            ConvAlgorithm::Direct => {
+                let flipped = flipped(weight, g);
+                InputGradient::Flipped(PackedA::new(MatRef::row_major(&flipped, g.cin, g.cout * g.kh * g.kw)))
+            }
         };
         PackedConv { geometry: g, forward, input_gradient, bias: bias.to_vec() }
+    }
+
+    /// Bytes of weights held (packed or transformed, and the bias).
+    pub fn bytes(&self) -> usize {
+        let forward = match &self.forward {
+            Forward::Direct(a) => a.bytes(),
+            Forward::Winograd(u) => u.bytes(),
+        };
+        let input_gradient = match &self.input_gradient {
+            InputGradient::Flipped(a) | InputGradient::Col2im(a) => a.bytes(),
+            InputGradient::Winograd(u) => u.bytes(),
+        };
+        forward + input_gradient + 4 * self.bias.len()
+    }
+
+    /// [`PackedConv::bytes`] of `PackedConv::new` for a layer of geometry `g`, before packing
+    /// it: for memory estimates made ahead of loading any weights.
+    pub fn bytes_for(g: ConvGeometry) -> usize {
+        let a = ConvAlgorithms::for_geometry(g);
+        let forward = match a.forward {
+            ConvAlgorithm::Direct => PackedA::bytes_for(g.cout, g.patch_len()),
+            ConvAlgorithm::Winograd => WinogradWeights::bytes_for(g.cout, g.cin),
+        };
+        let input_gradient = match a.input_gradient {
+            ConvAlgorithm::Winograd => WinogradWeights::bytes_for(g.cin, g.cout),
+            ConvAlgorithm::Direct if g.backward_by_col2im() => PackedA::bytes_for(g.patch_len(), g.cout),
+            ConvAlgorithm::Direct => PackedA::bytes_for(g.cin, g.cout * g.kh * g.kw),
+        };
+        forward + input_gradient + 4 * g.cout
+    }
+
+    /// The algorithms this layer's passes run.
+    pub fn algorithms(&self) -> ConvAlgorithms {
+        let by = |winograd: bool| if winograd { ConvAlgorithm::Winograd } else { ConvAlgorithm::Direct };
+        ConvAlgorithms {
+            forward: by(matches!(self.forward, Forward::Winograd(_))),
+            input_gradient: by(matches!(self.input_gradient, InputGradient::Winograd(_))),
+        }
     }
 }
 
@@ -179,9 +284,13 @@ fn forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32
     let (ho, wo) = g.output_size(h, w).expect("kernel larger than the image");
     assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
     assert_eq!(y.len(), n * g.cout * ho * wo, "conv output is [n, cout, ho, wo]");
+    let forward = match &p.forward {
+        Forward::Direct(forward) => forward,
+        Forward::Winograd(u) => return winograd::conv3x3(u, (g.pad_h, g.pad_w), x, (n, h, w), y, Some(&p.bias), relu),
+    };
     let epilogue = Epilogue { bias: Some(&p.bias), accumulate: false, relu };
     for (x, y) in x.chunks_exact(g.cin * h * w).zip(y.chunks_exact_mut(g.cout * ho * wo)) {
-        gemm(AOperand::Packed(&p.forward), &Im2col::new(x, g, h, w), y, epilogue);
+        gemm(AOperand::Packed(forward), &Im2col::new(x, g, h, w), y, epilogue);
     }
 }
 
@@ -263,8 +372,13 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
     assert_eq!(dy.len(), n * g.cout * ho * wo, "conv output gradient is [n, cout, ho, wo]");
     assert_eq!(dx.len(), n * g.cin * h * w, "conv input gradient is [n, cin, h, w]");
+    if let InputGradient::Winograd(u) = &p.input_gradient {
+        let t = g.transposed();
+        return winograd::conv3x3(u, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, None, false);
+    }
     for (dy, dx) in dy.chunks_exact(g.cout * ho * wo).zip(dx.chunks_exact_mut(g.cin * h * w)) {
         match &p.input_gradient {
+            InputGradient::Winograd(_) => unreachable!("handled above"),
             InputGradient::Flipped(a) => {
                 gemm(AOperand::Packed(a), &Im2col::new(dy, g.transposed(), ho, wo), dx, Epilogue::default())
             }

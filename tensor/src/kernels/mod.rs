@@ -6,6 +6,8 @@
 //! - [`gemm`]: packed, blocked, parallel GEMM with its micro-kernel
 //! - [`conv`]: convolution as an implicit GEMM (im2col panels read in place from the padded
 //!   image), and its backward passes
+//! - [`winograd`]: Winograd F(4x4, 3x3) convolution for 3x3 stride-1 layers (four times
+//!   fewer multiplications), forward and backward to the input
 //! - [`pool`]: 2x2 max-pooling and its backward
 //! - [`pad`], [`upsample`]: reflection padding and nearest-neighbour 2x upsampling, and their
 //!   backward passes
@@ -28,3 +30,4 @@ pub mod reduce;
 pub mod reference;
 pub mod simd;
 pub mod upsample;
+pub mod winograd;

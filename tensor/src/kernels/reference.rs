@@ -142,6 +142,77 @@ pub fn conv2d_backward_weight(
     (dw.into_iter().map(|v| v as f32).collect(), db.into_iter().map(|v| v as f32).collect())
 }
 
+/// Winograd F(4x4, 3x3) convolution (3x3, stride 1, `g.pad_*` zeros) tile by tile, as in
+/// Lavin & Gray's paper: for each 4x4 output tile and channel pair, the 6x6 window `d`, the
+/// kernel `k`, and `Y += Aᵀ [(G k Gᵀ) ⊙ (Bᵀ d B)] A`, all in f64. In exact arithmetic this is
+/// [`conv2d`]; the fast kernel (`kernels::winograd`) batches the same products as GEMMs.
+///
+/// With `magnitudes`, every matrix and operand is replaced by its absolute value: the result
+/// is then the sum of the magnitudes of every term the algorithm adds, the scale of its
+/// rounding error (`winograd::ERROR_GROWTH`).
+#[allow(clippy::too_many_arguments)]
+pub fn winograd_conv3x3(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    g: ConvGeometry,
+    (n, h, w): (usize, usize, usize),
+    magnitudes: bool,
+) -> Vec<f32> {
+    use super::winograd::{AT, BT, G, TILE, WINDOW};
+    assert_eq!((g.kh, g.kw, g.stride), (3, 3, 1), "Winograd F(4x4, 3x3) is for 3x3 stride-1 layers");
+    let m = |v: f64| if magnitudes { v.abs() } else { v };
+    let (ho, wo) = g.output_size(h, w).expect("kernel fits");
+    // M (r x c) = P (r x k) · Q (k x c), on small row-major arrays.
+    fn mul<const R: usize, const K: usize, const C: usize>(p: &[[f64; K]; R], q: &[[f64; C]; K]) -> [[f64; C]; R] {
+        std::array::from_fn(|i| std::array::from_fn(|j| (0..K).map(|k| p[i][k] * q[k][j]).sum()))
+    }
+    fn t<const R: usize, const C: usize>(p: &[[f64; C]; R]) -> [[f64; R]; C] {
+        std::array::from_fn(|i| std::array::from_fn(|j| p[j][i]))
+    }
+    let bt: [[f64; WINDOW]; WINDOW] = BT.map(|r| r.map(|v| m(v as f64)));
+    let gm: [[f64; 3]; WINDOW] = G.map(|r| r.map(m));
+    let at: [[f64; WINDOW]; TILE] = AT.map(|r| r.map(|v| m(v as f64)));
+    let mut y = vec![0.0; n * g.cout * ho * wo];
+    for i in 0..n {
+        for co in 0..g.cout {
+            for ty in (0..ho).step_by(TILE) {
+                for tx in (0..wo).step_by(TILE) {
+                    let mut sum = [[0.0f64; WINDOW]; WINDOW];
+                    for ci in 0..g.cin {
+                        let k: [[f64; 3]; 3] = std::array::from_fn(|ky| {
+                            std::array::from_fn(|kx| m(weight[((co * g.cin + ci) * 3 + ky) * 3 + kx] as f64))
+                        });
+                        // The window's pixel (r, c) is padded-input pixel (ty + r, tx + c).
+                        let d: [[f64; WINDOW]; WINDOW] = std::array::from_fn(|r| {
+                            std::array::from_fn(|c| {
+                                let iy = (ty + r).checked_sub(g.pad_h).filter(|&iy| iy < h);
+                                let ix = (tx + c).checked_sub(g.pad_w).filter(|&ix| ix < w);
+                                match (iy, ix) {
+                                    (Some(iy), Some(ix)) => m(x[((i * g.cin + ci) * h + iy) * w + ix] as f64),
+                                    _ => 0.0,
+                                }
+                            })
+                        });
+                        let u = mul(&mul(&gm, &k), &t(&gm));
+                        let v = mul(&mul(&bt, &d), &t(&bt));
+                        for (s, (u, v)) in sum.iter_mut().flatten().zip(u.iter().flatten().zip(v.iter().flatten())) {
+                            *s += u * v;
+                        }
+                    }
+                    let tile = mul(&mul(&at, &sum), &t(&at));
+                    for (r, row) in tile.iter().enumerate().filter(|(r, _)| ty + r < ho) {
+                        for (c, v) in row.iter().enumerate().filter(|(c, _)| tx + c < wo) {
+                            y[((i * g.cout + co) * ho + ty + r) * wo + tx + c] = (v + m(bias[co] as f64)) as f32;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
 /// 2x2 stride-2 max-pool with floor: `(y, argmax)`, first maximum wins, NaN propagates.
 pub fn max_pool2(x: &[f32], c: usize, h: usize, w: usize) -> (Vec<f32>, Vec<u8>) {
     let (ho, wo) = (h / 2, w / 2);

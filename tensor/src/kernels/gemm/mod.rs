@@ -128,6 +128,30 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
     );
 }
 
+/// `C (m x n) = A·B` for a packed A, on the calling thread alone: for callers that are already
+/// parallel over many small independent products (Winograd convolution's 36 per batch of
+/// tiles, see `kernels::winograd`), where splitting each one again would cost more than it
+/// gains. The same blocking and summation order as [`gemm`]; `b_buf` is scratch for B's
+/// packed blocks, grown when too small and never cleared.
+pub fn gemm_serial(a: &PackedA, b: &impl PackB, c: &mut [f32], b_buf: &mut Vec<f32>) {
+    let (m, k, n) = (a.rows(), a.cols(), b.cols());
+    assert_eq!(b.rows(), k, "gemm: A is {m}x{k} but B has {} rows", b.rows());
+    assert_eq!(c.len(), m * n, "gemm: C must be {m}x{n}");
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    let need = NC.min(n).div_ceil(NR) * NR * KC.min(k);
+    if b_buf.len() < need {
+        b_buf.resize(need, 0.0);
+    }
+    let c = SharedC::new(c, n);
+    for n0 in (0..n).step_by(NC) {
+        let nc = NC.min(n - n0);
+        block(&AOperand::Packed(a), b, &c, (0, m), (n0, nc), k, Epilogue::default(), &mut [], b_buf);
+    }
+}
+
 /// One block of C, rows `m0..m0+mt`, columns `n0..n0+nc`: the PC, IC, JR and IR loops.
 #[allow(clippy::too_many_arguments)]
 fn block(

@@ -191,6 +191,16 @@ impl PackedA {
         self.cols
     }
 
+    /// Bytes held: the matrix with its rows padded to a multiple of MR.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * std::mem::size_of::<f32>()
+    }
+
+    /// [`PackedA::bytes`] of a `rows x cols` matrix, before packing it.
+    pub fn bytes_for(rows: usize, cols: usize) -> usize {
+        rows.div_ceil(MR) * MR * cols * std::mem::size_of::<f32>()
+    }
+
     /// The packed block of rows `m0..m0+mc` (m0 a multiple of MR) and columns `k0..k0+kc`
     /// (k0 a multiple of KC, kc the length of that KC block).
     pub fn block(&self, m0: usize, mc: usize, k0: usize, kc: usize) -> &[f32] {

@@ -1,0 +1,550 @@
+//! Winograd convolution F(4x4, 3x3) for 3x3 stride-1 layers (Lavin & Gray, "Fast Algorithms
+//! for Convolutional Neural Networks", CVPR 2016).
+//!
+//! Each 4x4 tile of a 3x3 convolution's output is read from a 6x6 window `d` of the padded
+//! input, and for one input channel and one kernel `g`
+//!
+//! ```text
+//! Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+//! ```
+//!
+//! (`⊙` elementwise, [`BT`], [`G`], [`AT`] below, from the interpolation points 0, ±1, ±2
+//! and ∞). Summed over input channels, the 36 elementwise products become 36 independent
+//! matrix products, one per position ξ of the 6x6 transformed window:
+//!
+//! ```text
+//! M_ξ (cout x tiles) = U_ξ (cout x cin) · V_ξ (cin x tiles),   U = G g Gᵀ,  V = Bᵀ d B
+//! ```
+//!
+//! That is 36 multiply-adds per output tile of 16 pixels, per channel pair, where direct
+//! convolution does 9 per pixel: 2.25 against 9, four times fewer. The price is the two
+//! transforms (input and output, vectorised over tiles here) and their rounding error; see
+//! [`ERROR_GROWTH`].
+//!
+//! The weights are transformed once, in f64, and each `U_ξ` packed as a GEMM A operand
+//! ([`WinogradWeights`]). The tiles of an image are processed in batches, one batch per
+//! parallel task: transform the batch's windows into `V` (laid out so the GEMM micro-kernel
+//! reads its panels in place, nothing packed), run the 36 products on the task's own thread
+//! ([`gemm_serial`]), and transform `M` back into the output, adding the bias and applying the
+//! ReLU on the way (no second pass over the output). A batch's `V` and `M` are sized to stay
+//! in cache.
+//!
+//! The backward pass to the input of a stride-1 layer is the convolution of the output
+//! gradient with the flipped kernel (see `kernels::conv`), so it runs through this same code
+//! with its own transformed weights.
+
+use rayon::prelude::*;
+
+use super::gemm::params::NR;
+use super::gemm::{gemm_serial, MatRef, PackB, PackedA};
+use super::simd::{load, transpose8, LANES, V};
+
+/// Output pixels per tile side (the m of F(m x m, 3x3)).
+pub const TILE: usize = 4;
+/// Input pixels per window side: `TILE + 3 - 1`.
+pub const WINDOW: usize = 6;
+/// Positions ξ of a transformed window, one GEMM each.
+const POINTS: usize = WINDOW * WINDOW;
+
+/// The input transform `Bᵀ` (rows: transformed positions; columns: window pixels).
+pub const BT: [[f32; WINDOW]; WINDOW] = [
+    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+];
+
+/// The kernel transform `G` (applied once per layer, in f64: 1/6 and 1/12 are not floats).
+pub const G: [[f64; 3]; WINDOW] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// The output transform `Aᵀ` (rows: tile pixels; columns: transformed positions).
+pub const AT: [[f32; WINDOW]; TILE] = [
+    [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+    [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+    [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+];
+
+/// How much larger Winograd's rounding error may be than a direct dot product's, as a
+/// multiple of the same `k·ε·Σ|terms|` bound, where the terms are those of the transformed
+/// product: `Aᵀ [ Σ_ci |G||g||Gᵀ| ⊙ |Bᵀ||d||B| ] |A|` with absolute values throughout.
+///
+/// Each stage rounds once per addition: the input transform adds at most 4 terms each way
+/// (8 roundings), the weight transform rounds once (it runs in f64), the GEMM adds `cin`
+/// terms, the output transform at most 5 each way (10), the bias once. So the error is at
+/// most `(cin + 20)·ε` times that absolute sum (Higham, "Accuracy and Stability of Numerical
+/// Algorithms", §3.1, applied stage by stage as in Barabasz et al., "Error Analysis and
+/// Improving the Accuracy of Winograd Convolution for Deep Neural Networks", 2020). The
+/// absolute sum is itself larger than the direct convolution's `Σ|w||x|`, by up to the
+/// product of the transforms' norms (about 100 for these points) on adversarial inputs and
+/// by about 10 on typical ones: that, not the extra roundings, is F(4x4)'s accuracy cost.
+pub const ERROR_GROWTH: usize = 20;
+
+/// Whether a layer takes the Winograd route: 3x3, stride 1, and enough channels each way that
+/// the 36 products per batch are real matrix products (VGG's conv1_1, 3 -> 64, is not: its
+/// products would be 3 deep).
+pub fn pays(cin: usize, cout: usize, kh: usize, kw: usize, stride: usize) -> bool {
+    (kh, kw, stride) == (3, 3, 1) && cin >= MIN_CHANNELS && cout >= MIN_CHANNELS
+}
+
+/// Fewest input and output channels for the Winograd route (see `benches/README.md`).
+const MIN_CHANNELS: usize = 32;
+
+/// Layers with fewer input channels keep the direct forward (VGG's conv1_2 and conv2_1).
+///
+/// Direct convolution gives bit-identical outputs wherever the 3x3 window is flat, so a flat
+/// region of the photo (a clipped sky) stays exactly flat, and the max-pool after it meets
+/// exact ties, which it resolves as the reference does (first cell wins). Winograd keeps a
+/// wholly flat 6x6 window exact (see `bt`) but not the outputs of a tile that straddles a
+/// flat region's edge, so near the edge those ties fall elsewhere and the gradient goes to
+/// another pixel: on the golden test's sky that moved 1.8% of the gradient's L2 norm, against
+/// the 0.5% the golden test allows. The first two layers run on the photo's own flat regions;
+/// with them direct (and Winograd from conv2_2 on, and for every backward pass) the gradient
+/// matches the reference as closely as the all-direct engine does.
+pub const EXACT_FORWARD_BELOW: usize = 128;
+
+/// A layer's transformed kernels `U = G g Gᵀ`, one packed `cout x cin` matrix per position ξ.
+#[derive(Clone, Debug)]
+pub struct WinogradWeights {
+    cin: usize,
+    cout: usize,
+    u: Vec<PackedA>,
+}
+
+impl WinogradWeights {
+    /// Transforms and packs `weight` (`[cout, cin, 3, 3]`, row-major).
+    pub fn new(weight: &[f32], cout: usize, cin: usize) -> Self {
+        assert_eq!(weight.len(), cout * cin * 9, "3x3 conv weight is [cout, cin, 3, 3]");
+        // [co, ξ, ci]: each output channel's rows in one chunk, so the channels run in parallel.
+        let mut u = vec![0.0f32; cout * POINTS * cin];
+        u.par_chunks_mut(POINTS * cin).enumerate().for_each(|(co, out)| {
+            for ci in 0..cin {
+                let g = &weight[(co * cin + ci) * 9..][..9];
+                for (xi, t) in transform_kernel(g).into_iter().enumerate() {
+                    out[xi * cin + ci] = t;
+                }
+            }
+        });
+        let u = (0..POINTS)
+            .map(|xi| {
+                let rows =
+                    MatRef { data: &u[xi * cin..], rows: cout, cols: cin, row_stride: POINTS * cin, col_stride: 1 };
+                PackedA::new(rows)
+            })
+            .collect();
+        WinogradWeights { cin, cout, u }
+    }
+
+    /// Bytes held: the 36 packed matrices, four times the kernel's own size.
+    pub fn bytes(&self) -> usize {
+        self.u.iter().map(PackedA::bytes).sum()
+    }
+
+    /// [`WinogradWeights::bytes`] for a `cout x cin` layer, before transforming it.
+    pub fn bytes_for(cout: usize, cin: usize) -> usize {
+        POINTS * PackedA::bytes_for(cout, cin)
+    }
+}
+
+/// `G g Gᵀ` for one 3x3 kernel, in f64 and rounded once, as 36 floats in ξ = 6·row + column
+/// order.
+fn transform_kernel(g: &[f32]) -> [f32; POINTS] {
+    let mut gg = [[0.0f64; 3]; WINDOW]; // G g
+    for (i, row) in gg.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (0..3).map(|k| G[i][k] * g[k * 3 + j] as f64).sum();
+        }
+    }
+    std::array::from_fn(|xi| {
+        let (i, j) = (xi / WINDOW, xi % WINDOW);
+        (0..3).map(|k| gg[i][k] * G[j][k]).sum::<f64>() as f32
+    })
+}
+
+/// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) (+ bias) (then max(·, 0))` for a 3x3
+/// stride-1 convolution with `pad = (rows, columns)` of zeros on every side (at most 2).
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3(
+    u: &WinogradWeights,
+    pad: (usize, usize),
+    x: &[f32],
+    (n, h, w): (usize, usize, usize),
+    y: &mut [f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) {
+    let (cin, cout) = (u.cin, u.cout);
+    assert!(pad.0 < 3 && pad.1 < 3, "padding must be smaller than the 3x3 kernel");
+    let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
+    assert!(hp >= 3 && wp >= 3, "kernel larger than the image");
+    let (ho, wo) = (hp - 2, wp - 2);
+    assert_eq!(x.len(), n * cin * h * w, "conv input is [n, cin, h, w]");
+    assert_eq!(y.len(), n * cout * ho * wo, "conv output is [n, cout, ho, wo]");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), cout, "one bias per output channel");
+    }
+    let tiles = Tiles::new(ho, wo);
+    let batch = batch_tiles(cin, cout, tiles.count);
+    let starts: Vec<usize> = (0..tiles.count).step_by(batch).collect();
+    for (x, y) in x.chunks_exact(cin * h * w).zip(y.chunks_exact_mut(cout * ho * wo)) {
+        let windows = Windows { x, cin, h, w, pad, count: tiles.count, across: tiles.across };
+        let out = SharedOut::new(y, ho, wo);
+        starts.par_iter().for_each(|&t0| {
+            SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf }| {
+                let (v, m) = (grow(v, POINTS * cin * batch), grow(m, POINTS * cout * batch));
+                windows.transform(t0, batch, v);
+                for xi in 0..POINTS {
+                    let b = InPlace { data: &v[xi * cin * batch..][..cin * batch], rows: cin, cols: batch };
+                    gemm_serial(&u.u[xi], &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
+                }
+                transform_output(m, cout, batch, t0, &tiles, bias, relu, &out);
+            })
+        });
+    }
+}
+
+/// Each thread's `V`, `M` and GEMM packing buffers, kept between calls: allocating them per
+/// call (megabytes each) would cost a page fault per 4 KiB every time.
+#[derive(Default)]
+struct Scratch {
+    v: Vec<f32>,
+    m: Vec<f32>,
+    b_buf: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// The first `len` floats of `buf`, growing it if needed (contents unspecified: every use
+/// overwrites what it reads).
+fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
+/// Floats of `V` and `M` per batch (4 MiB): each task's working set stays in L2 and L3 while
+/// the 36 products run.
+const BATCH_FLOATS: usize = 1 << 20;
+
+/// Tiles per batch: a multiple of NR (every GEMM panel read in place), as many as fit in
+/// [`BATCH_FLOATS`], but no more than gives each thread two batches.
+fn batch_tiles(cin: usize, cout: usize, tiles: usize) -> usize {
+    let by_cache = BATCH_FLOATS / (POINTS * (cin + cout));
+    let by_threads = tiles.div_ceil(2 * rayon::current_num_threads());
+    by_cache.min(by_threads).div_ceil(NR).max(1) * NR
+}
+
+/// The grid of 4x4 output tiles, numbered row by row.
+struct Tiles {
+    across: usize,
+    count: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Tiles {
+    fn new(ho: usize, wo: usize) -> Self {
+        let across = wo.div_ceil(TILE);
+        Tiles { across, count: ho.div_ceil(TILE) * across, ho, wo }
+    }
+
+    /// Top-left output pixel of tile `t`.
+    fn corner(&self, t: usize) -> (usize, usize) {
+        (TILE * (t / self.across), TILE * (t % self.across))
+    }
+}
+
+/// The 6x6 windows of the tiles, read from the unpadded input: a window row inside the image is
+/// read in place, one that reaches into the zero border is copied out with its zeros (the
+/// first and last groups of each row of tiles), so no padded copy of the input is made.
+struct Windows<'a> {
+    x: &'a [f32],
+    cin: usize,
+    h: usize,
+    w: usize,
+    pad: (usize, usize),
+    count: usize,
+    across: usize,
+}
+
+/// Floats of one row of a group's windows, as [`window_columns`] reads them: `4·LANES + 2`
+/// and two more for its last eight-float load.
+const RUN: usize = TILE * LANES + 4;
+
+impl Windows<'_> {
+    /// `v [ξ, ci, batch] = Bᵀ d B` for the windows of tiles `t0..t0 + batch`, `LANES` tiles at
+    /// a time (tiles past the last repeat it; their products are never stored).
+    fn transform(&self, t0: usize, batch: usize, v: &mut [f32]) {
+        // Each group of LANES tiles: the top-left corner of each window, in the coordinates of
+        // the padded image; and whether the group lies side by side in one row of tiles
+        // (usually), so that row r of their windows is one run of 4·LANES + 2 floats, lane l
+        // starting 4·l into it.
+        let groups: Vec<([(usize, usize); LANES], bool)> = (0..batch)
+            .step_by(LANES)
+            .map(|j| {
+                let corner: [(usize, usize); LANES] = std::array::from_fn(|l| {
+                    let t = (t0 + j + l).min(self.count - 1);
+                    (TILE * (t / self.across), TILE * (t % self.across))
+                });
+                let (first, last) = (corner[0], corner[LANES - 1]);
+                (corner, last == (first.0, first.1 + TILE * (LANES - 1)))
+            })
+            .collect();
+        let mut buf = [0.0; RUN];
+        // Channel by channel, so each plane's rows are read front to back.
+        for (ci, plane) in self.x.chunks_exact(self.h * self.w).enumerate() {
+            for (g, (corner, side_by_side)) in groups.iter().enumerate() {
+                let d: [[V; WINDOW]; WINDOW] = if *side_by_side {
+                    let (py, px) = corner[0];
+                    std::array::from_fn(|r| window_columns(self.run(plane, py + r, px, &mut buf)))
+                } else {
+                    std::array::from_fn(|r| {
+                        std::array::from_fn(|c| {
+                            V::new(std::array::from_fn(|l| self.pixel(plane, corner[l].0 + r, corner[l].1 + c)))
+                        })
+                    })
+                };
+                // z = Bᵀ d, one window column c at a time; then each row of z times B.
+                let mut z = [[V::ZERO; WINDOW]; WINDOW];
+                for c in 0..WINDOW {
+                    for (zr, t) in z.iter_mut().zip(bt(std::array::from_fn(|r| d[r][c]))) {
+                        zr[c] = t;
+                    }
+                }
+                for (i, zr) in z.into_iter().enumerate() {
+                    for (k, t) in bt(zr).into_iter().enumerate() {
+                        let dst = &mut v[((i * WINDOW + k) * self.cin + ci) * batch + g * LANES..][..LANES];
+                        dst.copy_from_slice(&t.to_array());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Padded-image pixel `(py, px)` of one channel's `plane`: zero in the border.
+    #[inline(always)]
+    fn pixel(&self, plane: &[f32], py: usize, px: usize) -> f32 {
+        let (iy, ix) = (py.wrapping_sub(self.pad.0), px.wrapping_sub(self.pad.1));
+        if iy < self.h && ix < self.w {
+            plane[iy * self.w + ix]
+        } else {
+            0.0
+        }
+    }
+
+    /// Padded-image row `py`, columns `px..px + RUN`: in place when inside the image, else
+    /// copied into `buf` with zeros for the border.
+    #[inline(always)]
+    fn run<'b>(&self, plane: &'b [f32], py: usize, px: usize, buf: &'b mut [f32; RUN]) -> &'b [f32] {
+        let (iy, ix) = (py.wrapping_sub(self.pad.0), px.wrapping_sub(self.pad.1));
+        if iy < self.h && px >= self.pad.1 && ix + RUN <= self.w {
+            return &plane[iy * self.w + ix..][..RUN];
+        }
+        for (k, b) in buf.iter_mut().enumerate() {
+            *b = self.pixel(plane, py, px + k);
+        }
+        buf
+    }
+}
+
+/// Columns 0..6 of the windows of LANES tiles side by side, from one row `run` of the plane
+/// (at least `4·LANES + 4` floats): lane l of column c is `run[4·l + c]`. A stride-4 gather,
+/// done eight tiles at a time as an 8x8 transpose of eight overlapping loads (row q is
+/// `run[4q..4q + 8]`, so column c of the transpose is `run[4q + c]`): 16 loads and 48
+/// shuffles per 16 tiles where element-wise gathering takes 96 loads and 96 inserts.
+#[inline(always)]
+fn window_columns(run: &[f32]) -> [V; WINDOW] {
+    let mut columns = [[0.0f32; LANES]; WINDOW];
+    for group in 0..LANES / 8 {
+        let rows = std::array::from_fn(|q| load8(&run[TILE * (8 * group + q)..]));
+        let t = transpose8(rows);
+        for (column, t) in columns.iter_mut().zip(t) {
+            column[8 * group..8 * group + 8].copy_from_slice(&t);
+        }
+    }
+    columns.map(V::new)
+}
+
+/// The inverse for one row of output tiles: `row[c]` holds pixel c of each tile (one tile per
+/// lane); returns them in image order, `out[4·l + c] = row[c][l]`, by the same transpose
+/// (rows 4..8 unused).
+#[inline(always)]
+fn interleave_tiles(row: &[[f32; LANES]; TILE]) -> [f32; TILE * LANES] {
+    let mut out = [0.0; TILE * LANES];
+    for group in 0..LANES / 8 {
+        let rows = std::array::from_fn(|c| if c < TILE { load8(&row[c][8 * group..]) } else { [0.0; 8] });
+        for (q, t) in transpose8(rows).iter().enumerate() {
+            out[TILE * (8 * group + q)..][..TILE].copy_from_slice(&t[..TILE]);
+        }
+    }
+    out
+}
+
+/// The first 8 floats of `s`.
+#[inline(always)]
+fn load8(s: &[f32]) -> [f32; 8] {
+    s[..8].try_into().expect("8 floats")
+}
+
+/// `Bᵀ d` for one column of a window (each lane a different tile).
+///
+/// Written so that a constant column gives exact zeros in every row but the second (each row
+/// as sums of differences): then a flat window transforms to a single nonzero, every output
+/// of its tile comes out bit-identical, and flat image regions stay exactly flat as under
+/// direct convolution. That keeps max-pooling's ties (first wins) where the reference has
+/// them, so saturated skies route their gradients as PyTorch does.
+#[inline(always)]
+fn bt(d: [V; WINDOW]) -> [V; WINDOW] {
+    let (two, four) = (V::splat(2.0), V::splat(4.0));
+    let (d4m2, d3m1) = (d[4] - d[2], d[3] - d[1]);
+    [
+        four * (d[0] - d[2]) + d4m2,
+        (d[3] + d[4]) - four * (d[1] + d[2]),
+        (d[4] - d[3]) + four * (d[1] - d[2]),
+        d4m2 + two * d3m1,
+        d4m2 - two * d3m1,
+        (d[5] - d[3]) - four * d3m1,
+    ]
+}
+
+/// `Aᵀ m` for one column of a transformed tile.
+#[inline(always)]
+fn at(m: [V; WINDOW]) -> [V; TILE] {
+    let (p12, m12, p34, m34) = (m[1] + m[2], m[1] - m[2], m[3] + m[4], m[3] - m[4]);
+    [m[0] + p12 + p34, m12 + V::splat(2.0) * m34, p12 + V::splat(4.0) * p34, m12 + V::splat(8.0) * m34 + m[5]]
+}
+
+/// `y = Aᵀ M A (+ bias) (then max(·, 0))` for the tiles `t0..` of a batch (`m [ξ, cout,
+/// batch]`), each stored where it lies in the output, clipped at its bottom and right edges.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn transform_output(
+    m: &[f32],
+    cout: usize,
+    batch: usize,
+    t0: usize,
+    tiles: &Tiles,
+    bias: Option<&[f32]>,
+    relu: bool,
+    out: &SharedOut,
+) {
+    let valid = tiles.count.saturating_sub(t0).min(batch);
+    for co in 0..cout {
+        let b = V::splat(bias.map_or(0.0, |b| b[co]));
+        for j in (0..valid).step_by(LANES) {
+            let mv: [V; POINTS] = std::array::from_fn(|xi| load(&m[(xi * cout + co) * batch + j..]));
+            // s = Aᵀ M (4 x 6), one column at a time; then each row of s times A.
+            let mut s = [[V::ZERO; WINDOW]; TILE];
+            for c in 0..WINDOW {
+                for (sr, t) in s.iter_mut().zip(at(std::array::from_fn(|r| mv[r * WINDOW + c]))) {
+                    sr[c] = t;
+                }
+            }
+            let pixels: [[[f32; LANES]; TILE]; TILE] = s.map(|sr| at(sr).map(|v| (v + b).to_array()));
+            let relu = |v: f32| if relu && (v.is_nan() || v <= 0.0) { 0.0 } else { v };
+            let (oy, ox) = tiles.corner(t0 + j);
+            if j + LANES <= valid && ox + TILE * LANES <= tiles.wo && oy + TILE <= tiles.ho {
+                // LANES whole tiles side by side: each output row is one run of 4·LANES floats.
+                for (r, row) in pixels.iter().enumerate() {
+                    let run = interleave_tiles(row).map(relu);
+                    // SAFETY: these pixels belong to tiles t0 + j.. t0 + j + LANES alone, and each
+                    // tile is in exactly one batch, so no other task writes them.
+                    unsafe { out.row(co, oy + r, ox, TILE * LANES) }.copy_from_slice(&run);
+                }
+                continue;
+            }
+            for l in 0..LANES.min(valid - j) {
+                let (oy, ox) = tiles.corner(t0 + j + l);
+                let cols = TILE.min(tiles.wo - ox);
+                for (r, row) in pixels.iter().enumerate().take(TILE.min(tiles.ho - oy)) {
+                    // SAFETY: these pixels belong to tile t0 + j + l alone, and each tile is in
+                    // exactly one batch, so no other task writes them.
+                    let dst = unsafe { out.row(co, oy + r, ox, cols) };
+                    for (d, v) in dst.iter_mut().zip(row) {
+                        *d = relu(v[l]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `V_ξ` (`cin x batch`, row-major) as a GEMM B operand whose panels the micro-kernel reads in
+/// place: with `batch` a multiple of NR every panel is NR consecutive floats of each row.
+struct InPlace<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+}
+
+impl PackB for InPlace<'_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
+        if !self.cols.is_multiple_of(NR) {
+            MatRef::row_major(self.data, self.rows, self.cols).pack(k0, kc, n0, nc, out);
+        }
+    }
+
+    fn rows_in_place(&self, k0: usize, kc: usize, offsets: &mut [usize]) -> Option<&[f32]> {
+        for (k, o) in offsets[..kc].iter_mut().enumerate() {
+            *o = (k0 + k) * self.cols;
+        }
+        Some(self.data)
+    }
+
+    fn panel_in_place(&self, j: usize) -> Option<usize> {
+        (j + NR <= self.cols).then_some(j)
+    }
+}
+
+/// One image's output `[cout, ho, wo]`, written by many tasks, each only the pixels of its own
+/// tiles.
+struct SharedOut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    ho: usize,
+    wo: usize,
+    _borrow: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: SharedOut is a `&mut [f32]` handed to several tasks; `row` is the only access and its
+// contract (each task writes only its own tiles' pixels) rules out data races.
+unsafe impl Sync for SharedOut<'_> {}
+
+impl<'a> SharedOut<'a> {
+    fn new(y: &'a mut [f32], ho: usize, wo: usize) -> Self {
+        SharedOut { ptr: y.as_mut_ptr(), len: y.len(), ho, wo, _borrow: std::marker::PhantomData }
+    }
+
+    /// Channel `co`, row `oy`, columns `ox..ox + len`.
+    ///
+    /// # Safety
+    /// No other live reference may overlap that range: each task asks only for its own tiles.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, co: usize, oy: usize, ox: usize, len: usize) -> &mut [f32] {
+        assert!(oy < self.ho && ox + len <= self.wo, "write outside the output");
+        let start = (co * self.ho + oy) * self.wo + ox;
+        assert!(start + len <= self.len, "write outside the output");
+        // SAFETY: in bounds (asserted above) and unaliased (the caller's contract).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
