@@ -64,8 +64,9 @@ pub fn estimate_bytes(
         match layer {
             Layer::Conv { index } => {
                 c = CONVS[*index].out_channels as u64;
-                let g = ConvGeometry::same3x3(CONVS[*index].in_channels, CONVS[*index].out_channels);
-                weights += PackedConv::bytes_for(g) as u64;
+                let spec = &CONVS[*index];
+                let g = ConvGeometry::same3x3(spec.in_channels, spec.out_channels);
+                weights += PackedConv::bytes_for(g, vgg::model::conv_algorithms(spec.name)) as u64;
             }
             Layer::Relu { .. } => {}
             Layer::Pool { .. } => (h, w) = (h / 2, w / 2),

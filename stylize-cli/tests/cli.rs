@@ -59,13 +59,19 @@ fn eval_json_matches_the_reference_and_writes_the_gradient() {
         assert!(o.status.success(), "{}", stderr(&o));
         let got: Value = serde_json::from_slice(&o.stdout).unwrap();
         let want: Value = serde_json::from_str(&std::fs::read_to_string(golden(case, "golden.json")).unwrap()).unwrap();
-        for key in ["content", "style", "tv", "total", "grad_l2"] {
+        for key in ["content", "style", "tv", "total"] {
             let (g, w) = (got[key].as_f64().unwrap(), want["at_content"][key].as_f64().unwrap());
             assert!((g - w).abs() <= common::LOSS_RTOL * w.abs(), "{case} {key}: {g} vs reference {w}");
         }
         let (shape, grad) = load_npy_f32(&grad_path).unwrap();
         let (shape64, grad64) = load_npy_f64(Path::new(&golden(case, "grad_f64.npy"))).unwrap();
         assert_eq!(shape, shape64);
+        // The gradient's norm against the exact (float64) gradient's, not the float32 reference's
+        // `grad_l2`: in case b that one is itself 4.3e-5 away from the exact norm (its max-pools
+        // break near-ties in a flat sky by float32 rounding), ours 2.4e-7.
+        let exact_l2 = grad64.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let g = got["grad_l2"].as_f64().unwrap();
+        assert!((g - exact_l2).abs() <= common::LOSS_RTOL * exact_l2, "{case} grad_l2: {g} vs exact {exact_l2}");
         let num: f64 = grad.iter().zip(&grad64).map(|(&a, b)| (a as f64 - b).powi(2)).sum();
         let den: f64 = grad64.iter().map(|b| b * b).sum();
         assert!((num / den).sqrt() < 5e-3, "{case}: gradient relative L2 error {}", (num / den).sqrt());

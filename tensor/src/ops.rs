@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::autograd::op::{Normalized, Op};
-use crate::kernels::conv::{self, ConvGeometry, PackedConv};
+use crate::kernels::conv::{self, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv};
 use crate::kernels::norm::{self, NormGeometry, NormParams, Statistics};
 use crate::kernels::{elementwise, gram, pad, pool, reduce, upsample};
 use crate::{BatchStats, Error, NodeId, RunningStats, Shape, Tape, Tensor, Var};
@@ -56,6 +56,27 @@ impl Conv2d {
     /// A layer that moves its kernel `stride` pixels at a time (both ways), so an `h x w`
     /// input gives `(h + 2·padding - kh) / stride + 1` rows (and columns likewise).
     pub fn with_stride(weight: Var, bias: Var, padding: usize, stride: usize) -> Result<Self, Error> {
+        Conv2d::build(weight, bias, padding, stride, None)
+    }
+
+    /// A frozen stride-1 layer whose passes run `algorithms` rather than the fastest
+    /// ([`ConvAlgorithms::for_geometry`]); Winograd needs a 3x3 kernel.
+    pub fn frozen_with(
+        weight: Tensor,
+        bias: Tensor,
+        padding: usize,
+        algorithms: ConvAlgorithms,
+    ) -> Result<Self, Error> {
+        Conv2d::build(Var::constant(weight), Var::constant(bias), padding, 1, Some(algorithms))
+    }
+
+    fn build(
+        weight: Var,
+        bias: Var,
+        padding: usize,
+        stride: usize,
+        algorithms: Option<ConvAlgorithms>,
+    ) -> Result<Self, Error> {
         let op = "conv2d";
         let Some(&[cout, cin, kh, kw]) = Some(weight.shape().dims()).filter(|d| d.len() == 4) else {
             return Err(Error::ShapeMismatch {
@@ -77,7 +98,15 @@ impl Conv2d {
             return Err(Error::BadGeometry { op, reason: "stride must be at least 1".into() });
         }
         let g = ConvGeometry { cin, cout, kh, kw, pad_h: padding, pad_w: padding, stride };
-        let packed = Arc::new(PackedConv::new(weight.value().data(), bias.value().data(), g));
+        let algorithms = algorithms.unwrap_or(ConvAlgorithms::for_geometry(g));
+        let winograd = [algorithms.forward, algorithms.input_gradient].contains(&ConvAlgorithm::Winograd);
+        if winograd && (kh, kw, stride) != (3, 3, 1) {
+            return Err(Error::BadGeometry {
+                op,
+                reason: format!("Winograd needs a 3x3 stride-1 kernel, not {kh}x{kw}"),
+            });
+        }
+        let packed = Arc::new(PackedConv::with_algorithms(weight.value().data(), bias.value().data(), g, algorithms));
         Ok(Conv2d { packed, weight: weight.node(), bias: bias.node() })
     }
 

@@ -82,7 +82,7 @@ fn check_conv(g: ConvGeometry, algorithm: ConvAlgorithm, n: usize, h: usize, w: 
     let packed = PackedConv::with_algorithms(&wt, &b, g, ConvAlgorithms::both(algorithm));
     assert_eq!(packed.algorithms(), ConvAlgorithms::both(algorithm));
     let chosen = PackedConv::new(&wt, &b, g);
-    assert_eq!(chosen.bytes(), PackedConv::bytes_for(g), "{}", what("bytes_for"));
+    assert_eq!(chosen.bytes(), PackedConv::bytes_for(g, ConvAlgorithms::for_geometry(g)), "{}", what("bytes_for"));
     let winograd = algorithm == ConvAlgorithm::Winograd;
 
     let x0 = &x[..cin * h * w];
@@ -309,16 +309,16 @@ fn winograd_vgg_like_shapes_match_reference() {
     // channels) to cross a KC block of the 36 products.
     check_conv(ConvGeometry::same3x3(16, 24), ConvAlgorithm::Winograd, 1, 37, 45, 31);
     check_conv(ConvGeometry::same3x3(300, 7), ConvAlgorithm::Winograd, 1, 6, 9, 32);
-    // Which passes of VGG's layers take the Winograd route by default: none of conv1_1's (3
-    // in), the backward of conv1_2's, both of the deeper layers'.
+    // Which passes take the Winograd route by default: both wherever there are 32 channels or
+    // more each way (VGG's layers but conv1_1, the feed-forward network's residual blocks).
     let (direct, winograd) = (ConvAlgorithm::Direct, ConvAlgorithm::Winograd);
     let by = |cin, cout| {
         let a = ConvAlgorithms::for_geometry(ConvGeometry::same3x3(cin, cout));
         (a.forward, a.input_gradient)
     };
     assert_eq!(by(3, 64), (direct, direct));
-    assert_eq!(by(64, 64), (direct, winograd));
-    assert_eq!(by(128, 128), (winograd, winograd));
+    assert_eq!(by(16, 64), (direct, direct));
+    assert_eq!(by(64, 64), (winograd, winograd));
 }
 
 #[test]

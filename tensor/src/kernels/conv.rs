@@ -134,14 +134,12 @@ impl ConvAlgorithms {
         ConvAlgorithms { forward: a, input_gradient: a }
     }
 
-    /// The faster algorithm for each pass of `g` ([`winograd::pays`]), except that the forward
-    /// of a layer with fewer than [`winograd::EXACT_FORWARD_BELOW`] input channels stays direct
-    /// (see there: Winograd would break the exact ties of flat image regions that the
-    /// max-pool after it resolves as the reference does).
+    /// The faster algorithm for each pass of `g`: Winograd where [`winograd::pays`], else
+    /// direct. (A caller may keep a pass direct for another reason: VGG keeps conv1_2's
+    /// forward direct, see `vgg::model::conv_algorithms`.)
     pub fn for_geometry(g: ConvGeometry) -> Self {
         let pays = winograd::pays(g.cin, g.cout, g.kh, g.kw, g.stride);
-        let pick = |winograd: bool| if winograd { ConvAlgorithm::Winograd } else { ConvAlgorithm::Direct };
-        ConvAlgorithms { forward: pick(pays && g.cin >= winograd::EXACT_FORWARD_BELOW), input_gradient: pick(pays) }
+        ConvAlgorithms::both(if pays { ConvAlgorithm::Winograd } else { ConvAlgorithm::Direct })
     }
 }
 
@@ -224,10 +222,9 @@ impl PackedConv {
         forward + input_gradient + 4 * self.bias.len()
     }
 
-    /// [`PackedConv::bytes`] of `PackedConv::new` for a layer of geometry `g`, before packing
-    /// it: for memory estimates made ahead of loading any weights.
-    pub fn bytes_for(g: ConvGeometry) -> usize {
-        let a = ConvAlgorithms::for_geometry(g);
+    /// [`PackedConv::bytes`] of a layer of geometry `g` packed for `a`, before packing it: for
+    /// memory estimates made ahead of loading any weights.
+    pub fn bytes_for(g: ConvGeometry, a: ConvAlgorithms) -> usize {
         let forward = match a.forward {
             ConvAlgorithm::Direct => PackedA::bytes_for(g.cout, g.patch_len()),
             ConvAlgorithm::Winograd => WinogradWeights::bytes_for(g.cout, g.cin),

@@ -32,6 +32,13 @@
 //! The backward pass to the input of a stride-1 layer is the convolution of the output
 //! gradient with the flipped kernel (see `kernels::conv`), so it runs through this same code
 //! with its own transformed weights.
+//!
+//! Unlike direct convolution, Winograd is not exactly translation-invariant: the 16 outputs of
+//! a tile are different combinations of the products, so equal windows at different places
+//! in a tile can give outputs a rounding apart. A wholly flat window is exact (see `bt`), but a
+//! tile straddling the edge of a flat region is not, and a max-pool reading the result meets
+//! near-ties where direct convolution gives exact ones (resolved first-cell-first, as
+//! PyTorch does). A caller that needs those ties keeps that layer's forward direct.
 
 use rayon::prelude::*;
 
@@ -98,19 +105,6 @@ pub fn pays(cin: usize, cout: usize, kh: usize, kw: usize, stride: usize) -> boo
 
 /// Fewest input and output channels for the Winograd route (see `benches/README.md`).
 const MIN_CHANNELS: usize = 32;
-
-/// Layers with fewer input channels keep the direct forward (VGG's conv1_2 and conv2_1).
-///
-/// Direct convolution gives bit-identical outputs wherever the 3x3 window is flat, so a flat
-/// region of the photo (a clipped sky) stays exactly flat, and the max-pool after it meets
-/// exact ties, which it resolves as the reference does (first cell wins). Winograd keeps a
-/// wholly flat 6x6 window exact (see `bt`) but not the outputs of a tile that straddles a
-/// flat region's edge, so near the edge those ties fall elsewhere and the gradient goes to
-/// another pixel: on the golden test's sky that moved 1.8% of the gradient's L2 norm, against
-/// the 0.5% the golden test allows. The first two layers run on the photo's own flat regions;
-/// with them direct (and Winograd from conv2_2 on, and for every backward pass) the gradient
-/// matches the reference as closely as the all-direct engine does.
-pub const EXACT_FORWARD_BELOW: usize = 128;
 
 /// A layer's transformed kernels `U = G g Gᵀ`, one packed `cout x cin` matrix per position ξ.
 #[derive(Clone, Debug)]
