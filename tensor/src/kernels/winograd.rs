@@ -43,7 +43,7 @@
 use rayon::prelude::*;
 
 use super::gemm::params::NR;
-use super::gemm::{gemm_serial, MatRef, PackB, PackedA};
+use super::gemm::{gemm_serial, MatRef, PackB, PackedA, SharedC};
 use super::simd::{load, transpose8, LANES, V};
 
 /// Output pixels per tile side (the m of F(m x m, 3x3)).
@@ -194,7 +194,8 @@ pub fn conv3x3(
     let starts: Vec<usize> = (0..tiles.count).step_by(batch).collect();
     for (x, y) in x.chunks_exact(cin * h * w).zip(y.chunks_exact_mut(cout * ho * wo)) {
         let windows = Windows { x, cin, h, w, pad, count: tiles.count, across: tiles.across };
-        let out = SharedOut::new(y, ho, wo);
+        // The output as `cout·ho` rows of `wo`, written by every task, each only its own tiles.
+        let out = SharedC::new(y, wo);
         starts.par_iter().for_each(|&t0| {
             SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf }| {
                 let (v, m) = (grow(v, POINTS * cin * batch), grow(m, POINTS * cout * batch));
@@ -438,7 +439,7 @@ fn transform_output(
     tiles: &Tiles,
     bias: Option<&[f32]>,
     relu: bool,
-    out: &SharedOut,
+    out: &SharedC,
 ) {
     let valid = tiles.count.saturating_sub(t0).min(batch);
     for co in 0..cout {
@@ -461,7 +462,7 @@ fn transform_output(
                     let run = interleave_tiles(row).map(relu);
                     // SAFETY: these pixels belong to tiles t0 + j.. t0 + j + LANES alone, and each
                     // tile is in exactly one batch, so no other task writes them.
-                    unsafe { out.row(co, oy + r, ox, TILE * LANES) }.copy_from_slice(&run);
+                    unsafe { out.row(co * tiles.ho + oy + r, ox, TILE * LANES) }.copy_from_slice(&run);
                 }
                 continue;
             }
@@ -471,7 +472,7 @@ fn transform_output(
                 for (r, row) in pixels.iter().enumerate().take(TILE.min(tiles.ho - oy)) {
                     // SAFETY: these pixels belong to tile t0 + j + l alone, and each tile is in
                     // exactly one batch, so no other task writes them.
-                    let dst = unsafe { out.row(co, oy + r, ox, cols) };
+                    let dst = unsafe { out.row(co * tiles.ho + oy + r, ox, cols) };
                     for (d, v) in dst.iter_mut().zip(row) {
                         *d = relu(v[l]);
                     }
@@ -513,38 +514,5 @@ impl PackB for InPlace<'_> {
 
     fn panel_in_place(&self, j: usize) -> Option<usize> {
         (j + NR <= self.cols).then_some(j)
-    }
-}
-
-/// One image's output `[cout, ho, wo]`, written by many tasks, each only the pixels of its own
-/// tiles.
-struct SharedOut<'a> {
-    ptr: *mut f32,
-    len: usize,
-    ho: usize,
-    wo: usize,
-    _borrow: std::marker::PhantomData<&'a mut [f32]>,
-}
-
-// SAFETY: SharedOut is a `&mut [f32]` handed to several tasks; `row` is the only access and its
-// contract (each task writes only its own tiles' pixels) rules out data races.
-unsafe impl Sync for SharedOut<'_> {}
-
-impl<'a> SharedOut<'a> {
-    fn new(y: &'a mut [f32], ho: usize, wo: usize) -> Self {
-        SharedOut { ptr: y.as_mut_ptr(), len: y.len(), ho, wo, _borrow: std::marker::PhantomData }
-    }
-
-    /// Channel `co`, row `oy`, columns `ox..ox + len`.
-    ///
-    /// # Safety
-    /// No other live reference may overlap that range: each task asks only for its own tiles.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn row(&self, co: usize, oy: usize, ox: usize, len: usize) -> &mut [f32] {
-        assert!(oy < self.ho && ox + len <= self.wo, "write outside the output");
-        let start = (co * self.ho + oy) * self.wo + ox;
-        assert!(start + len <= self.len, "write outside the output");
-        // SAFETY: in bounds (asserted above) and unaliased (the caller's contract).
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 }

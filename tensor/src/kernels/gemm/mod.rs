@@ -246,8 +246,9 @@ fn relu_in_place(out: &mut [f32]) {
     }
 }
 
-/// C shared by the parallel tasks, each of which writes only its own block.
-struct SharedC<'a> {
+/// A matrix C shared by parallel tasks, each of which writes only its own elements (here a
+/// block of C; in `kernels::winograd`, the pixels of its own tiles).
+pub(crate) struct SharedC<'a> {
     ptr: *mut f32,
     len: usize,
     cols: usize,
@@ -259,7 +260,7 @@ struct SharedC<'a> {
 unsafe impl Sync for SharedC<'_> {}
 
 impl<'a> SharedC<'a> {
-    fn new(c: &'a mut [f32], cols: usize) -> Self {
+    pub(crate) fn new(c: &'a mut [f32], cols: usize) -> Self {
         SharedC { ptr: c.as_mut_ptr(), len: c.len(), cols, _borrow: PhantomData }
     }
 
@@ -269,7 +270,7 @@ impl<'a> SharedC<'a> {
     /// No other live reference may overlap that range: each task asks only for ranges inside
     /// its own block of C, and blocks are disjoint.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn row(&self, i: usize, j: usize, len: usize) -> &mut [f32] {
+    pub(crate) unsafe fn row(&self, i: usize, j: usize, len: usize) -> &mut [f32] {
         let start = i * self.cols + j;
         assert!(j + len <= self.cols && start + len <= self.len, "write outside C");
         // SAFETY: in bounds (asserted above) and unaliased (the caller's contract).
