@@ -285,7 +285,7 @@ fn forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32
         Forward::Direct(forward) => forward,
         Forward::Winograd(u) => return winograd::conv3x3(u, (g.pad_h, g.pad_w), x, (n, h, w), y, Some(&p.bias), relu),
     };
-    let epilogue = Epilogue { bias: Some(&p.bias), accumulate: false, relu };
+    let epilogue = Epilogue { bias: Some(&p.bias), relu, ..Epilogue::default() };
     for (x, y) in x.chunks_exact(g.cin * h * w).zip(y.chunks_exact_mut(g.cout * ho * wo)) {
         gemm(AOperand::Packed(forward), &Im2col::new(x, g, h, w), y, epilogue);
     }

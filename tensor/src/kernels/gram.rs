@@ -11,7 +11,7 @@ use super::gemm::{gemm, AOperand, Epilogue, MatRef};
 /// `cargo bench --bench pool_gram -- gram` from 256 KiB to 4 MiB: 1 MiB or more is best.
 pub const SLICE_FLOATS: usize = 1 << 18;
 
-/// `g [c, c] = f fᵀ / n` for `f [c, n]`.
+/// `g [c, c] = f fᵀ / n` for `f [c, n]`, computing one triangle and mirroring it.
 ///
 /// The early VGG layers give a tall-and-skinny product (c = 64, n = 262144 at 512 px): a
 /// small C with a long K. A single GEMM would stream all of F through each of its few output
@@ -26,7 +26,8 @@ pub fn gram(f: &[f32], c: usize, n: usize, g: &mut [f32]) {
         .map(|s| {
             let fs = fm.columns(s * slice, slice.min(n - s * slice));
             let mut p = vec![0.0; c * c];
-            gemm(AOperand::View(fs), &fs.t(), &mut p, Epilogue::default());
+            // One triangle (SYRK): the tiles below the diagonal stay 0 and are mirrored below.
+            gemm(AOperand::View(fs), &fs.t(), &mut p, Epilogue { upper: true, ..Epilogue::default() });
             p
         })
         .collect();
@@ -36,6 +37,14 @@ pub fn gram(f: &[f32], c: usize, n: usize, g: &mut [f32]) {
     }
     let scale = inverse_pixels(n);
     g.iter_mut().for_each(|v| *v *= scale);
+    // The lower triangle is the upper one mirrored: G is symmetric. (Each element the full
+    // product computed was the same sum in the same order as its mirror, so nothing changes
+    // to the bit.)
+    for i in 0..c {
+        for j in i + 1..c {
+            g[j * c + i] = g[i * c + j];
+        }
+    }
 }
 
 /// `df [c, n] = (dg + dgᵀ) f / n`: the gradient of [`gram`] given `dg = ∂L/∂G`.

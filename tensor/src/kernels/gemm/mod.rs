@@ -64,6 +64,11 @@ pub struct Epilogue<'a> {
     ///
     /// [`elementwise::relu`]: crate::kernels::elementwise::relu
     pub relu: bool,
+    /// Compute only the tiles of C that reach its upper triangle (some row i <= some column j),
+    /// leaving those wholly below the diagonal unwritten: for a symmetric product (a Gram
+    /// matrix `F Fᵀ`) whose caller mirrors the upper triangle, about half the multiplications,
+    /// as BLAS's SYRK. B is packed as for the full product; only micro-kernel calls are skipped.
+    pub upper: bool,
 }
 
 /// `C (m x n, row-major) = A (m x k) · B (k x n) [+ bias] [+ C]`, then `max(C, 0)` if asked.
@@ -193,6 +198,9 @@ fn block(
                 // IR loop (1st): MR-row micro-panels of A.
                 for (ip, a_panel) in a_block.chunks_exact(kc * MR).enumerate() {
                     let i = i0 + ip * MR;
+                    if epilogue.upper && i >= j + nr {
+                        continue; // every row of this tile is below every column
+                    }
                     let mr = MR.min(i0 + mc - i);
                     match direct {
                         Some((data, base)) => {
