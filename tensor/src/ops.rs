@@ -103,7 +103,7 @@ impl Conv2d {
         if winograd && (kh, kw, stride) != (3, 3, 1) {
             return Err(Error::BadGeometry {
                 op,
-                reason: format!("Winograd needs a 3x3 stride-1 kernel, not {kh}x{kw}"),
+                reason: format!("Winograd needs a 3x3 kernel at stride 1, not {kh}x{kw} at stride {stride}"),
             });
         }
         let packed = Arc::new(PackedConv::with_algorithms(weight.value().data(), bias.value().data(), g, algorithms));

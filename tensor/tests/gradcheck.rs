@@ -22,6 +22,7 @@
 mod common;
 
 use common::vec_away_from_zero;
+use tensor::kernels::conv::{ConvAlgorithm, ConvAlgorithms};
 use tensor::{Conv2d, Error, OpKind, Rng, RunningStats, Shape, Tape, Tensor, Var};
 
 const H: f32 = 1e-2;
@@ -356,6 +357,17 @@ fn conv_rejects_a_zero_stride() {
     let (w, b) = (random(&mut rng, &[4, 3, 3, 3]), random(&mut rng, &[4]));
     let layer = Conv2d::with_stride(Var::constant(w), Var::constant(b), 1, 0);
     assert!(matches!(layer, Err(Error::BadGeometry { .. })));
+}
+
+#[test]
+fn winograd_is_refused_for_a_kernel_other_than_3x3() {
+    let mut rng = Rng::new(13);
+    let (w, b) = (random(&mut rng, &[4, 3, 5, 5]), random(&mut rng, &[4]));
+    let winograd = ConvAlgorithms::both(ConvAlgorithm::Winograd);
+    let layer = Conv2d::frozen_with(w.clone(), b.clone(), 2, winograd);
+    assert!(matches!(layer, Err(Error::BadGeometry { .. })));
+    // The same layer by the direct route is fine.
+    assert!(Conv2d::frozen_with(w, b, 2, ConvAlgorithms::both(ConvAlgorithm::Direct)).is_ok());
 }
 
 #[test]
