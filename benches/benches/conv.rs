@@ -51,6 +51,31 @@ fn vgg(c: &mut Criterion) {
     group.finish();
 }
 
+/// (cin, cout, side) of small 3x3 layers either side of Winograd's cut-off
+/// (`winograd::pays`: 32 channels each way).
+const CUT_OFF: &[(usize, usize, usize)] = &[(16, 16, 256), (24, 64, 128), (64, 24, 128), (32, 32, 256)];
+
+/// Direct against Winograd forward on layers near the channel count where Winograd starts to
+/// pay, whatever `PackedConv::new` would choose for them.
+fn cut_off(c: &mut Criterion) {
+    let mut group = c.benchmark_group("winograd-cut-off");
+    group.sample_size(10);
+    for &(cin, cout, side) in CUT_OFF {
+        let g = ConvGeometry::same3x3(cin, cout);
+        let x = data(cin * side * side, 3);
+        let mut y = vec![0.0; cout * side * side];
+        group.throughput(Throughput::Elements(gemm_flops(cout, side * side, cin * 9)));
+        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Winograd] {
+            let algorithms = ConvAlgorithms::both(algorithm);
+            let packed = PackedConv::with_algorithms(&data(cout * cin * 9, 1), &data(cout, 2), g, algorithms);
+            group.bench_function(format!("{cin}->{cout} @{side} {algorithm:?} forward"), |b| {
+                b.iter(|| conv_forward(&packed, &x, 1, side, side, &mut y))
+            });
+        }
+    }
+    group.finish();
+}
+
 /// (name, cin, cout, kernel, stride, side) of the feed-forward network's convolutions for a
 /// 256x256 crop: each reads its input reflection-padded by kernel/2 beforehand (a separate op),
 /// so here with zero padding 0 on a `side + 2·(kernel/2)` input, giving `side / stride` pixels.
@@ -87,5 +112,5 @@ fn feed_forward(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, vgg, feed_forward);
+criterion_group!(benches, vgg, cut_off, feed_forward);
 criterion_main!(benches);

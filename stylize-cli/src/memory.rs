@@ -45,8 +45,9 @@ pub fn saved_bytes(width: usize, height: usize, layers: &Layers, styles: usize) 
 
 /// Bytes a run at `width x height` is expected to need at its peak: [`saved_bytes`], three
 /// images the size of the largest activation (conv1_2's input, the zero-padded copy its direct
-/// forward reads and its output; later its output gradient and input gradient), `history_vectors` copies of the image for
-/// the optimiser, four more for the image, its gradient and the targets' inputs, and the
+/// forward reads and its output; later its output gradient and input gradient),
+/// `history_vectors` copies of the image for the optimiser, four more for the image, its
+/// gradient and the targets' inputs, and the
 /// weights as the engine packs them for the forward and backward passes
 /// (`PackedConv::bytes_for`: twice their size where both passes are direct, eight times where
 /// both are Winograd).

@@ -369,21 +369,23 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
     assert_eq!(dy.len(), n * g.cout * ho * wo, "conv output gradient is [n, cout, ho, wo]");
     assert_eq!(dx.len(), n * g.cin * h * w, "conv input gradient is [n, cin, h, w]");
-    if let InputGradient::Winograd(u) = &p.input_gradient {
-        let t = g.transposed();
-        return winograd::conv3x3(u, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, None, false);
-    }
-    for (dy, dx) in dy.chunks_exact(g.cout * ho * wo).zip(dx.chunks_exact_mut(g.cin * h * w)) {
-        match &p.input_gradient {
-            InputGradient::Winograd(_) => unreachable!("handled above"),
-            InputGradient::Flipped(a) => {
-                gemm(AOperand::Packed(a), &Im2col::new(dy, g.transposed(), ho, wo), dx, Epilogue::default())
+    let images = dy.chunks_exact(g.cout * ho * wo).zip(dx.chunks_exact_mut(g.cin * h * w));
+    match &p.input_gradient {
+        InputGradient::Winograd(u) => {
+            let t = g.transposed();
+            winograd::conv3x3(u, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, None, false);
+        }
+        InputGradient::Flipped(a) => {
+            for (dy, dx) in images {
+                gemm(AOperand::Packed(a), &Im2col::new(dy, g.transposed(), ho, wo), dx, Epilogue::default());
             }
-            InputGradient::Col2im(wt) => {
-                // Bands of output rows, in order: each band's dcol is added into dx before the
-                // next band's is made, so overlapping patches sum in a fixed order.
-                let band = (DCOL_BAND_FLOATS / (g.patch_len() * wo).max(1)).clamp(1, ho);
-                let mut dcol = vec![0.0; g.patch_len() * band * wo];
+        }
+        InputGradient::Col2im(wt) => {
+            // Bands of output rows, in order: each band's dcol is added into dx before the next
+            // band's is made, so overlapping patches sum in a fixed order.
+            let band = (DCOL_BAND_FLOATS / (g.patch_len() * wo).max(1)).clamp(1, ho);
+            let mut dcol = vec![0.0; g.patch_len() * band * wo];
+            for (dy, dx) in images {
                 let dy = MatRef::row_major(dy, g.cout, ho * wo);
                 for oy in (0..ho).step_by(band) {
                     let rows = band.min(ho - oy);

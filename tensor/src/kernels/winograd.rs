@@ -201,7 +201,7 @@ pub fn conv3x3(
                 let (v, m) = (grow(v, POINTS * cin * batch), grow(m, POINTS * cout * batch));
                 windows.transform(t0, batch, v);
                 for xi in 0..POINTS {
-                    let b = InPlace { data: &v[xi * cin * batch..][..cin * batch], rows: cin, cols: batch };
+                    let b = InPlace::new(&v[xi * cin * batch..][..cin * batch], cin, batch);
                     gemm_serial(&u.u[xi], &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
                 }
                 transform_output(m, cout, batch, t0, &tiles, bias, relu, &out);
@@ -233,10 +233,9 @@ fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 /// Floats of `V` and `M` per batch (2 MiB), so each task's working set stays in cache while the
-/// 36 products run. Measured on the AVX-512 EPYC (forward of conv1_2, conv2_2, conv3_x, conv4_x
-/// at 512 px, 10 calls each, two rounds): 1, 2 and 4 MiB within 5% of each other, 2 MiB the
-/// fastest for the deep layers (31-33 ms against 34-35 ms for conv4_x); 8 MiB 10-20% slower on
-/// the early ones.
+/// 36 products run. Measured on the AVX-512 EPYC with the `conv` benchmark's Winograd forwards
+/// at 512 px (`benches/README.md`): 1, 2 and 4 MiB within a few percent, 2 MiB the fastest for
+/// conv1_2, conv2_2 and conv3_x; 8 MiB 14-24% slower on conv1_2 and conv2_2.
 const BATCH_FLOATS: usize = 1 << 19;
 
 /// Tiles per batch: a multiple of NR (every GEMM panel read in place), as many as fit in
@@ -483,11 +482,19 @@ fn transform_output(
 }
 
 /// `V_ξ` (`cin x batch`, row-major) as a GEMM B operand whose panels the micro-kernel reads in
-/// place: with `batch` a multiple of NR every panel is NR consecutive floats of each row.
+/// place: with `batch` a multiple of NR (the invariant [`InPlace::new`] checks) every panel is
+/// NR consecutive floats of each row, so nothing is ever packed.
 struct InPlace<'a> {
     data: &'a [f32],
     rows: usize,
     cols: usize,
+}
+
+impl<'a> InPlace<'a> {
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert!(cols.is_multiple_of(NR) && data.len() == rows * cols, "V_ξ is cin x (a multiple of NR)");
+        InPlace { data, rows, cols }
+    }
 }
 
 impl PackB for InPlace<'_> {
@@ -499,10 +506,8 @@ impl PackB for InPlace<'_> {
         self.cols
     }
 
-    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, out: &mut [f32]) {
-        if !self.cols.is_multiple_of(NR) {
-            MatRef::row_major(self.data, self.rows, self.cols).pack(k0, kc, n0, nc, out);
-        }
+    fn pack(&self, _k0: usize, _kc: usize, _n0: usize, _nc: usize, _out: &mut [f32]) {
+        // Every panel is read in place (see `panel_in_place`): nothing to pack.
     }
 
     fn rows_in_place(&self, k0: usize, kc: usize, offsets: &mut [usize]) -> Option<&[f32]> {

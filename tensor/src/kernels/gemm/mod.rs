@@ -50,7 +50,7 @@ impl AOperand<'_> {
     }
 }
 
-/// What the write-back does besides storing `A·B`.
+/// What the write-back does besides storing `A·B`, and which tiles of C it computes.
 #[derive(Clone, Copy, Default)]
 pub struct Epilogue<'a> {
     /// Added to every element of row i (a convolution's bias, one per output channel).
