@@ -20,5 +20,5 @@ grep -E '^\| `[a-z_]+\.jpg` \|' data/photos/README.md | grep -v -E 'BY-SA|GPL' |
   sed -E 's/^\| `([^`]+)`.*/\1/' | while read -r f; do ln -s "$PWD/data/photos/$f" "$photos/$f"; done
 echo "training on $(ls "$photos" | wc -l) photos" >&2
 cargo run --release --quiet -- train "$style" --photos "$photos" -o "models/$name.safetensors" \
-  --size 256 --batch 2 --width 16 --steps 2000 --checkpoint-every 50 --preview-every 100 \
+  --size 256 --batch 2 --width 16 --steps 4000 --lr-decay 2000 --checkpoint-every 50 --preview-every 100 \
   --log "models/$name.log.csv" "$@"

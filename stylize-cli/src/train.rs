@@ -34,6 +34,9 @@ pub struct TrainSettings {
     pub batch: usize,
     /// Adam's learning rate (Johnson et al.: 1e-3).
     pub lr: f32,
+    /// Over the last this many steps the learning rate falls linearly towards zero
+    /// ([`TrainSettings::lr_at`]); 0 keeps it constant.
+    pub lr_decay: usize,
     /// Seeds the network's initialisation and the crops.
     pub seed: u64,
     pub weights: Weights,
@@ -55,12 +58,33 @@ impl Default for TrainSettings {
             steps: 2000,
             batch: 4,
             lr: 1e-3,
+            lr_decay: 0,
             seed: 0,
             weights: Weights::default(),
             layers: Layers::default(),
             style_scale: 1.0,
             width: 16,
             variant: Variant::InstanceRelu,
+        }
+    }
+}
+
+impl TrainSettings {
+    /// The learning rate of step `step` (1-based): `lr` until the last `lr_decay` steps, then
+    /// falling linearly, `lr · (steps + 1 - step) / (lr_decay + 1)`, to `lr / (lr_decay + 1)` at
+    /// the last step.
+    ///
+    /// Why: with a constant rate Adam's steps keep the noise of each small batch, and the loss
+    /// settles at a floor set by the rate. Measured on a Starry Night model after 2,000 steps at
+    /// 1e-3: the next 150 steps on the same crops at 1e-4 gave a 6-11% lower training loss than
+    /// at 1e-3 (models/README.md). Decaying linearly to zero matches or beats the other common
+    /// schedules (Defazio et al. 2023, "When, Why and How Much? Adaptive Learning Rate
+    /// Scheduling by Refinement").
+    pub fn lr_at(&self, step: usize) -> f32 {
+        let decay = self.lr_decay.min(self.steps);
+        match step > self.steps - decay {
+            true => self.lr * (self.steps + 1 - step) as f32 / (decay + 1) as f32,
+            false => self.lr,
         }
     }
 }
@@ -96,6 +120,8 @@ pub struct Trainer<'v> {
 const KEY_STEP: &str = "train.step";
 const KEY_ADAM_T: &str = "train.adam_t";
 const KEY_RNG: &str = "train.rng_state";
+const KEY_STEPS: &str = "train.steps";
+const KEY_LR_DECAY: &str = "train.lr_decay";
 
 impl<'v> Trainer<'v> {
     /// A fresh run: the network initialised from `settings.seed`.
@@ -107,6 +133,9 @@ impl<'v> Trainer<'v> {
     ) -> Result<Self, Error> {
         if !settings.size.is_multiple_of(4) || settings.size < 16 {
             return Err(Error::BadTrainSize { size: settings.size });
+        }
+        if settings.lr_decay > settings.steps {
+            return Err(Error::BadLrDecay { decay: settings.lr_decay, steps: settings.steps });
         }
         let style_side = ((settings.size as f32 * settings.style_scale).round() as usize).max(16);
         let styles: Vec<(Tensor, f32)> =
@@ -128,12 +157,26 @@ impl<'v> Trainer<'v> {
         mut checkpoint: ModelFile,
     ) -> Result<Self, Error> {
         let mut t = Trainer::new(vgg, styles, settings, metadata)?;
+        let done: usize = checkpoint.meta_parsed(KEY_STEP)?;
         for (key, value) in t.run_metadata() {
-            // More steps may be asked of a resumed run; everything else must be as it was.
-            if key == "train.steps" {
-                continue;
+            // Checkpoints from before the option kept the rate constant.
+            let found = match checkpoint.meta(&key) {
+                Err(_) if key == KEY_LR_DECAY => "0",
+                found => found?,
+            };
+            // A resumed run may be longer, and its rate may fall over other steps, as long as
+            // every step already taken had the rate it has in this run: a 2,000-step run
+            // resumed with `--steps 4000 --lr-decay 2000` is that 4,000-step run.
+            if key == KEY_STEPS || key == KEY_LR_DECAY {
+                let lr_decay = match checkpoint.meta(KEY_LR_DECAY) {
+                    Err(_) => 0,
+                    Ok(_) => checkpoint.meta_parsed(KEY_LR_DECAY)?,
+                };
+                let before = TrainSettings { steps: checkpoint.meta_parsed(KEY_STEPS)?, lr_decay, ..t.settings.clone() };
+                if (1..=done).all(|k| before.lr_at(k) == t.settings.lr_at(k)) {
+                    continue;
+                }
             }
-            let found = checkpoint.meta(&key)?;
             if found != value {
                 return Err(Error::ResumeMismatch {
                     path: checkpoint.path.clone(),
@@ -154,7 +197,7 @@ impl<'v> Trainer<'v> {
         t.adam =
             Adam::with_state(AdamConfig { lr: t.settings.lr, ..AdamConfig::default() }, AdamState { t: adam_t, m, v });
         t.rng = Rng::new(checkpoint.meta_parsed(KEY_RNG)?);
-        t.step = checkpoint.meta_parsed(KEY_STEP)?;
+        t.step = done;
         checkpoint.finish()?;
         Ok(t)
     }
@@ -170,7 +213,8 @@ impl<'v> Trainer<'v> {
             ("train.batch", s.batch.to_string()),
             ("train.lr", s.lr.to_string()),
             ("train.seed", s.seed.to_string()),
-            ("train.steps", s.steps.to_string()),
+            (KEY_STEPS, s.steps.to_string()),
+            (KEY_LR_DECAY, s.lr_decay.to_string()),
             ("loss.content_weight", w.content.to_string()),
             ("loss.style_weight", w.style.to_string()),
             ("loss.tv_weight", w.tv.to_string()),
@@ -203,6 +247,7 @@ impl<'v> Trainer<'v> {
             self.net.params().into_iter().map(|(name, t)| (name, t.clone())).unzip();
         let gradients: Vec<Tensor> =
             names.iter().map(|n| by_name.remove(n).expect("every parameter is bound in a training pass")).collect();
+        self.adam.set_lr(self.settings.lr_at(self.step + 1));
         let updated = self
             .adam
             .update(&params, &gradients)
@@ -271,5 +316,19 @@ impl<'v> Trainer<'v> {
 impl From<ModelError> for Error {
     fn from(e: ModelError) -> Self {
         Error::Model(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_falls_linearly_over_the_last_steps() {
+        let s = TrainSettings { lr: 1.0, steps: 10, lr_decay: 4, ..TrainSettings::default() };
+        let rates: Vec<f32> = (1..=10).map(|k| s.lr_at(k)).collect();
+        assert_eq!(rates, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]);
+        let constant = TrainSettings { lr_decay: 0, ..s };
+        assert!((1..=10).all(|k| constant.lr_at(k) == 1.0));
     }
 }

@@ -76,8 +76,34 @@ fn training_lowers_the_loss_and_resumes_exactly() {
     // Resuming with other settings is refused, naming what differs.
     let checkpoint = ModelFile::from_bytes(&bytes, std::path::Path::new("t.ckpt")).unwrap();
     let other = TrainSettings { lr: 5e-3, ..settings(8) };
-    let err = Trainer::resume(&vgg, &style(), other, meta, checkpoint).err().expect("refused");
+    let err = Trainer::resume(&vgg, &style(), other, meta.clone(), checkpoint).err().expect("refused");
     assert!(err.to_string().contains("train.lr"), "{err}");
+
+    // A run of 4 steps at a constant rate, resumed as an 8-step run whose rate falls over its
+    // last 4 steps, is that 8-step run; a decay that would have changed a step already taken
+    // is refused.
+    let decaying = TrainSettings { lr_decay: 4, ..settings(8) };
+    let mut straight_decay = Trainer::new(&vgg, &style(), decaying.clone(), meta.clone()).unwrap();
+    straight_decay.run(&photos, &mut |_, _| Ok(Control::Continue)).unwrap();
+    let mut short = Trainer::new(&vgg, &style(), settings(4), meta.clone()).unwrap();
+    short.run(&photos, &mut |_, _| Ok(Control::Continue)).unwrap();
+    let bytes = short.checkpoint().to_bytes();
+    let checkpoint = ModelFile::from_bytes(&bytes, std::path::Path::new("t.ckpt")).unwrap();
+    let mut longer = Trainer::resume(&vgg, &style(), decaying, meta.clone(), checkpoint).unwrap();
+    longer.run(&photos, &mut |_, _| Ok(Control::Continue)).unwrap();
+    for ((name, a), (_, b)) in straight_decay.net.params().into_iter().zip(longer.net.params()) {
+        assert_eq!(a.data(), b.data(), "{name} differs after resuming into a decay");
+    }
+    let (_, a) = &straight_decay.net.params()[0];
+    let (_, b) = &straight.net.params()[0];
+    assert_ne!(a.data(), b.data(), "the decay changed the last steps");
+    let checkpoint = ModelFile::from_bytes(&bytes, std::path::Path::new("t.ckpt")).unwrap();
+    let err = Trainer::resume(&vgg, &style(), TrainSettings { lr_decay: 5, ..settings(8) }, meta.clone(), checkpoint)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("train.lr_decay"), "{err}");
+    let too_long = TrainSettings { lr_decay: 9, ..settings(8) };
+    assert!(matches!(Trainer::new(&vgg, &style(), too_long, meta.clone()), Err(stylize::Error::BadLrDecay { .. })));
 
     // The final model rebuilds the same network.
     let mut model = ModelFile::from_bytes(&straight.model().to_bytes(), std::path::Path::new("m")).unwrap();

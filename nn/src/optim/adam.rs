@@ -48,6 +48,11 @@ impl Adam {
         Adam { config, moments, t: state.t }
     }
 
+    /// Sets the learning rate of the steps to come, for a schedule that changes it as it goes.
+    pub fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
     /// The state to checkpoint; `shapes` are the parameters' (as given to [`Adam::update`]).
     pub fn state(&self, shapes: &[tensor::Shape]) -> AdamState {
         let tensor =

@@ -55,6 +55,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "LR", default_value_t = TrainSettings::default().lr, value_parser = parse_positive_f32)]
     pub lr: f32,
 
+    /// Lower the learning rate linearly towards zero over the last N steps (0: keep it constant). Small batches leave noise in every step at a constant rate; letting the rate fall at the end settles the network lower (models/README.md)
+    #[arg(long, value_name = "N", default_value_t = TrainSettings::default().lr_decay)]
+    pub lr_decay: usize,
+
     /// Seed of the network's initialisation and of the crops: the same seed and --threads give the same model bit for bit
     #[arg(long, value_name = "N", default_value_t = TrainSettings::default().seed)]
     pub seed: u64,
@@ -142,6 +146,7 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
         steps: args.steps,
         batch: args.batch,
         lr: args.lr,
+        lr_decay: args.lr_decay,
         seed: args.seed,
         weights: args.loss.weights(),
         layers: Layers { content: args.content_layer.clone(), style: args.style_layers.0.clone() },
