@@ -83,7 +83,7 @@ impl TrainSettings {
     pub fn lr_at(&self, step: usize) -> f32 {
         let decay = self.lr_decay.min(self.steps);
         match step > self.steps - decay {
-            true => self.lr * (self.steps + 1 - step) as f32 / (decay + 1) as f32,
+            true => self.lr * (self.steps + 1).saturating_sub(step) as f32 / (decay + 1) as f32,
             false => self.lr,
         }
     }
@@ -172,7 +172,8 @@ impl<'v> Trainer<'v> {
                     Err(_) => 0,
                     Ok(_) => checkpoint.meta_parsed(KEY_LR_DECAY)?,
                 };
-                let before = TrainSettings { steps: checkpoint.meta_parsed(KEY_STEPS)?, lr_decay, ..t.settings.clone() };
+                let before =
+                    TrainSettings { steps: checkpoint.meta_parsed(KEY_STEPS)?, lr_decay, ..t.settings.clone() };
                 if (1..=done).all(|k| before.lr_at(k) == t.settings.lr_at(k)) {
                     continue;
                 }
