@@ -60,11 +60,13 @@ pub fn stylize_tiled(net: &Transformer, rgb: &Tensor, tile: usize, stats_side: u
         return Err(Error::TooSmallToApply { width: w, height: h, min: MIN_SIDE });
     }
     let tile = tile.max(MIN_TILE);
+    // A picture that fits in a tile goes through whole, border and all (up to 2·BORDER more).
+    let whole = w.max(h) <= tile;
     // Reflection needs a side longer than the border, which stays on the 4-pixel grid.
     let border = BORDER.min((w.min(h) - 1) / 4 * 4);
     let x = mirror_border(&Vgg19::preprocess(rgb)?, border);
     let (w, h) = size(&x);
-    let y = if w.max(h) <= tile {
+    let y = if whole {
         forward(net, &x, NormStats::Own)?.0
     } else {
         let sample = if w.max(h) <= stats_side {
