@@ -158,26 +158,24 @@ impl<'v> Trainer<'v> {
     ) -> Result<Self, Error> {
         let mut t = Trainer::new(vgg, styles, settings, metadata)?;
         let done: usize = checkpoint.meta_parsed(KEY_STEP)?;
+        // A resumed run may be longer, and its rate may fall over other steps, as long as every
+        // step already taken had the rate it has in this run: a 2,000-step run resumed with
+        // `--steps 4000 --lr-decay 2000` is that 4,000-step run. Checkpoints from before
+        // `--lr-decay` kept the rate constant.
+        let lr_decay = match checkpoint.meta(KEY_LR_DECAY) {
+            Err(_) => 0,
+            Ok(_) => checkpoint.meta_parsed(KEY_LR_DECAY)?,
+        };
+        let before = TrainSettings { steps: checkpoint.meta_parsed(KEY_STEPS)?, lr_decay, ..t.settings.clone() };
+        let same_schedule = (1..=done).all(|k| before.lr_at(k) == t.settings.lr_at(k));
         for (key, value) in t.run_metadata() {
-            // Checkpoints from before the option kept the rate constant.
+            if (key == KEY_STEPS || key == KEY_LR_DECAY) && same_schedule {
+                continue;
+            }
             let found = match checkpoint.meta(&key) {
                 Err(_) if key == KEY_LR_DECAY => "0",
                 found => found?,
             };
-            // A resumed run may be longer, and its rate may fall over other steps, as long as
-            // every step already taken had the rate it has in this run: a 2,000-step run
-            // resumed with `--steps 4000 --lr-decay 2000` is that 4,000-step run.
-            if key == KEY_STEPS || key == KEY_LR_DECAY {
-                let lr_decay = match checkpoint.meta(KEY_LR_DECAY) {
-                    Err(_) => 0,
-                    Ok(_) => checkpoint.meta_parsed(KEY_LR_DECAY)?,
-                };
-                let before =
-                    TrainSettings { steps: checkpoint.meta_parsed(KEY_STEPS)?, lr_decay, ..t.settings.clone() };
-                if (1..=done).all(|k| before.lr_at(k) == t.settings.lr_at(k)) {
-                    continue;
-                }
-            }
             if found != value {
                 return Err(Error::ResumeMismatch {
                     path: checkpoint.path.clone(),

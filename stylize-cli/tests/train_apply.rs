@@ -102,6 +102,12 @@ fn training_lowers_the_loss_and_resumes_exactly() {
         .err()
         .expect("refused");
     assert!(err.to_string().contains("train.lr_decay"), "{err}");
+    // Fewer steps than were taken: refused if the rate would have fallen over the steps taken.
+    let checkpoint = ModelFile::from_bytes(&bytes, std::path::Path::new("t.ckpt")).unwrap();
+    let err = Trainer::resume(&vgg, &style(), TrainSettings { lr_decay: 1, ..settings(2) }, meta.clone(), checkpoint)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("train.lr_decay"), "{err}");
     let too_long = TrainSettings { lr_decay: 9, ..settings(8) };
     assert!(matches!(Trainer::new(&vgg, &style(), too_long, meta.clone()), Err(stylize::Error::BadLrDecay { .. })));
 
