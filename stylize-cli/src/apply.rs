@@ -42,7 +42,8 @@ pub const MIN_SIDE: usize = 8;
 /// picture. Measured with the shipped Starry Night network on the Tübingen photo (512x384),
 /// against a pass over a copy mirrored by 48 pixels: without a border the outermost rows differ
 /// by 45 levels on average and rows 64 in by 7; with 8 mirrored pixels by 18 and 4; with 16 by 8
-/// and 3; with 32 by 1.4 throughout. 16 removes the visible band; it costs 5-8% of the time at
+/// and 3; with 32 by 1.4 throughout (the photo mirrored with numpy's `np.pad(..., mode="reflect")`
+/// before `stylize apply`; `tests/train_apply.rs` measures 0 against 16 at 256 px). 16 removes the visible band; it costs 5-8% of the time at
 /// 1024² and 18% at 512² (`benches/README.md`). A multiple of 4 keeps the picture on the
 /// network's pixel grid. The band is learnt because it lowers the loss: next to VGG's zero
 /// padding its high frequencies bring the early layers' Grams nearer the painting's, so Starry
