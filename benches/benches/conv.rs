@@ -10,6 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tensor::kernels::conv::{
     conv_backward_input, conv_backward_weight, conv_forward, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv,
 };
+use tensor::kernels::winograd::{self, Pass, WinogradWeights};
 
 /// (name, cin, cout, side) of each distinct VGG19 convolution at a 512x512 input.
 const LAYERS: &[(&str, usize, usize, usize)] = &[
@@ -112,5 +113,24 @@ fn feed_forward(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, vgg, cut_off, feed_forward);
+/// The per-call transform of a layer's weights for Winograd (`WinogradWeights::transform`), on
+/// the VGG layers that take it, forward and flipped for the backward pass. Throughput is in
+/// kernels (`cout·cin` 3x3 kernels, each transformed into 36 floats).
+fn winograd_weights(c: &mut Criterion) {
+    let mut group = c.benchmark_group("winograd-weights");
+    group.sample_size(10);
+    for &(name, cin, cout, _) in LAYERS.iter().filter(|l| winograd::pays(l.1, l.2, 3, 3, 1)) {
+        let weights = WinogradWeights::new(&data(cout * cin * 9, 1), cout, cin);
+        group.throughput(Throughput::Elements((cout * cin) as u64));
+        for pass in [Pass::Forward, Pass::InputGradient] {
+            let mut u = vec![0.0; WinogradWeights::transformed_bytes_for(cout, cin, pass) / 4];
+            group.bench_function(format!("{name} {cin}->{cout} {pass:?}"), |b| {
+                b.iter(|| weights.transform(pass, &mut u))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, vgg, cut_off, feed_forward, winograd_weights);
 criterion_main!(benches);

@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
         });
         let packed = PackedA::new(av);
         group.bench_function(format!("{m}x{k}x{n} prepacked A"), |bench| {
-            bench.iter(|| gemm(AOperand::Packed(&packed), &bv, &mut out, Epilogue::default()))
+            bench.iter(|| gemm(AOperand::Packed(packed.view()), &bv, &mut out, Epilogue::default()))
         });
     }
     group.finish();

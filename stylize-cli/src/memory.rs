@@ -48,9 +48,10 @@ pub fn saved_bytes(width: usize, height: usize, layers: &Layers, styles: usize) 
 /// forward reads and its output; later its output gradient and input gradient),
 /// `history_vectors` copies of the image for the optimiser, four more for the image, its
 /// gradient and the targets' inputs, and the
-/// weights as the engine packs them for the forward and backward passes
-/// (`PackedConv::bytes_for`: twice their size where both passes are direct, eight times where
-/// both are Winograd).
+/// weights as the engine keeps them (`PackedConv::bytes_for`: packed twice where both passes
+/// are direct, kept once as they are where a pass is Winograd) with the one buffer Winograd
+/// transforms a layer's weights into at each call, as large as the largest layer needs
+/// (`PackedConv::transformed_bytes_for`).
 pub fn estimate_bytes(
     width: usize,
     height: usize,
@@ -60,14 +61,16 @@ pub fn estimate_bytes(
 ) -> Result<u64, Error> {
     let deepest = vgg::model::deepest(&layers.names())?;
     let (mut h, mut w, mut c) = (height as u64, width as u64, 3u64);
-    let (mut largest, mut weights) = (3 * h * w, 0u64);
+    let (mut largest, mut weights, mut transformed) = (3 * h * w, 0u64, 0u64);
     for layer in table::LAYERS.iter().take(deepest + 1) {
         match layer {
             Layer::Conv { index } => {
                 c = CONVS[*index].out_channels as u64;
                 let spec = &CONVS[*index];
                 let g = ConvGeometry::same3x3(spec.in_channels, spec.out_channels);
-                weights += PackedConv::bytes_for(g, vgg::model::conv_algorithms(spec.name)) as u64;
+                let algorithms = vgg::model::conv_algorithms(spec.name);
+                weights += PackedConv::bytes_for(g, algorithms) as u64;
+                transformed = transformed.max(PackedConv::transformed_bytes_for(g, algorithms) as u64);
             }
             Layer::Relu { .. } => {}
             Layer::Pool { .. } => (h, w) = (h / 2, w / 2),
@@ -76,7 +79,7 @@ pub fn estimate_bytes(
     }
     let image = 3 * (width * height) as u64 * 4;
     let saved = saved_bytes(width, height, layers, styles)?;
-    Ok(saved + 3 * largest * 4 + (history_vectors as u64 + 4) * image + weights)
+    Ok(saved + 3 * largest * 4 + (history_vectors as u64 + 4) * image + weights + transformed)
 }
 
 /// Memory available to this process, from `/proc/meminfo` (Linux); `None` elsewhere.
@@ -87,11 +90,13 @@ pub fn available_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Human-readable bytes, e.g. "3.2 GiB".
+/// Human-readable bytes to about three digits, e.g. "1.75 GiB", "22.1 GiB", "514 MiB".
 pub fn format_bytes(b: u64) -> String {
     let gib = b as f64 / (1u64 << 30) as f64;
-    if gib >= 1.0 {
+    if gib >= 10.0 {
         format!("{gib:.1} GiB")
+    } else if gib >= 1.0 {
+        format!("{gib:.2} GiB")
     } else {
         format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64)
     }

@@ -14,9 +14,10 @@ use crate::{BatchStats, Error, NodeId, RunningStats, Shape, Tape, Tensor, Var};
 /// A convolution layer (zero padding, any stride): weights `[cout, cin, kh, kw]`, bias
 /// `[cout]`, packed once for the forward and backward GEMMs.
 ///
-/// The layer holds the packed weights and nothing else of them: the unpacked tensors it was
-/// built from are not kept (for VGG19 they would be a second copy, up to 80 MB, that no pass
-/// reads).
+/// The layer holds its weights once, in the form its passes read ([`PackedConv`]: packed for
+/// the direct passes, as they are for Winograd, which transforms them at each call), and
+/// nothing else of them: the tensors it was built from are not kept (for VGG19 they would be
+/// a second copy, up to 80 MB).
 /// Frozen layers (constant weight and bias, as in VGG) record only a shared `Arc` of the
 /// packed weights: their backward needs nothing of the input. When the weight or bias is a
 /// tracked `Var`, the layer keeps its tape node, and `backward` returns its gradient; for a

@@ -47,7 +47,7 @@ fn check_gemm(m: usize, n: usize, k: usize, ta: bool, tb: bool, bias: bool, accu
     // beta = 0 contract: C starts as NaN and must be overwritten.
     let mut fast = if accumulate { c0.clone() } else { vec![f32::NAN; m * n] };
     let pa = PackedA::new(av);
-    let a_op = if packed { AOperand::Packed(&pa) } else { AOperand::View(av) };
+    let a_op = if packed { AOperand::Packed(pa.view()) } else { AOperand::View(av) };
     gemm(a_op, &bv, &mut fast, Epilogue { bias, accumulate, ..Epilogue::default() });
     // The fused ReLU clamps the finished sum, whatever the number of K blocks.
     let mut fused = if accumulate { c0.clone() } else { vec![f32::NAN; m * n] };

@@ -41,7 +41,7 @@ use std::borrow::Cow;
 use super::gemm::params::{KC, NR};
 use super::gemm::{gemm, AOperand, Epilogue, MatRef, PackB, PackedA};
 use super::simd::transpose8;
-use super::winograd::{self, WinogradWeights};
+use super::winograd::{self, Pass, WinogradWeights};
 use rayon::prelude::*;
 
 /// Shape of a convolution: channels, kernel size, zero padding and stride.
@@ -144,14 +144,16 @@ impl ConvAlgorithms {
 }
 
 /// Convolution weights packed once for the forward and the backward-to-input passes, each in
-/// the form its algorithm reads.
+/// the form its algorithm reads (Winograd's passes share the kernels as they are, and
+/// transform them at each call: see [`WinogradWeights`]).
 ///
-/// Invariant: `bias.len() == cout`.
+/// Invariant: `bias.len() == cout`; `winograd` is `Some` when a pass is Winograd.
 #[derive(Clone, Debug)]
 pub struct PackedConv {
     pub geometry: ConvGeometry,
     forward: Forward,
     input_gradient: InputGradient,
+    winograd: Option<WinogradWeights>,
     bias: Vec<f32>,
 }
 
@@ -159,8 +161,8 @@ pub struct PackedConv {
 enum Forward {
     /// `W` as a `cout x cin·kh·kw` matrix in [`PackedA`] layout.
     Direct(PackedA),
-    /// `W` transformed for Winograd.
-    Winograd(WinogradWeights),
+    /// Winograd, over `winograd` ([`Pass::Forward`]).
+    Winograd,
 }
 
 /// The weights of the backward-to-input pass, in the form its route reads.
@@ -170,8 +172,8 @@ enum InputGradient {
     Flipped(PackedA),
     /// `Wᵀ` (`cin·kh·kw x cout`): `dX = col2im(Wᵀ · dY)`.
     Col2im(PackedA),
-    /// `W'` transformed for Winograd: `dX = conv(dY, W')` by Winograd.
-    Winograd(WinogradWeights),
+    /// `dX = conv(dY, W')` by Winograd, over `winograd` ([`Pass::InputGradient`]).
+    Winograd,
 }
 
 impl PackedConv {
@@ -194,32 +196,34 @@ impl PackedConv {
         let w = MatRef::row_major(weight, g.cout, g.patch_len());
         let forward = match algorithms.forward {
             ConvAlgorithm::Direct => Forward::Direct(PackedA::new(w)),
-            ConvAlgorithm::Winograd => Forward::Winograd(WinogradWeights::new(weight, g.cout, g.cin)),
+            ConvAlgorithm::Winograd => Forward::Winograd,
         };
         let input_gradient = match algorithms.input_gradient {
-            ConvAlgorithm::Winograd => {
-                InputGradient::Winograd(WinogradWeights::new(&flipped(weight, g), g.cin, g.cout))
-            }
+            ConvAlgorithm::Winograd => InputGradient::Winograd,
             ConvAlgorithm::Direct if g.backward_by_col2im() => InputGradient::Col2im(PackedA::new(w.t())),
             ConvAlgorithm::Direct => {
                 let flipped = flipped(weight, g);
                 InputGradient::Flipped(PackedA::new(MatRef::row_major(&flipped, g.cin, g.cout * g.kh * g.kw)))
             }
         };
-        PackedConv { geometry: g, forward, input_gradient, bias: bias.to_vec() }
+        let winograd = (algorithms.forward == ConvAlgorithm::Winograd
+            || algorithms.input_gradient == ConvAlgorithm::Winograd)
+            .then(|| WinogradWeights::new(weight, g.cout, g.cin));
+        PackedConv { geometry: g, forward, input_gradient, winograd, bias: bias.to_vec() }
     }
 
-    /// Bytes of weights held (packed or transformed, and the bias).
+    /// Bytes of weights held (packed, or kept for Winograd, and the bias).
     pub fn bytes(&self) -> usize {
         let forward = match &self.forward {
             Forward::Direct(a) => a.bytes(),
-            Forward::Winograd(u) => u.bytes(),
+            Forward::Winograd => 0,
         };
         let input_gradient = match &self.input_gradient {
             InputGradient::Flipped(a) | InputGradient::Col2im(a) => a.bytes(),
-            InputGradient::Winograd(u) => u.bytes(),
+            InputGradient::Winograd => 0,
         };
-        forward + input_gradient + 4 * self.bias.len()
+        let winograd = self.winograd.as_ref().map_or(0, WinogradWeights::bytes);
+        forward + input_gradient + winograd + 4 * self.bias.len()
     }
 
     /// [`PackedConv::bytes`] of a layer of geometry `g` packed for `a`, before packing it: for
@@ -227,22 +231,38 @@ impl PackedConv {
     pub fn bytes_for(g: ConvGeometry, a: ConvAlgorithms) -> usize {
         let forward = match a.forward {
             ConvAlgorithm::Direct => PackedA::bytes_for(g.cout, g.patch_len()),
-            ConvAlgorithm::Winograd => WinogradWeights::bytes_for(g.cout, g.cin),
+            ConvAlgorithm::Winograd => 0,
         };
         let input_gradient = match a.input_gradient {
-            ConvAlgorithm::Winograd => WinogradWeights::bytes_for(g.cin, g.cout),
+            ConvAlgorithm::Winograd => 0,
             ConvAlgorithm::Direct if g.backward_by_col2im() => PackedA::bytes_for(g.patch_len(), g.cout),
             ConvAlgorithm::Direct => PackedA::bytes_for(g.cin, g.cout * g.kh * g.kw),
         };
-        forward + input_gradient + 4 * g.cout
+        let winograd = if a.forward == ConvAlgorithm::Winograd || a.input_gradient == ConvAlgorithm::Winograd {
+            WinogradWeights::bytes_for(g.cout, g.cin)
+        } else {
+            0
+        };
+        forward + input_gradient + winograd + 4 * g.cout
+    }
+
+    /// Bytes of the buffer Winograd's passes of a layer of geometry `g` transform its weights
+    /// into at each call (0 for a layer with no Winograd pass). One buffer serves every layer,
+    /// so a model needs the largest of these, once.
+    pub fn transformed_bytes_for(g: ConvGeometry, a: ConvAlgorithms) -> usize {
+        let pass = |algorithm, pass| match algorithm {
+            ConvAlgorithm::Winograd => WinogradWeights::transformed_bytes_for(g.cout, g.cin, pass),
+            ConvAlgorithm::Direct => 0,
+        };
+        pass(a.forward, Pass::Forward).max(pass(a.input_gradient, Pass::InputGradient))
     }
 
     /// The algorithms this layer's passes run.
     pub fn algorithms(&self) -> ConvAlgorithms {
         let by = |winograd: bool| if winograd { ConvAlgorithm::Winograd } else { ConvAlgorithm::Direct };
         ConvAlgorithms {
-            forward: by(matches!(self.forward, Forward::Winograd(_))),
-            input_gradient: by(matches!(self.input_gradient, InputGradient::Winograd(_))),
+            forward: by(matches!(self.forward, Forward::Winograd)),
+            input_gradient: by(matches!(self.input_gradient, InputGradient::Winograd)),
         }
     }
 }
@@ -283,11 +303,14 @@ fn forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32
     assert_eq!(y.len(), n * g.cout * ho * wo, "conv output is [n, cout, ho, wo]");
     let forward = match &p.forward {
         Forward::Direct(forward) => forward,
-        Forward::Winograd(u) => return winograd::conv3x3(u, (g.pad_h, g.pad_w), x, (n, h, w), y, Some(&p.bias), relu),
+        Forward::Winograd => {
+            let u = p.winograd.as_ref().expect("Winograd weights kept");
+            return winograd::conv3x3(u, Pass::Forward, (g.pad_h, g.pad_w), x, (n, h, w), y, Some(&p.bias), relu);
+        }
     };
     let epilogue = Epilogue { bias: Some(&p.bias), relu, ..Epilogue::default() };
     for (x, y) in x.chunks_exact(g.cin * h * w).zip(y.chunks_exact_mut(g.cout * ho * wo)) {
-        gemm(AOperand::Packed(forward), &Im2col::new(x, g, h, w), y, epilogue);
+        gemm(AOperand::Packed(forward.view()), &Im2col::new(x, g, h, w), y, epilogue);
     }
 }
 
@@ -371,13 +394,13 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
     assert_eq!(dx.len(), n * g.cin * h * w, "conv input gradient is [n, cin, h, w]");
     let images = dy.chunks_exact(g.cout * ho * wo).zip(dx.chunks_exact_mut(g.cin * h * w));
     match &p.input_gradient {
-        InputGradient::Winograd(u) => {
-            let t = g.transposed();
-            winograd::conv3x3(u, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, None, false);
+        InputGradient::Winograd => {
+            let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
+            winograd::conv3x3(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, None, false);
         }
         InputGradient::Flipped(a) => {
             for (dy, dx) in images {
-                gemm(AOperand::Packed(a), &Im2col::new(dy, g.transposed(), ho, wo), dx, Epilogue::default());
+                gemm(AOperand::Packed(a.view()), &Im2col::new(dy, g.transposed(), ho, wo), dx, Epilogue::default());
             }
         }
         InputGradient::Col2im(wt) => {
@@ -390,7 +413,7 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
                 for oy in (0..ho).step_by(band) {
                     let rows = band.min(ho - oy);
                     let dcol = &mut dcol[..g.patch_len() * rows * wo];
-                    gemm(AOperand::Packed(wt), &dy.columns(oy * wo, rows * wo), dcol, Epilogue::default());
+                    gemm(AOperand::Packed(wt.view()), &dy.columns(oy * wo, rows * wo), dcol, Epilogue::default());
                     col2im(dcol, g, (h, w), oy..oy + rows, dx);
                 }
             }

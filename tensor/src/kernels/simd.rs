@@ -13,6 +13,10 @@ pub use wide::f32x16 as V;
 #[cfg(not(any(target_feature = "avx512f", stylize_f32x16)))]
 pub use wide::f32x8 as V;
 
+/// Eight doubles, for the few transforms done in f64 (Winograd's weight transform, whose
+/// constants 1/6 and 1/12 are not floats): one zmm register on AVX-512, two ymm on AVX2.
+pub use wide::f64x8 as VD;
+
 /// Floats per vector register.
 #[cfg(any(target_feature = "avx512f", stylize_f32x16))]
 pub const LANES: usize = 16;

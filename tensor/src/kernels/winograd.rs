@@ -21,8 +21,8 @@
 //! transforms (input and output, vectorised over tiles here) and their rounding error; see
 //! [`ERROR_GROWTH`].
 //!
-//! The weights are transformed once, in f64, and each `U_ξ` packed as a GEMM A operand
-//! ([`WinogradWeights`]). The tiles of an image are processed in batches, one batch per
+//! The weights are transformed at each call, in f64, straight into the packed form the GEMM
+//! reads (`U_ξ` as 36 A operands, see [`WinogradWeights`]). The tiles of an image are processed in batches, one batch per
 //! parallel task: transform the batch's windows into `V` (laid out so the GEMM micro-kernel
 //! reads its panels in place, nothing packed), run the 36 products on the task's own thread
 //! ([`gemm_serial`]), and transform `M` back into the output, adding the bias and applying the
@@ -30,8 +30,8 @@
 //! in cache (`BATCH_FLOATS`).
 //!
 //! The backward pass to the input of a stride-1 layer is the convolution of the output
-//! gradient with the flipped kernel (see `kernels::conv`), so it runs through this same code
-//! with its own transformed weights.
+//! gradient with the flipped kernel (see `kernels::conv`), so it runs through this same code,
+//! transforming the same kernels flipped ([`Pass::InputGradient`]).
 //!
 //! Unlike direct convolution, Winograd is not exactly translation-invariant: the 16 outputs of
 //! a tile are different combinations of the products, so equal windows at different places
@@ -43,8 +43,11 @@
 use rayon::prelude::*;
 
 use super::gemm::params::NR;
-use super::gemm::{gemm_serial, MatRef, PackB, PackedA, SharedC};
-use super::simd::{load, transpose8, LANES, V};
+use std::sync::Mutex;
+
+use super::gemm::params::MR;
+use super::gemm::{gemm_serial, PackB, PackedA, SharedC};
+use super::simd::{load, transpose8, LANES, V, VD};
 
 /// Output pixels per tile side (the m of F(m x m, 3x3)).
 pub const TILE: usize = 4;
@@ -109,69 +112,167 @@ pub fn pays(cin: usize, cout: usize, kh: usize, kw: usize, stride: usize) -> boo
 /// Fewest input and output channels for the Winograd route (see `benches/README.md`).
 const MIN_CHANNELS: usize = 32;
 
-/// A layer's transformed kernels `U = G g Gᵀ`, one packed `cout x cin` matrix per position ξ.
+/// A layer's 3x3 kernels, kept as they are and transformed into `U = G g Gᵀ` at every call.
+///
+/// Why not once: `U` is four times the kernels' size, for each of the two passes. Kept for
+/// VGG19 up to relu5_1 that is about 400 MB, most of a 512² run's memory (issue 11 asks for
+/// 0.45 GB in all); transformed per call, one layer's `U` at a time lives in a buffer every
+/// layer reuses (38 MB for a 512 -> 512 layer). The transform is a few percent of a layer's
+/// convolution (`benches/README.md`, "Winograd weights per call").
 #[derive(Clone, Debug)]
 pub struct WinogradWeights {
     cin: usize,
     cout: usize,
-    u: Vec<PackedA>,
+    /// `[cout, cin, 3, 3]`, row-major.
+    kernels: Vec<f32>,
+}
+
+/// Which convolution of a layer's kernels a call runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// `y = conv(x, W)`: `cin` channels in, `cout` out.
+    Forward,
+    /// `dx = conv(dy, W')` with `W'[ci, co] = W[co, ci]` rotated 180° (the backward pass to
+    /// the input, see `kernels::conv`): `cout` channels in, `cin` out.
+    InputGradient,
 }
 
 impl WinogradWeights {
-    /// Transforms and packs `weight` (`[cout, cin, 3, 3]`, row-major).
+    /// Keeps `weight` (`[cout, cin, 3, 3]`, row-major).
     pub fn new(weight: &[f32], cout: usize, cin: usize) -> Self {
         assert_eq!(weight.len(), cout * cin * 9, "3x3 conv weight is [cout, cin, 3, 3]");
-        // [co, ξ, ci]: each output channel's rows in one chunk, so the channels run in parallel.
-        let mut u = vec![0.0f32; cout * POINTS * cin];
-        u.par_chunks_mut(POINTS * cin).enumerate().for_each(|(co, out)| {
-            for ci in 0..cin {
-                let g = &weight[(co * cin + ci) * 9..][..9];
-                for (xi, t) in transform_kernel(g).into_iter().enumerate() {
-                    out[xi * cin + ci] = t;
+        WinogradWeights { cin, cout, kernels: weight.to_vec() }
+    }
+
+    /// Bytes held: the kernels as they are.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.kernels.as_slice())
+    }
+
+    /// [`WinogradWeights::bytes`] for a `cout x cin` layer, before keeping it.
+    pub fn bytes_for(cout: usize, cin: usize) -> usize {
+        cout * cin * 9 * std::mem::size_of::<f32>()
+    }
+
+    /// Bytes of the buffer a call of `pass` transforms the kernels into: 36 packed matrices.
+    /// It is shared by every layer and sized by the largest (see [`TRANSFORMED`]).
+    pub fn transformed_bytes_for(cout: usize, cin: usize, pass: Pass) -> usize {
+        let (rows, cols) = match pass {
+            Pass::Forward => (cout, cin),
+            Pass::InputGradient => (cin, cout),
+        };
+        POINTS * PackedA::bytes_for(rows, cols)
+    }
+
+    /// `(channels in, channels out)` of `pass`.
+    fn channels(&self, pass: Pass) -> (usize, usize) {
+        match pass {
+            Pass::Forward => (self.cin, self.cout),
+            Pass::InputGradient => (self.cout, self.cin),
+        }
+    }
+
+    /// Writes `U_ξ` for `pass` into `u` (`POINTS` packed `out x in` matrices back to back, see
+    /// [`PackedA::index`]; [`WinogradWeights::transformed_bytes_for`] bytes), one task per
+    /// micro-panel of MR output channels. Public for its benchmark.
+    pub fn transform(&self, pass: Pass, u: &mut [f32]) {
+        let (rows, cols) = match pass {
+            Pass::Forward => (self.cout, self.cin),
+            Pass::InputGradient => (self.cin, self.cout),
+        };
+        let len = PackedA::len_for(rows, cols);
+        assert_eq!(u.len(), POINTS * len, "transformed weights buffer");
+        // One long row, of which each task writes only its own runs.
+        let out = SharedC::new(u, POINTS * len);
+        let flip = pass == Pass::InputGradient;
+        (0..rows.div_ceil(MR)).into_par_iter().for_each(|panel| {
+            let lanes = panel * MR..rows.min(panel * MR + MR);
+            // COLUMNS columns at a time (never across a KC block, so that their MR-float runs are
+            // consecutive in each matrix), gathered here and then stored as one run per ξ.
+            let mut block = [[[0.0f32; MR]; COLUMNS]; POINTS];
+            for k0 in (0..cols).step_by(COLUMNS) {
+                let n = COLUMNS.min(cols - k0);
+                for k in k0..k0 + n {
+                    // Tap t of lane l's kernel: row panel·MR + l, column k (zero past the last row).
+                    let mut taps = [[0.0f64; 8]; 9];
+                    for (l, i) in lanes.clone().enumerate() {
+                        let g = match pass {
+                            Pass::Forward => self.kernel(i, k),
+                            Pass::InputGradient => self.kernel(k, i),
+                        };
+                        for (t, tap) in taps.iter_mut().enumerate() {
+                            tap[l] = g[if flip { 8 - t } else { t }] as f64;
+                        }
+                    }
+                    for (b, u) in block.iter_mut().zip(transform_kernels(taps.map(VD::new))) {
+                        b[k - k0] = u;
+                    }
+                }
+                let at = PackedA::index(rows, cols, panel * MR, k0);
+                for (xi, b) in block.iter().enumerate() {
+                    // SAFETY: rows panel·MR.. of columns k0..k0 + n (zeros past the last row) belong
+                    // to this panel alone, in each of the POINTS matrices; they are n runs of MR
+                    // floats, one after another (k0..k0 + n lie in one KC block).
+                    let dst = unsafe { out.row(0, xi * len + at, n * MR) };
+                    dst.copy_from_slice(b[..n].as_flattened());
                 }
             }
         });
-        let u = (0..POINTS)
-            .map(|xi| {
-                let rows =
-                    MatRef { data: &u[xi * cin..], rows: cout, cols: cin, row_stride: POINTS * cin, col_stride: 1 };
-                PackedA::new(rows)
-            })
-            .collect();
-        WinogradWeights { cin, cout, u }
     }
 
-    /// Bytes held: the 36 packed matrices, four times the kernel's own size.
-    pub fn bytes(&self) -> usize {
-        self.u.iter().map(PackedA::bytes).sum()
-    }
-
-    /// [`WinogradWeights::bytes`] for a `cout x cin` layer, before transforming it.
-    pub fn bytes_for(cout: usize, cin: usize) -> usize {
-        POINTS * PackedA::bytes_for(cout, cin)
+    /// The kernel from input channel `ci` to output channel `co`.
+    fn kernel(&self, co: usize, ci: usize) -> &[f32; 9] {
+        self.kernels[(co * self.cin + ci) * 9..][..9].try_into().expect("9 taps")
     }
 }
 
-/// `G g Gᵀ` for one 3x3 kernel, in f64 and rounded once, as 36 floats in ξ = 6·row + column
-/// order.
-fn transform_kernel(g: &[f32]) -> [f32; POINTS] {
-    let mut gg = [[0.0f64; 3]; WINDOW]; // G g
-    for (i, row) in gg.iter_mut().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (0..3).map(|k| G[i][k] * g[k * 3 + j] as f64).sum();
-        }
-    }
+/// Columns of `U` a task of [`WinogradWeights::transform`] transforms before storing them
+/// (36 runs of `COLUMNS·MR` floats, one per matrix: 14 KB in all).
+const COLUMNS: usize = 16;
+
+/// The buffer every call transforms its weights into, kept between calls and grown to the
+/// largest layer: allocating it per call would fault in every page of it every time. A call
+/// that finds it in use (two convolutions at once, from different threads) allocates its own.
+static TRANSFORMED: Mutex<Vec<f32>> = Mutex::new(Vec::new());
+
+/// Runs `f` on `U_ξ` of `pass`, transformed into [`TRANSFORMED`] (or a buffer of its own).
+fn with_transformed<R>(w: &WinogradWeights, pass: Pass, f: impl FnOnce(&[PackedA<&[f32]>]) -> R) -> R {
+    let (cin, cout) = w.channels(pass);
+    let len = PackedA::len_for(cout, cin);
+    let mut own = Vec::new();
+    let mut shared = TRANSFORMED.try_lock().ok();
+    let buf = shared.as_deref_mut().unwrap_or(&mut own);
+    let u = grow(buf, POINTS * len);
+    w.transform(pass, u);
+    let u: Vec<PackedA<&[f32]>> = u.chunks_exact(len).map(|u| PackedA::from_packed(cout, cin, u)).collect();
+    f(&u)
+}
+
+/// `G g Gᵀ` for up to eight 3x3 kernels at once (lane l of `taps[t]`: tap t = 3·row + column
+/// of kernel l), in f64 and rounded once, as 36 values per kernel in ξ = 6·row + column order
+/// (the first MR lanes of each).
+#[inline(always)]
+fn transform_kernels(taps: [VD; 9]) -> [[f32; MR]; POINTS] {
+    let c = |x: f64| VD::splat(x);
+    // G g: 6 x 3.
+    let gg: [[VD; 3]; WINDOW] = std::array::from_fn(|i| {
+        std::array::from_fn(|j| c(G[i][0]) * taps[j] + c(G[i][1]) * taps[3 + j] + c(G[i][2]) * taps[6 + j])
+    });
     std::array::from_fn(|xi| {
         let (i, j) = (xi / WINDOW, xi % WINDOW);
-        (0..3).map(|k| gg[i][k] * G[j][k]).sum::<f64>() as f32
+        let u = (gg[i][0] * c(G[j][0]) + gg[i][1] * c(G[j][1]) + gg[i][2] * c(G[j][2])).to_array();
+        std::array::from_fn(|l| u[l] as f32)
     })
 }
 
 /// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) (+ bias) (then max(·, 0))` for a 3x3
-/// stride-1 convolution with `pad = (rows, columns)` of zeros on every side (at most 2).
+/// stride-1 convolution with `pad = (rows, columns)` of zeros on every side (at most 2), `W`
+/// being the layer's kernels for `pass` (flipped for the input gradient, whose `cin` is the
+/// layer's `cout`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
-    u: &WinogradWeights,
+    weights: &WinogradWeights,
+    pass: Pass,
     pad: (usize, usize),
     x: &[f32],
     (n, h, w): (usize, usize, usize),
@@ -179,7 +280,7 @@ pub fn conv3x3(
     bias: Option<&[f32]>,
     relu: bool,
 ) {
-    let (cin, cout) = (u.cin, u.cout);
+    let (cin, cout) = weights.channels(pass);
     assert!(pad.0 < 3 && pad.1 < 3, "padding must be smaller than the 3x3 kernel");
     let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
     assert!(hp >= 3 && wp >= 3, "kernel larger than the image");
@@ -192,22 +293,24 @@ pub fn conv3x3(
     let tiles = Tiles::new(ho, wo);
     let batch = batch_tiles(cin, cout, tiles.count);
     let starts: Vec<usize> = (0..tiles.count).step_by(batch).collect();
-    for (x, y) in x.chunks_exact(cin * h * w).zip(y.chunks_exact_mut(cout * ho * wo)) {
-        let windows = Windows { x, cin, h, w, pad, count: tiles.count, across: tiles.across };
-        // The output as `cout·ho` rows of `wo`, written by every task, each only its own tiles.
-        let out = SharedC::new(y, wo);
-        starts.par_iter().for_each(|&t0| {
-            SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf }| {
-                let (v, m) = (grow(v, POINTS * cin * batch), grow(m, POINTS * cout * batch));
-                windows.transform(t0, batch, v);
-                for xi in 0..POINTS {
-                    let b = InPlace::new(&v[xi * cin * batch..][..cin * batch], cin, batch);
-                    gemm_serial(&u.u[xi], &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
-                }
-                transform_output(m, cout, batch, t0, &tiles, bias, relu, &out);
-            })
-        });
-    }
+    with_transformed(weights, pass, |u| {
+        for (x, y) in x.chunks_exact(cin * h * w).zip(y.chunks_exact_mut(cout * ho * wo)) {
+            let windows = Windows { x, cin, h, w, pad, count: tiles.count, across: tiles.across };
+            // The output as `cout·ho` rows of `wo`, written by every task, each only its own tiles.
+            let out = SharedC::new(y, wo);
+            starts.par_iter().for_each(|&t0| {
+                SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf }| {
+                    let (v, m) = (grow(v, POINTS * cin * batch), grow(m, POINTS * cout * batch));
+                    windows.transform(t0, batch, v);
+                    for (xi, u) in u.iter().enumerate() {
+                        let b = InPlace::new(&v[xi * cin * batch..][..cin * batch], cin, batch);
+                        gemm_serial(*u, &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
+                    }
+                    transform_output(m, cout, batch, t0, &tiles, bias, relu, &out);
+                })
+            });
+        }
+    })
 }
 
 /// Each thread's `V`, `M` and GEMM packing buffers, kept between calls: allocating them per

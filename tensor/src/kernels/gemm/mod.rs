@@ -31,7 +31,7 @@ use params::{KC, MC, MR, NC, NR};
 /// The A operand: packed once (constant weights) or packed per call from a strided view.
 #[derive(Clone, Copy)]
 pub enum AOperand<'a> {
-    Packed(&'a PackedA),
+    Packed(PackedA<&'a [f32]>),
     View(MatRef<'a>),
 }
 
@@ -111,7 +111,7 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
     let a = match a {
         AOperand::View(v) if n > nc => {
             packed = PackedA::new(v);
-            AOperand::Packed(&packed)
+            AOperand::Packed(packed.view())
         }
         a => a,
     };
@@ -138,7 +138,7 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
 /// tiles, see `kernels::winograd`), where splitting each one again would cost more than it
 /// gains. The same blocking and summation order as [`gemm`]; `b_buf` is scratch for B's
 /// packed blocks, grown when too small and never cleared.
-pub fn gemm_serial(a: &PackedA, b: &impl PackB, c: &mut [f32], b_buf: &mut Vec<f32>) {
+pub fn gemm_serial(a: PackedA<&[f32]>, b: &impl PackB, c: &mut [f32], b_buf: &mut Vec<f32>) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     assert_eq!(b.rows(), k, "gemm: A is {m}x{k} but B has {} rows", b.rows());
     assert_eq!(c.len(), m * n, "gemm: C must be {m}x{n}");

@@ -159,15 +159,17 @@ pub fn pack_a(a: &MatRef, m0: usize, mc: usize, k0: usize, kc: usize, out: &mut 
     }
 }
 
-/// The whole of a constant A operand, packed once (the network's weights).
+/// The whole of a constant A operand, packed once (the network's weights), or a view of one
+/// packed elsewhere (`PackedA<&[f32]>`: Winograd's transformed weights, written straight into
+/// this layout by [`PackedA::index`]).
 ///
 /// Layout: for each KC block of columns, all MR-row micro-panels of that block, one after
 /// another; so the A block of any MR-aligned row range is one contiguous slice.
-#[derive(Clone, Debug)]
-pub struct PackedA {
+#[derive(Clone, Copy, Debug)]
+pub struct PackedA<D = Vec<f32>> {
     rows: usize,
     cols: usize,
-    data: Vec<f32>,
+    data: D,
 }
 
 impl PackedA {
@@ -183,6 +185,36 @@ impl PackedA {
         PackedA { rows: a.rows, cols: a.cols, data }
     }
 
+    /// Floats of a packed `rows x cols` matrix: its rows padded to a multiple of MR.
+    pub fn len_for(rows: usize, cols: usize) -> usize {
+        rows.div_ceil(MR) * MR * cols
+    }
+
+    /// [`PackedA::bytes`] of a `rows x cols` matrix, before packing it.
+    pub fn bytes_for(rows: usize, cols: usize) -> usize {
+        PackedA::len_for(rows, cols) * std::mem::size_of::<f32>()
+    }
+
+    /// Where element `(i, k)` of a packed `rows x cols` matrix lies (rows `rows..` up to the
+    /// next multiple of MR are the zero padding): in KC block `k0`, micro-panel `i / MR`, column
+    /// `k - k0`, lane `i % MR`.
+    #[inline(always)]
+    pub fn index(rows: usize, cols: usize, i: usize, k: usize) -> usize {
+        let k0 = k / KC * KC;
+        let kc = KC.min(cols - k0);
+        k0 * rows.div_ceil(MR) * MR + (i / MR * kc + (k - k0)) * MR + i % MR
+    }
+}
+
+impl<'a> PackedA<&'a [f32]> {
+    /// A `rows x cols` matrix already in the packed layout (see [`PackedA::index`]).
+    pub fn from_packed(rows: usize, cols: usize, data: &'a [f32]) -> Self {
+        assert_eq!(data.len(), PackedA::len_for(rows, cols), "packed {rows}x{cols} matrix");
+        PackedA { rows, cols, data }
+    }
+}
+
+impl<D: AsRef<[f32]>> PackedA<D> {
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -193,12 +225,12 @@ impl PackedA {
 
     /// Bytes held: the matrix with its rows padded to a multiple of MR.
     pub fn bytes(&self) -> usize {
-        self.data.len() * std::mem::size_of::<f32>()
+        std::mem::size_of_val(self.data.as_ref())
     }
 
-    /// [`PackedA::bytes`] of a `rows x cols` matrix, before packing it.
-    pub fn bytes_for(rows: usize, cols: usize) -> usize {
-        rows.div_ceil(MR) * MR * cols * std::mem::size_of::<f32>()
+    /// A borrowed view, as the GEMMs take it.
+    pub fn view(&self) -> PackedA<&[f32]> {
+        PackedA { rows: self.rows, cols: self.cols, data: self.data.as_ref() }
     }
 
     /// The packed block of rows `m0..m0+mc` (m0 a multiple of MR) and columns `k0..k0+kc`
@@ -207,6 +239,33 @@ impl PackedA {
         debug_assert!(m0.is_multiple_of(MR) && k0.is_multiple_of(KC));
         let padded_rows = self.rows.div_ceil(MR) * MR;
         let start = k0 * padded_rows + m0 * kc;
-        &self.data[start..start + mc.div_ceil(MR) * MR * kc]
+        &self.data.as_ref()[start..start + mc.div_ceil(MR) * MR * kc]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `PackedA::index` says where `PackedA::new` put each element, across KC blocks, ragged
+    /// panels and a short last block; everything else is padding zeros.
+    #[test]
+    fn index_finds_every_packed_element() {
+        for (rows, cols) in [(1, 1), (MR, KC), (MR + 1, KC + 3), (2 * MR + 5, 2 * KC + 17)] {
+            let data: Vec<f32> = (0..rows * cols).map(|v| v as f32 + 1.0).collect();
+            let packed = PackedA::new(MatRef::row_major(&data, rows, cols));
+            assert_eq!(packed.data.len(), PackedA::len_for(rows, cols));
+            let mut seen = vec![false; packed.data.len()];
+            for i in 0..rows {
+                for k in 0..cols {
+                    let at = PackedA::index(rows, cols, i, k);
+                    assert_eq!(packed.data[at], data[i * cols + k], "{rows}x{cols} at ({i}, {k})");
+                    seen[at] = true;
+                }
+            }
+            let padding = packed.data.iter().zip(&seen).filter(|(_, &s)| !s);
+            assert!(padding.clone().all(|(&v, _)| v == 0.0), "{rows}x{cols}: padding is zero");
+            assert_eq!(padding.count(), PackedA::len_for(rows, cols) - rows * cols);
+        }
     }
 }
