@@ -328,6 +328,37 @@ fn winograd_vgg_like_shapes_match_reference() {
     assert_eq!(by(64, 64), (winograd, winograd));
 }
 
+/// Keeping Winograd's transformed weights (`Transforms::Kept`) changes memory and time only:
+/// both passes give the same bits as transforming per call, on shapes with ragged micro-panels
+/// and a KC block crossed each way, and `bytes_for` counts what each form holds.
+#[test]
+fn kept_winograd_transforms_give_the_same_bits_as_per_call() {
+    for (cin, cout, n, h, w) in [(32, 40, 1, 9, 14), (300, 37, 2, 7, 5), (37, 300, 1, 6, 6)] {
+        let g = ConvGeometry::same3x3(cin, cout);
+        let mut rng = Rng::new((cin * cout) as u64);
+        let (x, wt, b, dy) =
+            (rng.vec(n * cin * h * w), rng.vec(cout * cin * 9), rng.vec(cout), rng.vec(n * cout * h * w));
+        let per_call = ConvAlgorithms::both(ConvAlgorithm::Winograd);
+        let run = |a: ConvAlgorithms| {
+            let p = PackedConv::with_algorithms(&wt, &b, g, a);
+            assert_eq!(p.algorithms(), a);
+            assert_eq!(p.bytes(), PackedConv::bytes_for(g, a), "{a:?}");
+            let (mut y, mut dx) = (vec![0.0; dy.len()], vec![0.0; x.len()]);
+            conv::conv_relu_forward(&p, &x, n, h, w, &mut y);
+            conv::conv_backward_input(&p, &dy, n, h, w, &mut dx);
+            (bits(&y), bits(&dx))
+        };
+        assert_eq!(run(per_call), run(per_call.kept()), "{cin} -> {cout}");
+        // Kept: both passes' transforms (4x the kernels each) on top of the kernels; per call,
+        // the kernels only, and the shared buffer sized for the larger pass.
+        let kernels = 4 * cout * cin * 9;
+        let kept = PackedConv::bytes_for(g, per_call.kept()) - PackedConv::bytes_for(g, per_call);
+        assert!(kept >= 8 * kernels && kept < 9 * kernels, "{cin} -> {cout}: {kept} bytes kept");
+        assert_eq!(PackedConv::transformed_bytes_for(g, per_call.kept()), 0);
+        assert!(PackedConv::transformed_bytes_for(g, per_call) >= 4 * kernels);
+    }
+}
+
 #[test]
 fn feed_forward_layer_shapes_match_reference() {
     // The shapes of Johnson et al.'s network, on small images but large enough to cross every

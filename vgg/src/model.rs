@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use tensor::kernels::conv::{ConvAlgorithm, ConvAlgorithms, ConvGeometry};
+use tensor::kernels::conv::{ConvAlgorithm, ConvAlgorithms, ConvGeometry, Transforms};
 use tensor::{Conv2d, Tape, Tensor, Var};
 
 use crate::table::{self, Layer};
@@ -37,9 +37,15 @@ pub const MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 /// sky, 1.8% of the gradient's L2 norm, against the 0.5% it allows. With only this pass
 /// direct, both golden gradients are within 1.1e-6 (relative L2) of the float64 reference's,
 /// closer than with every layer direct (1.2e-3 in case b); `stylize-cli/tests/golden.rs`.
-pub fn conv_algorithms(name: &str) -> ConvAlgorithms {
+///
+/// `transforms` says whether the Winograd passes keep their transformed weights (see
+/// `tensor::kernels::conv::Transforms`).
+pub fn conv_algorithms(name: &str, transforms: Transforms) -> ConvAlgorithms {
     let spec = table::CONVS.iter().find(|c| c.name == name).expect("a VGG19 convolution");
-    let fastest = ConvAlgorithms::for_geometry(ConvGeometry::same3x3(spec.in_channels, spec.out_channels));
+    let fastest = ConvAlgorithms {
+        transforms,
+        ..ConvAlgorithms::for_geometry(ConvGeometry::same3x3(spec.in_channels, spec.out_channels))
+    };
     if name == "conv1_2" {
         ConvAlgorithms { forward: ConvAlgorithm::Direct, ..fastest }
     } else {
@@ -55,18 +61,31 @@ pub struct Vgg19 {
 impl Vgg19 {
     /// Loads, validates and packs the weights in a safetensors file, only as far as the deepest
     /// of `layers` needs (relu4_2 needs 10 of the 16 convolutions); see `weights::load_first`.
+    /// Winograd layers transform their weights at each call: the least memory.
     pub fn load(path: &Path, layers: &[&str]) -> Result<Self, Error> {
-        let convs = convs_needed(layers)?;
-        Vgg19::from_weights(&weights::load_first(path, convs)?)
+        Vgg19::load_with(path, layers, Transforms::PerCall)
     }
 
+    /// [`Vgg19::load`] with the choice of keeping Winograd's transformed weights: the faster
+    /// choice for training, whose small crops make the per-call transform weigh.
+    pub fn load_with(path: &Path, layers: &[&str], transforms: Transforms) -> Result<Self, Error> {
+        let convs = convs_needed(layers)?;
+        Vgg19::from_weights_with(&weights::load_first(path, convs)?, transforms)
+    }
+
+    /// The network from weights already loaded, transforming per call.
     pub fn from_weights(w: &Weights) -> Result<Self, Error> {
+        Vgg19::from_weights_with(w, Transforms::PerCall)
+    }
+
+    /// [`Vgg19::from_weights`] with the choice of keeping Winograd's transformed weights.
+    pub fn from_weights_with(w: &Weights, transforms: Transforms) -> Result<Self, Error> {
         let mut convs = Vec::new();
         for spec in table::CONVS.iter() {
             let Some(cw) = w.get(spec.name) else { break };
             let weight = Tensor::new([spec.out_channels, spec.in_channels, 3, 3], cw.weight.clone())?;
             let bias = Tensor::new([spec.out_channels], cw.bias.clone())?;
-            convs.push(Conv2d::frozen_with(weight, bias, 1, conv_algorithms(spec.name))?);
+            convs.push(Conv2d::frozen_with(weight, bias, 1, conv_algorithms(spec.name, transforms))?);
         }
         Ok(Vgg19 { convs })
     }

@@ -10,6 +10,7 @@ use nn::transformer::Transformer;
 use stylize::bench;
 use stylize::objective::Layers;
 use stylize::photos::Photos;
+use tensor::kernels::conv::Transforms;
 use vgg::Vgg19;
 
 use super::args::{parse_positive, ComputeArgs};
@@ -54,8 +55,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let mut file = ModelFile::read(&super::apply::resolve(model)?)?;
         bench::time_apply(&Transformer::from_model_file(&mut file)?, args.size, args.iters)?
     } else {
-        let vgg =
-            Vgg19::load(&vgg::resolve_weights_path(args.compute.weights.as_deref())?, &Layers::default().names())?;
+        // Training keeps Winograd's transformed weights, as `stylize train` does.
+        let transforms = if args.train { Transforms::Kept } else { Transforms::PerCall };
+        let path = vgg::resolve_weights_path(args.compute.weights.as_deref())?;
+        let vgg = Vgg19::load_with(&path, &Layers::default().names(), transforms)?;
         if args.train {
             let (photos, _) = Photos::open(&args.photos, args.size)?;
             bench::time_train(&vgg, &photos, args.width, args.iters)?

@@ -16,6 +16,7 @@ use stylize::photos::Photos;
 use stylize::train::{TrainSettings, Trainer};
 use stylize::transfer::Control;
 use stylize::{image, output};
+use tensor::kernels::conv::Transforms;
 use tensor::Rng;
 use vgg::Vgg19;
 
@@ -163,7 +164,9 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
             eprintln!("{msg}");
         }
     };
-    let vgg = Vgg19::load(&weights_path, &settings.layers.names())?;
+    // Kept transforms: on 256² crops the per-call transform would add 10-30% to a step, for
+    // 0.35 GB saved (benches/README.md, "Winograd weights per call").
+    let vgg = Vgg19::load_with(&weights_path, &settings.layers.names(), Transforms::Kept)?;
     let mut trainer = if args.resume {
         let checkpoint = ModelFile::read(&checkpoint_path).context("reading the checkpoint to resume from")?;
         let t = Trainer::resume(&vgg, &styles, settings.clone(), metadata, checkpoint)?;

@@ -121,17 +121,37 @@ pub enum ConvAlgorithm {
     Winograd,
 }
 
-/// The algorithms of a layer's forward and backward-to-input passes.
+/// The algorithms of a layer's forward and backward-to-input passes, and where its Winograd
+/// passes get their transformed weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvAlgorithms {
     pub forward: ConvAlgorithm,
     pub input_gradient: ConvAlgorithm,
+    pub transforms: Transforms,
+}
+
+/// Whether a layer's Winograd passes transform its weights at each call or once.
+///
+/// The trade is memory for time. Transformed, a pass's weights are four times the kernels'
+/// size (for VGG19 up to relu5_1, about 200 MB a pass); transforming them costs a few
+/// milliseconds for a 512 -> 512 layer, which is 5-15% of that layer's convolution on a 512²
+/// Gatys step but a third or more of it on the small images of a training step (256² crops,
+/// where conv5_1 sees 16x16 pixels). Measured in `benches/README.md`, "Winograd weights per
+/// call".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transforms {
+    /// Keep the kernels once and transform them at each call, into a buffer every layer
+    /// shares (`stylize run`: least memory).
+    #[default]
+    PerCall,
+    /// Transform once and keep the result for each Winograd pass (`stylize train`: fastest).
+    Kept,
 }
 
 impl ConvAlgorithms {
-    /// Both passes by `a`.
+    /// Both passes by `a`, transforming per call.
     pub fn both(a: ConvAlgorithm) -> Self {
-        ConvAlgorithms { forward: a, input_gradient: a }
+        ConvAlgorithms { forward: a, input_gradient: a, transforms: Transforms::PerCall }
     }
 
     /// The faster algorithm for each pass of `g`: Winograd where [`winograd::pays`], else
@@ -140,6 +160,18 @@ impl ConvAlgorithms {
     pub fn for_geometry(g: ConvGeometry) -> Self {
         let pays = winograd::pays(g.cin, g.cout, g.kh, g.kw, g.stride);
         ConvAlgorithms::both(if pays { ConvAlgorithm::Winograd } else { ConvAlgorithm::Direct })
+    }
+
+    /// These algorithms with the transforms kept (see [`Transforms::Kept`]).
+    pub fn kept(self) -> Self {
+        ConvAlgorithms { transforms: Transforms::Kept, ..self }
+    }
+
+    /// The passes that run by Winograd.
+    fn winograd_passes(self) -> impl Iterator<Item = Pass> {
+        [(self.forward, Pass::Forward), (self.input_gradient, Pass::InputGradient)]
+            .into_iter()
+            .filter_map(|(a, pass)| (a == ConvAlgorithm::Winograd).then_some(pass))
     }
 }
 
@@ -206,9 +238,13 @@ impl PackedConv {
                 InputGradient::Flipped(PackedA::new(MatRef::row_major(&flipped, g.cin, g.cout * g.kh * g.kw)))
             }
         };
-        let winograd = (algorithms.forward == ConvAlgorithm::Winograd
-            || algorithms.input_gradient == ConvAlgorithm::Winograd)
-            .then(|| WinogradWeights::new(weight, g.cout, g.cin));
+        let winograd = algorithms.winograd_passes().next().map(|_| {
+            let mut u = WinogradWeights::new(weight, g.cout, g.cin);
+            if algorithms.transforms == Transforms::Kept {
+                algorithms.winograd_passes().for_each(|pass| u.keep_transformed(pass));
+            }
+            u
+        });
         PackedConv { geometry: g, forward, input_gradient, winograd, bias: bias.to_vec() }
     }
 
@@ -238,23 +274,27 @@ impl PackedConv {
             ConvAlgorithm::Direct if g.backward_by_col2im() => PackedA::bytes_for(g.patch_len(), g.cout),
             ConvAlgorithm::Direct => PackedA::bytes_for(g.cin, g.cout * g.kh * g.kw),
         };
-        let winograd = if a.forward == ConvAlgorithm::Winograd || a.input_gradient == ConvAlgorithm::Winograd {
-            WinogradWeights::bytes_for(g.cout, g.cin)
-        } else {
-            0
+        let kernels = if a.winograd_passes().next().is_some() { WinogradWeights::bytes_for(g.cout, g.cin) } else { 0 };
+        let kept = match a.transforms {
+            Transforms::Kept => {
+                a.winograd_passes().map(|pass| WinogradWeights::transformed_bytes_for(g.cout, g.cin, pass)).sum()
+            }
+            Transforms::PerCall => 0,
         };
-        forward + input_gradient + winograd + 4 * g.cout
+        forward + input_gradient + kernels + kept + 4 * g.cout
     }
 
     /// Bytes of the buffer Winograd's passes of a layer of geometry `g` transform its weights
-    /// into at each call (0 for a layer with no Winograd pass). One buffer serves every layer,
-    /// so a model needs the largest of these, once.
+    /// into at each call (0 for a layer with no Winograd pass, or whose transforms are kept).
+    /// One buffer serves every layer, so a model needs the largest of these, once.
     pub fn transformed_bytes_for(g: ConvGeometry, a: ConvAlgorithms) -> usize {
-        let pass = |algorithm, pass| match algorithm {
-            ConvAlgorithm::Winograd => WinogradWeights::transformed_bytes_for(g.cout, g.cin, pass),
-            ConvAlgorithm::Direct => 0,
-        };
-        pass(a.forward, Pass::Forward).max(pass(a.input_gradient, Pass::InputGradient))
+        match a.transforms {
+            Transforms::PerCall => {
+                a.winograd_passes().map(|pass| WinogradWeights::transformed_bytes_for(g.cout, g.cin, pass)).max()
+            }
+            Transforms::Kept => None,
+        }
+        .unwrap_or(0)
     }
 
     /// The algorithms this layer's passes run.
@@ -263,6 +303,10 @@ impl PackedConv {
         ConvAlgorithms {
             forward: by(matches!(self.forward, Forward::Winograd)),
             input_gradient: by(matches!(self.input_gradient, InputGradient::Winograd)),
+            transforms: match &self.winograd {
+                Some(u) if u.kept_any() => Transforms::Kept,
+                _ => Transforms::PerCall,
+            },
         }
     }
 }

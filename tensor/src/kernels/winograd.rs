@@ -117,14 +117,18 @@ const MIN_CHANNELS: usize = 32;
 /// Why not once: `U` is four times the kernels' size, for each of the two passes. Kept for
 /// VGG19 up to relu5_1 that is about 400 MB, most of a 512² run's memory (issue 11 asks for
 /// 0.45 GB in all); transformed per call, one layer's `U` at a time lives in a buffer every
-/// layer reuses (38 MB for a 512 -> 512 layer). The transform is a few percent of a layer's
-/// convolution (`benches/README.md`, "Winograd weights per call").
+/// layer reuses (38 MB for a 512 -> 512 layer). A caller for whom time matters more, and
+/// whose images are small enough that the transform weighs, keeps them transformed instead
+/// ([`WinogradWeights::keep_transformed`], `conv::Transforms`).
 #[derive(Clone, Debug)]
 pub struct WinogradWeights {
     cin: usize,
     cout: usize,
     /// `[cout, cin, 3, 3]`, row-major.
     kernels: Vec<f32>,
+    /// The passes whose transform is kept ([`WinogradWeights::keep_transformed`]), each as
+    /// [`WinogradWeights::transform`] writes it.
+    kept: Vec<(Pass, Vec<f32>)>,
 }
 
 /// Which convolution of a layer's kernels a call runs.
@@ -141,12 +145,28 @@ impl WinogradWeights {
     /// Keeps `weight` (`[cout, cin, 3, 3]`, row-major).
     pub fn new(weight: &[f32], cout: usize, cin: usize) -> Self {
         assert_eq!(weight.len(), cout * cin * 9, "3x3 conv weight is [cout, cin, 3, 3]");
-        WinogradWeights { cin, cout, kernels: weight.to_vec() }
+        WinogradWeights { cin, cout, kernels: weight.to_vec(), kept: Vec::new() }
     }
 
-    /// Bytes held: the kernels as they are.
+    /// Transforms the kernels for `pass` once and keeps the result, so that calls of that pass
+    /// transform nothing (`conv::Transforms::Kept`: faster, four times the kernels' memory).
+    pub fn keep_transformed(&mut self, pass: Pass) {
+        if self.kept.iter().all(|(p, _)| *p != pass) {
+            let mut u = vec![0.0; WinogradWeights::transformed_bytes_for(self.cout, self.cin, pass) / 4];
+            self.transform(pass, &mut u);
+            self.kept.push((pass, u));
+        }
+    }
+
+    /// Whether some pass's transform is kept.
+    pub fn kept_any(&self) -> bool {
+        !self.kept.is_empty()
+    }
+
+    /// Bytes held: the kernels as they are, and the transforms kept.
     pub fn bytes(&self) -> usize {
         std::mem::size_of_val(self.kernels.as_slice())
+            + self.kept.iter().map(|(_, u)| std::mem::size_of_val(u.as_slice())).sum::<usize>()
     }
 
     /// [`WinogradWeights::bytes`] for a `cout x cin` layer, before keeping it.
@@ -235,10 +255,15 @@ const COLUMNS: usize = 16;
 /// that finds it in use (two convolutions at once, from different threads) allocates its own.
 static TRANSFORMED: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 
-/// Runs `f` on `U_ξ` of `pass`, transformed into [`TRANSFORMED`] (or a buffer of its own).
+/// Runs `f` on `U_ξ` of `pass`: kept, or transformed into [`TRANSFORMED`] (or, when that is
+/// in use, a buffer of its own).
 fn with_transformed<R>(w: &WinogradWeights, pass: Pass, f: impl FnOnce(&[PackedA<&[f32]>]) -> R) -> R {
     let (cin, cout) = w.channels(pass);
     let len = PackedA::len_for(cout, cin);
+    if let Some((_, u)) = w.kept.iter().find(|(p, _)| *p == pass) {
+        let u: Vec<PackedA<&[f32]>> = u.chunks_exact(len).map(|u| PackedA::from_packed(cout, cin, u)).collect();
+        return f(&u);
+    }
     let mut own = Vec::new();
     let mut shared = TRANSFORMED.try_lock().ok();
     let buf = shared.as_deref_mut().unwrap_or(&mut own);
