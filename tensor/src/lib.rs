@@ -11,6 +11,7 @@
 //! | `autograd/tape.rs` | [`Tape`], [`Var`], [`NodeId`], `backward` → [`Grads`] |
 //! | `autograd/op.rs` | `Op`: one variant per op, holding exactly its saved state; [`OpKind`], the list a gradient check must cover |
 //! | `autograd/backward.rs` | the backward rule of every op, one exhaustive `match` |
+//! | `huge_pages.rs` | [`HugePages`]: the global allocator the binaries use, and why (page faults) |
 //! | `kernels/` | slices in, slices out: GEMM, convolution, pooling, Gram, padding, upsampling, normalisation, elementwise, reductions, and `reference.rs`, the scalar twin of each |
 //!
 //! ```
@@ -25,6 +26,7 @@
 
 pub mod autograd;
 mod error;
+pub mod huge_pages;
 pub mod kernels;
 mod ops;
 mod rng;
@@ -35,6 +37,7 @@ mod tensor;
 pub use autograd::op::OpKind;
 pub use autograd::tape::{Grads, NodeId, Tape, Var};
 pub use error::Error;
+pub use huge_pages::HugePages;
 pub use kernels::conv::ConvGeometry;
 pub use ops::Conv2d;
 pub use rng::Rng;
