@@ -22,11 +22,11 @@
 //! [`ERROR_GROWTH`].
 //!
 //! The weights are transformed at each call, in f64, straight into the packed form the GEMM
-//! reads (`U_ξ` as 36 A operands, see [`WinogradWeights`]). The tiles of an image are processed in batches, one batch per
-//! parallel task: transform the batch's windows into `V` (laid out so the GEMM micro-kernel
-//! reads its panels in place, nothing packed), run the 36 products on the task's own thread
-//! ([`gemm_serial`]), and transform `M` back into the output, adding the bias and applying the
-//! ReLU on the way (no second pass over the output). A batch's `V` and `M` are sized to stay
+//! reads (`U_ξ` as 36 A operands, see [`WinogradWeights`]). The tiles of an image are
+//! processed in batches, one batch per parallel task: transform the batch's windows into `V`
+//! (laid out so the GEMM micro-kernel reads its panels in place, nothing packed), run the 36
+//! products on the task's own thread ([`gemm_serial`]), and transform `M` back into the
+//! output, adding the bias and applying the ReLU on the way (no second pass over the output). A batch's `V` and `M` are sized to stay
 //! in cache (`BATCH_FLOATS`).
 //!
 //! The backward pass to the input of a stride-1 layer is the convolution of the output
@@ -115,8 +115,7 @@ const MIN_CHANNELS: usize = 32;
 /// A layer's 3x3 kernels, kept as they are and transformed into `U = G g Gᵀ` at every call.
 ///
 /// Why not once: `U` is four times the kernels' size, for each of the two passes. Kept for
-/// VGG19 up to relu5_1 that is about 400 MB, most of a 512² run's memory (issue 11 asks for
-/// 0.45 GB in all); transformed per call, one layer's `U` at a time lives in a buffer every
+/// VGG19 up to relu5_1 that is about 400 MB, most of a 512² run's memory; transformed per call, one layer's `U` at a time lives in a buffer every
 /// layer reuses (38 MB for a 512 -> 512 layer). A caller for whom time matters more, and
 /// whose images are small enough that the transform weighs, keeps them transformed instead
 /// ([`WinogradWeights::keep_transformed`], `conv::Transforms`).
