@@ -359,6 +359,28 @@ fn kept_winograd_transforms_give_the_same_bits_as_per_call() {
     }
 }
 
+/// The ReLU mask written in the convolution's write-back (`conv_relu_mask_forward`) is `y > 0`
+/// of the very output the plain forward gives, by either algorithm: several K blocks (direct,
+/// 40·9 > KC), ragged tiles and two images (Winograd), and a NaN input, whose pixels' mask is 0.
+#[test]
+fn fused_relu_mask_is_the_outputs_sign() {
+    for (algorithm, n, h, w) in [(ConvAlgorithm::Direct, 1, 11, 13), (ConvAlgorithm::Winograd, 2, 9, 14)] {
+        let g = ConvGeometry::same3x3(40, 36);
+        let mut rng = Rng::new(7);
+        let (mut x, wt, b) = (rng.vec(n * 40 * h * w), rng.vec(36 * 40 * 9), rng.vec(36));
+        x[3 * w + 5] = f32::NAN;
+        let p = PackedConv::with_algorithms(&wt, &b, g, ConvAlgorithms::both(algorithm));
+        let len = n * 36 * h * w;
+        let (mut plain, mut y, mut mask) = (vec![0.0; len], vec![0.0; len], vec![7u8; len]);
+        conv::conv_relu_forward(&p, &x, n, h, w, &mut plain);
+        conv::conv_relu_mask_forward(&p, &x, n, h, w, &mut y, &mut mask);
+        assert_eq!(bits(&y), bits(&plain), "{algorithm:?}: the same output");
+        let expected: Vec<u8> = y.iter().map(|&v| (v > 0.0) as u8).collect();
+        assert_eq!(mask, expected, "{algorithm:?}: mask = (y > 0)");
+        assert!(mask.contains(&0) && mask.contains(&1), "{algorithm:?}: both signs seen");
+    }
+}
+
 #[test]
 fn feed_forward_layer_shapes_match_reference() {
     // The shapes of Johnson et al.'s network, on small images but large enough to cross every

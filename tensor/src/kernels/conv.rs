@@ -39,7 +39,7 @@
 use std::borrow::Cow;
 
 use super::gemm::params::{KC, NR};
-use super::gemm::{gemm, AOperand, Epilogue, MatRef, PackB, PackedA};
+use super::gemm::{gemm, gemm_relu_mask, AOperand, Epilogue, MatRef, PackB, PackedA};
 use super::simd::transpose8;
 use super::winograd::{self, Pass, WinogradWeights};
 use rayon::prelude::*;
@@ -331,16 +331,33 @@ fn flipped(weight: &[f32], g: ConvGeometry) -> Vec<f32> {
 
 /// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) + b`.
 pub fn conv_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32]) {
-    forward(p, x, n, h, w, y, false);
+    forward(p, x, n, h, w, y, false, None);
 }
 
 /// `y = max(conv(x, W) + b, 0)`: the ReLU done in the GEMM's write-back (see [`Epilogue::relu`]).
 pub fn conv_relu_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32]) {
-    forward(p, x, n, h, w, y, true);
+    forward(p, x, n, h, w, y, true, None);
+}
+
+/// [`conv_relu_forward`], writing also the ReLU's mask `mask = (y > 0)` (one byte per value,
+/// what its backward reads) in the same write-back, not by a second pass over `y`.
+pub fn conv_relu_mask_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32], mask: &mut [u8]) {
+    assert_eq!(mask.len(), y.len(), "one mask byte per output value");
+    forward(p, x, n, h, w, y, true, Some(mask));
 }
 
 /// One GEMM per image (each parallel over blocks of its output).
-fn forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32], relu: bool) {
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    p: &PackedConv,
+    x: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    y: &mut [f32],
+    relu: bool,
+    mask: Option<&mut [u8]>,
+) {
     let g = p.geometry;
     let (ho, wo) = g.output_size(h, w).expect("kernel larger than the image");
     assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
@@ -349,12 +366,19 @@ fn forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32
         Forward::Direct(forward) => forward,
         Forward::Winograd => {
             let u = p.winograd.as_ref().expect("Winograd weights kept");
-            return winograd::conv3x3(u, Pass::Forward, (g.pad_h, g.pad_w), x, (n, h, w), y, Some(&p.bias), relu);
+            let epilogue = winograd::Epilogue { bias: Some(&p.bias), relu, mask };
+            return winograd::conv3x3(u, Pass::Forward, (g.pad_h, g.pad_w), x, (n, h, w), y, epilogue);
         }
     };
     let epilogue = Epilogue { bias: Some(&p.bias), relu, ..Epilogue::default() };
-    for (x, y) in x.chunks_exact(g.cin * h * w).zip(y.chunks_exact_mut(g.cout * ho * wo)) {
-        gemm(AOperand::Packed(forward.view()), &Im2col::new(x, g, h, w), y, epilogue);
+    let image = g.cout * ho * wo;
+    let mut masks = mask.map(|m| m.chunks_exact_mut(image));
+    for (x, y) in x.chunks_exact(g.cin * h * w).zip(y.chunks_exact_mut(image)) {
+        let b = Im2col::new(x, g, h, w);
+        match masks.as_mut().and_then(Iterator::next) {
+            Some(mask) => gemm_relu_mask(AOperand::Packed(forward.view()), &b, y, epilogue, mask),
+            None => gemm(AOperand::Packed(forward.view()), &b, y, epilogue),
+        }
     }
 }
 
@@ -440,7 +464,8 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
     match &p.input_gradient {
         InputGradient::Winograd => {
             let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
-            winograd::conv3x3(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, None, false);
+            let epilogue = winograd::Epilogue { bias: None, relu: false, mask: None };
+            winograd::conv3x3(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, epilogue);
         }
         InputGradient::Flipped(a) => {
             for (dy, dx) in images {

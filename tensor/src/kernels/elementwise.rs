@@ -18,17 +18,6 @@ pub fn relu(x: &[f32], y: &mut [f32], mask: &mut [u8]) {
     });
 }
 
-/// `mask = (y > 0)`: the ReLU mask recovered from a ReLU's output (a fused one keeps no input).
-pub fn positive_mask(y: &[f32]) -> Vec<u8> {
-    let mut mask = vec![0u8; y.len()];
-    mask.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(|(m, y)| {
-        for (m, &y) in m.iter_mut().zip(y) {
-            *m = (y > 0.0) as u8;
-        }
-    });
-    mask
-}
-
 /// `dx = dy * mask`.
 pub fn relu_backward(dy: &[f32], mask: &[u8], dx: &mut [f32]) {
     assert!(dy.len() == dx.len() && dy.len() == mask.len());

@@ -46,7 +46,7 @@ use super::gemm::params::NR;
 use std::sync::Mutex;
 
 use super::gemm::params::MR;
-use super::gemm::{gemm_serial, PackB, PackedA, SharedC};
+use super::gemm::{gemm_serial, positive_mask_into, PackB, PackedA, SharedC};
 use super::simd::{load, transpose8, LANES, V, VD};
 
 /// Output pixels per tile side (the m of F(m x m, 3x3)).
@@ -289,11 +289,19 @@ fn transform_kernels(taps: [VD; 9]) -> [[f32; MR]; POINTS] {
     })
 }
 
+/// What [`conv3x3`] does to each output pixel as it stores it: add the bias, apply the ReLU
+/// (NaN becomes 0, as `elementwise::relu`), and write the ReLU's mask `(y > 0)`, one byte per
+/// pixel, with the output's layout (only with the ReLU).
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub relu: bool,
+    pub mask: Option<&'a mut [u8]>,
+}
+
 /// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) (+ bias) (then max(·, 0))` for a 3x3
 /// stride-1 convolution with `pad = (rows, columns)` of zeros on every side (at most 2), `W`
 /// being the layer's kernels for `pass` (flipped for the input gradient, whose `cin` is the
 /// layer's `cout`).
-#[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
     weights: &WinogradWeights,
     pass: Pass,
@@ -301,9 +309,9 @@ pub fn conv3x3(
     x: &[f32],
     (n, h, w): (usize, usize, usize),
     y: &mut [f32],
-    bias: Option<&[f32]>,
-    relu: bool,
+    epilogue: Epilogue,
 ) {
+    let Epilogue { bias, relu, mask } = epilogue;
     let (cin, cout) = weights.channels(pass);
     assert!(pad.0 < 3 && pad.1 < 3, "padding must be smaller than the 3x3 kernel");
     let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
@@ -314,14 +322,21 @@ pub fn conv3x3(
     if let Some(b) = bias {
         assert_eq!(b.len(), cout, "one bias per output channel");
     }
+    if let Some(m) = &mask {
+        assert!(relu && m.len() == y.len(), "a mask needs the ReLU, one byte per output value");
+    }
     let tiles = Tiles::new(ho, wo);
     let batch = batch_tiles(cin, cout, tiles.count);
     let starts: Vec<usize> = (0..tiles.count).step_by(batch).collect();
+    let image = cout * ho * wo;
+    let mut masks = mask.map(|m| m.chunks_exact_mut(image));
     with_transformed(weights, pass, |u| {
-        for (x, y) in x.chunks_exact(cin * h * w).zip(y.chunks_exact_mut(cout * ho * wo)) {
+        for (x, y) in x.chunks_exact(cin * h * w).zip(y.chunks_exact_mut(image)) {
             let windows = Windows { x, cin, h, w, pad, count: tiles.count, across: tiles.across };
-            // The output as `cout·ho` rows of `wo`, written by every task, each only its own tiles.
+            // The output (and its mask) as `cout·ho` rows of `wo`, written by every task, each
+            // only its own tiles.
             let out = SharedC::new(y, wo);
+            let mask = masks.as_mut().and_then(Iterator::next).map(|m| SharedC::new(m, wo));
             starts.par_iter().for_each(|&t0| {
                 SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf }| {
                     let (v, m) = (grow(v, POINTS * cin * batch), grow(m, POINTS * cout * batch));
@@ -330,7 +345,7 @@ pub fn conv3x3(
                         let b = InPlace::new(&v[xi * cin * batch..][..cin * batch], cin, batch);
                         gemm_serial(*u, &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
                     }
-                    transform_output(m, cout, batch, t0, &tiles, bias, relu, &out);
+                    transform_output(m, cout, batch, t0, &tiles, bias, relu, (&out, mask.as_ref()));
                 })
             });
         }
@@ -565,7 +580,7 @@ fn transform_output(
     tiles: &Tiles,
     bias: Option<&[f32]>,
     relu: bool,
-    out: &SharedC,
+    (out, mask): (&SharedC, Option<&SharedC<u8>>),
 ) {
     let valid = tiles.count.saturating_sub(t0).min(batch);
     for co in 0..cout {
@@ -587,8 +602,12 @@ fn transform_output(
                 for (r, row) in pixels.iter().enumerate() {
                     let run = interleave_tiles(row).map(relu);
                     // SAFETY: these pixels belong to tiles t0 + j.. t0 + j + LANES alone, and each
-                    // tile is in exactly one batch, so no other task writes them.
+                    // tile is in exactly one batch, so no other task writes them (nor their mask).
                     unsafe { out.row(co * tiles.ho + oy + r, ox, TILE * LANES) }.copy_from_slice(&run);
+                    if let Some(mask) = mask {
+                        // SAFETY: as above.
+                        positive_mask_into(&run, unsafe { mask.row(co * tiles.ho + oy + r, ox, TILE * LANES) });
+                    }
                 }
                 continue;
             }
@@ -601,6 +620,10 @@ fn transform_output(
                     let dst = unsafe { out.row(co * tiles.ho + oy + r, ox, cols) };
                     for (d, v) in dst.iter_mut().zip(row) {
                         *d = relu(v[l]);
+                    }
+                    if let Some(mask) = mask {
+                        // SAFETY: as above.
+                        positive_mask_into(dst, unsafe { mask.row(co * tiles.ho + oy + r, ox, cols) });
                     }
                 }
             }

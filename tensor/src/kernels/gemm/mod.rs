@@ -73,6 +73,19 @@ pub struct Epilogue<'a> {
 
 /// `C (m x n, row-major) = A (m x k) · B (k x n) [+ bias] [+ C]`, then `max(C, 0)` if asked.
 pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
+    gemm_with(a, b, c, epilogue, None);
+}
+
+/// [`gemm`] with its ReLU (`epilogue.relu` must be set), writing also `mask = (C > 0)`, one
+/// byte per element of C, in the same write-back: the mask a ReLU's backward reads, made
+/// while each tile is in cache rather than by a second pass over C.
+pub fn gemm_relu_mask(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue, mask: &mut [u8]) {
+    assert!(epilogue.relu, "gemm: a ReLU mask needs the ReLU");
+    assert_eq!(mask.len(), c.len(), "gemm: one mask byte per element of C");
+    gemm_with(a, b, c, epilogue, Some(mask));
+}
+
+fn gemm_with(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue, mask: Option<&mut [u8]>) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     assert_eq!(b.rows(), k, "gemm: A is {m}x{k} but B has {} rows", b.rows());
     assert_eq!(c.len(), m * n, "gemm: C must be {m}x{n}");
@@ -91,6 +104,9 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
             if epilogue.relu {
                 relu_in_place(row);
             }
+        }
+        if let Some(mask) = mask {
+            positive_mask_into(c, mask);
         }
         return;
     }
@@ -124,11 +140,12 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
     };
     let b_len = nc.div_ceil(NR) * NR * kc_max;
     let c = SharedC::new(c, n);
+    let mask = mask.map(|mask| SharedC::new(mask, n));
     tasks.into_par_iter().for_each_init(
         || (vec![0.0; a_len], vec![0.0; b_len]),
         |(a_buf, b_buf), (m0, n0)| {
             let (mc, ncb) = (mt.min(m - m0), nc.min(n - n0));
-            block(&a, b, &c, (m0, mc), (n0, ncb), k, epilogue, a_buf, b_buf);
+            block(&a, b, (&c, mask.as_ref()), (m0, mc), (n0, ncb), k, epilogue, a_buf, b_buf);
         },
     );
 }
@@ -153,16 +170,17 @@ pub fn gemm_serial(a: PackedA<&[f32]>, b: &impl PackB, c: &mut [f32], b_buf: &mu
     let c = SharedC::new(c, n);
     for n0 in (0..n).step_by(NC) {
         let nc = NC.min(n - n0);
-        block(&AOperand::Packed(a), b, &c, (0, m), (n0, nc), k, Epilogue::default(), &mut [], b_buf);
+        block(&AOperand::Packed(a), b, (&c, None), (0, m), (n0, nc), k, Epilogue::default(), &mut [], b_buf);
     }
 }
 
-/// One block of C, rows `m0..m0+mt`, columns `n0..n0+nc`: the PC, IC, JR and IR loops.
+/// One block of C (and of its ReLU mask, if asked), rows `m0..m0+mt`, columns `n0..n0+nc`:
+/// the PC, IC, JR and IR loops.
 #[allow(clippy::too_many_arguments)]
 fn block(
     a: &AOperand,
     b: &impl PackB,
-    c: &SharedC,
+    (c, mask): (&SharedC, Option<&SharedC<u8>>),
     (m0, mt): (usize, usize),
     (n0, nc): (usize, usize),
     k: usize,
@@ -213,7 +231,9 @@ fn block(
                         // SAFETY: row i + r, columns j..j+nr lie inside this task's block of C,
                         // and the blocks of different tasks are disjoint.
                         let out = unsafe { c.row(i + r, j, nr) };
-                        write_back(out, &t[..nr], first, last, epilogue, i + r);
+                        // SAFETY: the mask has C's shape, and the same block is this task's.
+                        let mask = mask.filter(|_| last).map(|m| unsafe { m.row(i + r, j, nr) });
+                        write_back(out, &t[..nr], first, last, epilogue, i + r, mask);
                     }
                 }
             }
@@ -222,9 +242,18 @@ fn block(
 }
 
 /// Stores one row of a tile: the first K block overwrites (or accumulates into) C and adds
-/// the bias; later K blocks add their partial sums; the last one applies the ReLU.
+/// the bias; later K blocks add their partial sums; the last one applies the ReLU and writes
+/// the row's `mask` (given for the last block only).
 #[inline(always)]
-fn write_back(out: &mut [f32], tile: &[f32], first: bool, last: bool, epilogue: Epilogue, row: usize) {
+fn write_back(
+    out: &mut [f32],
+    tile: &[f32],
+    first: bool,
+    last: bool,
+    epilogue: Epilogue,
+    row: usize,
+    mask: Option<&mut [u8]>,
+) {
     if !first {
         for (o, t) in out.iter_mut().zip(tile) {
             *o += t;
@@ -243,6 +272,18 @@ fn write_back(out: &mut [f32], tile: &[f32], first: bool, last: bool, epilogue: 
     }
     if last && epilogue.relu {
         relu_in_place(out);
+        if let Some(mask) = mask {
+            positive_mask_into(out, mask);
+        }
+    }
+}
+
+/// `mask = (y > 0)`, one byte per value: a ReLU's mask recovered from its output, as the
+/// standalone `elementwise::relu` makes it from its input.
+#[inline(always)]
+pub(crate) fn positive_mask_into(y: &[f32], mask: &mut [u8]) {
+    for (m, &y) in mask.iter_mut().zip(y) {
+        *m = (y > 0.0) as u8;
     }
 }
 
@@ -255,20 +296,20 @@ fn relu_in_place(out: &mut [f32]) {
 }
 
 /// A matrix C shared by parallel tasks, each of which writes only its own elements (here a
-/// block of C; in `kernels::winograd`, the pixels of its own tiles).
-pub(crate) struct SharedC<'a> {
-    ptr: *mut f32,
+/// block of C, and of its ReLU mask; in `kernels::winograd`, the pixels of its own tiles).
+pub(crate) struct SharedC<'a, T = f32> {
+    ptr: *mut T,
     len: usize,
     cols: usize,
-    _borrow: PhantomData<&'a mut [f32]>,
+    _borrow: PhantomData<&'a mut [T]>,
 }
 
-// SAFETY: SharedC is a `&mut [f32]` handed to several tasks; `row` is the only access and its
+// SAFETY: SharedC is a `&mut [T]` handed to several tasks; `row` is the only access and its
 // contract (disjoint rows/columns per task) rules out data races.
-unsafe impl Sync for SharedC<'_> {}
+unsafe impl<T: Send> Sync for SharedC<'_, T> {}
 
-impl<'a> SharedC<'a> {
-    pub(crate) fn new(c: &'a mut [f32], cols: usize) -> Self {
+impl<'a, T> SharedC<'a, T> {
+    pub(crate) fn new(c: &'a mut [T], cols: usize) -> Self {
         SharedC { ptr: c.as_mut_ptr(), len: c.len(), cols, _borrow: PhantomData }
     }
 
@@ -278,7 +319,7 @@ impl<'a> SharedC<'a> {
     /// No other live reference may overlap that range: each task asks only for ranges inside
     /// its own block of C, and blocks are disjoint.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn row(&self, i: usize, j: usize, len: usize) -> &mut [f32] {
+    pub(crate) unsafe fn row(&self, i: usize, j: usize, len: usize) -> &mut [T] {
         let start = i * self.cols + j;
         assert!(j + len <= self.cols && start + len <= self.len, "write outside C");
         // SAFETY: in bounds (asserted above) and unaliased (the caller's contract).
