@@ -43,9 +43,11 @@ pub fn saved_bytes(width: usize, height: usize, layers: &Layers, styles: usize) 
     Ok(saved)
 }
 
-/// Bytes a run at `width x height` is expected to need at its peak: [`saved_bytes`], three
-/// images the size of the largest activation (conv1_2's input, the zero-padded copy its direct
-/// forward reads and its output; later its output gradient and input gradient),
+/// Bytes a run at `width x height` is expected to need at its peak: [`saved_bytes`] (which
+/// holds conv1_2's input, relu1_1, as its Gram's features), two more images the size of the
+/// largest activation (in the forward pass the zero-padded copy conv1_2's direct forward reads
+/// and its output; at the end of the backward pass its output gradient and the input gradient
+/// it adds into relu1_1's Gram gradient, `conv_backward_input_add`),
 /// `history_vectors` copies of the image for the optimiser, four more for the image, its
 /// gradient and the targets' inputs, and the
 /// weights as the engine keeps them (`PackedConv::bytes_for`: packed twice where both passes
@@ -79,7 +81,7 @@ pub fn estimate_bytes(
     }
     let image = 3 * (width * height) as u64 * 4;
     let saved = saved_bytes(width, height, layers, styles)?;
-    Ok(saved + 3 * largest * 4 + (history_vectors as u64 + 4) * image + weights + transformed)
+    Ok(saved + 2 * largest * 4 + (history_vectors as u64 + 4) * image + weights + transformed)
 }
 
 /// Memory available to this process, from `/proc/meminfo` (Linux); `None` elsewhere.

@@ -381,6 +381,32 @@ fn fused_relu_mask_is_the_outputs_sign() {
     }
 }
 
+/// `conv_backward_input_add` adds the input gradient into the one held, with the bits of
+/// computing it apart and adding (`held + apart`), by every route: Winograd (in its output
+/// transform), the flipped kernel and col2im (apart, then added).
+#[test]
+fn backward_input_added_in_place_matches_apart_then_added() {
+    let routes = [
+        (ConvGeometry::same3x3(40, 36), ConvAlgorithm::Winograd),
+        (ConvGeometry::same3x3(40, 36), ConvAlgorithm::Direct),
+        (ConvGeometry { cin: 3, cout: 8, kh: 9, kw: 9, pad_h: 0, pad_w: 0, stride: 1 }, ConvAlgorithm::Direct),
+    ];
+    for (g, algorithm) in routes {
+        let (n, h, w) = (2, 13, 11);
+        let (ho, wo) = g.output_size(h, w).expect("kernel fits");
+        let mut rng = Rng::new(11);
+        let (wt, b) = (rng.vec(g.cout * g.patch_len()), rng.vec(g.cout));
+        let (dy, held) = (rng.vec(n * g.cout * ho * wo), rng.vec(n * g.cin * h * w));
+        let p = PackedConv::with_algorithms(&wt, &b, g, ConvAlgorithms::both(algorithm));
+        let mut apart = vec![0.0; held.len()];
+        conv::conv_backward_input(&p, &dy, n, h, w, &mut apart);
+        let expected: Vec<f32> = held.iter().zip(&apart).map(|(h, a)| h + a).collect();
+        let mut added = held.clone();
+        conv::conv_backward_input_add(&p, &dy, n, h, w, &mut added);
+        assert_eq!(bits(&added), bits(&expected), "{g:?} {algorithm:?}");
+    }
+}
+
 #[test]
 fn feed_forward_layer_shapes_match_reference() {
     // The shapes of Johnson et al.'s network, on small images but large enough to cross every

@@ -7,8 +7,10 @@ use crate::kernels::norm::{self, NormGrads};
 use crate::kernels::{conv, elementwise, gram, pad, pool, upsample};
 use crate::{Shape, Tensor};
 
-/// Given `g = ∂L/∂y` for the op's output, the gradients of its tracked inputs.
-pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
+/// Given `g = ∂L/∂y` for the op's output, the gradients of its tracked inputs. `held` holds
+/// the gradients already summed for every node; an op may take its input's and return it
+/// with its own added (a convolution does, see below), which the tape then stores back.
+pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(NodeId, Tensor)> {
     let mut out = Vec::with_capacity(2);
     match op {
         Op::Leaf => {}
@@ -21,8 +23,21 @@ pub(crate) fn backward(op: Op, g: Tensor) -> Vec<(NodeId, Tensor)> {
             let geo = conv.geometry;
             let (ho, wo) = geo.output_size(h, w).expect("forward ran on this size");
             if let Some(x) = x {
-                let mut dx = vec![0.0; input_shape.numel()];
-                conv::conv_backward_input(&conv, g.data(), n, h, w, &mut dx);
+                // Added into the gradient already held for x, if any (a Gram's, for a style
+                // layer feeding the next convolution), rather than into a second buffer of the
+                // input's size: the backward pass's peak at its first block holds one fewer.
+                let dx = match held[x.0].take() {
+                    Some(held) => {
+                        let mut dx = held.into_vec();
+                        conv::conv_backward_input_add(&conv, g.data(), n, h, w, &mut dx);
+                        dx
+                    }
+                    None => {
+                        let mut dx = vec![0.0; input_shape.numel()];
+                        conv::conv_backward_input(&conv, g.data(), n, h, w, &mut dx);
+                        dx
+                    }
+                };
                 out.push((x, Tensor::from_parts(input_shape, dx)));
             }
             if let Some(wn) = weight {

@@ -119,7 +119,7 @@ impl Tape {
                 grads[id] = Some(g);
                 continue;
             }
-            for (input, g_in) in backward::backward(op, g) {
+            for (input, g_in) in backward::backward(op, g, &mut grads) {
                 debug_assert!(input.0 < id, "tape order is topological");
                 accumulate(&mut grads[input.0], g_in);
             }

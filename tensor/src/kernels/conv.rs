@@ -38,6 +38,7 @@
 
 use std::borrow::Cow;
 
+use super::elementwise;
 use super::gemm::params::{KC, NR};
 use super::gemm::{gemm, gemm_relu_mask, AOperand, Epilogue, MatRef, PackB, PackedA};
 use super::simd::transpose8;
@@ -366,7 +367,7 @@ fn forward(
         Forward::Direct(forward) => forward,
         Forward::Winograd => {
             let u = p.winograd.as_ref().expect("Winograd weights kept");
-            let epilogue = winograd::Epilogue { bias: Some(&p.bias), relu, mask };
+            let epilogue = winograd::Epilogue { bias: Some(&p.bias), relu, mask, accumulate: false };
             return winograd::conv3x3(u, Pass::Forward, (g.pad_h, g.pad_w), x, (n, h, w), y, epilogue);
         }
     };
@@ -448,6 +449,30 @@ fn zero_pad(x: &[f32], c: usize, (h, w): (usize, usize), (pad_h, pad_w): (usize,
     out
 }
 
+/// `dx += ∂L/∂x`: [`conv_backward_input`] added into the gradient `dx` already holds for the
+/// input (from the other ops that read it), `dx[i] + (this op's)[i]` exactly as computing it
+/// apart and adding would. The Winograd route adds in its output transform, so no second
+/// input-sized buffer is live at once (for VGG's conv1_2 at 1024², 256 MiB at the backward
+/// pass's peak); the direct routes compute apart and add.
+pub fn conv_backward_input_add(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: &mut [f32]) {
+    let g = p.geometry;
+    let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
+    assert_eq!(dy.len(), n * g.cout * ho * wo, "conv output gradient is [n, cout, ho, wo]");
+    assert_eq!(dx.len(), n * g.cin * h * w, "conv input gradient is [n, cin, h, w]");
+    match &p.input_gradient {
+        InputGradient::Winograd => {
+            let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
+            let epilogue = winograd::Epilogue { accumulate: true, ..winograd::Epilogue::default() };
+            winograd::conv3x3(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, epilogue);
+        }
+        InputGradient::Flipped(_) | InputGradient::Col2im(_) => {
+            let mut apart = vec![0.0; dx.len()];
+            conv_backward_input(p, dy, n, h, w, &mut apart);
+            elementwise::add_assign(dx, &apart);
+        }
+    }
+}
+
 /// Floats of `dcol` per band of output rows in the col2im route (1 MiB): the GEMM writes a
 /// band and col2im reads it back while it is still in cache, and memory stays bounded at any
 /// image size (a 9x9 layer with 3 input channels has 243 rows of dcol: 64 MB for one 256x256
@@ -464,7 +489,7 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
     match &p.input_gradient {
         InputGradient::Winograd => {
             let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
-            let epilogue = winograd::Epilogue { bias: None, relu: false, mask: None };
+            let epilogue = winograd::Epilogue::default();
             winograd::conv3x3(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, epilogue);
         }
         InputGradient::Flipped(a) => {

@@ -291,11 +291,15 @@ fn transform_kernels(taps: [VD; 9]) -> [[f32; MR]; POINTS] {
 
 /// What [`conv3x3`] does to each output pixel as it stores it: add the bias, apply the ReLU
 /// (NaN becomes 0, as `elementwise::relu`), and write the ReLU's mask `(y > 0)`, one byte per
-/// pixel, with the output's layout (only with the ReLU).
+/// pixel, with the output's layout (only with the ReLU); or, with `accumulate`, add the pixel
+/// into what the output holds (`y = y + conv`, no ReLU): a backward pass adding an input
+/// gradient into the one already held, with no second buffer.
+#[derive(Default)]
 pub struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
     pub relu: bool,
     pub mask: Option<&'a mut [u8]>,
+    pub accumulate: bool,
 }
 
 /// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) (+ bias) (then max(·, 0))` for a 3x3
@@ -311,7 +315,8 @@ pub fn conv3x3(
     y: &mut [f32],
     epilogue: Epilogue,
 ) {
-    let Epilogue { bias, relu, mask } = epilogue;
+    let Epilogue { bias, relu, mask, accumulate } = epilogue;
+    assert!(!(relu && accumulate), "an accumulating convolution has no ReLU");
     let (cin, cout) = weights.channels(pass);
     assert!(pad.0 < 3 && pad.1 < 3, "padding must be smaller than the 3x3 kernel");
     let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
@@ -345,7 +350,8 @@ pub fn conv3x3(
                         let b = InPlace::new(&v[xi * cin * batch..][..cin * batch], cin, batch);
                         gemm_serial(*u, &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
                     }
-                    transform_output(m, cout, batch, t0, &tiles, bias, relu, (&out, mask.as_ref()));
+                    let store = Store { relu, accumulate, out: &out, mask: mask.as_ref() };
+                    transform_output(m, cout, batch, t0, &tiles, bias, store);
                 })
             });
         }
@@ -568,9 +574,17 @@ fn at(m: [V; WINDOW]) -> [V; TILE] {
     [m[0] + p12 + p34, m12 + V::splat(2.0) * m34, p12 + V::splat(4.0) * p34, m12 + V::splat(8.0) * m34 + m[5]]
 }
 
-/// `y = Aᵀ M A (+ bias) (then max(·, 0))` for the tiles `t0..` of a batch (`m [ξ, cout,
-/// batch]`), each stored where it lies in the output, clipped at its bottom and right edges.
-#[allow(clippy::too_many_arguments)]
+/// How [`transform_output`] stores a pixel: ReLU'd, or added into the output; and where.
+struct Store<'a> {
+    relu: bool,
+    accumulate: bool,
+    out: &'a SharedC<'a>,
+    mask: Option<&'a SharedC<'a, u8>>,
+}
+
+/// `y = Aᵀ M A (+ bias) (then max(·, 0))`, or `y += Aᵀ M A`, for the tiles `t0..` of a batch
+/// (`m [ξ, cout, batch]`), each stored where it lies in the output, clipped at its bottom and
+/// right edges.
 #[inline(never)]
 fn transform_output(
     m: &[f32],
@@ -579,8 +593,7 @@ fn transform_output(
     t0: usize,
     tiles: &Tiles,
     bias: Option<&[f32]>,
-    relu: bool,
-    (out, mask): (&SharedC, Option<&SharedC<u8>>),
+    Store { relu, accumulate, out, mask }: Store,
 ) {
     let valid = tiles.count.saturating_sub(t0).min(batch);
     for co in 0..cout {
@@ -603,7 +616,12 @@ fn transform_output(
                     let run = interleave_tiles(row).map(relu);
                     // SAFETY: these pixels belong to tiles t0 + j.. t0 + j + LANES alone, and each
                     // tile is in exactly one batch, so no other task writes them (nor their mask).
-                    unsafe { out.row(co * tiles.ho + oy + r, ox, TILE * LANES) }.copy_from_slice(&run);
+                    let dst = unsafe { out.row(co * tiles.ho + oy + r, ox, TILE * LANES) };
+                    if accumulate {
+                        dst.iter_mut().zip(&run).for_each(|(d, v)| *d += v);
+                    } else {
+                        dst.copy_from_slice(&run);
+                    }
                     if let Some(mask) = mask {
                         // SAFETY: as above.
                         positive_mask_into(&run, unsafe { mask.row(co * tiles.ho + oy + r, ox, TILE * LANES) });
@@ -619,7 +637,7 @@ fn transform_output(
                     // exactly one batch, so no other task writes them.
                     let dst = unsafe { out.row(co * tiles.ho + oy + r, ox, cols) };
                     for (d, v) in dst.iter_mut().zip(row) {
-                        *d = relu(v[l]);
+                        *d = if accumulate { *d + v[l] } else { relu(v[l]) };
                     }
                     if let Some(mask) = mask {
                         // SAFETY: as above.
