@@ -134,11 +134,10 @@ pub struct ConvAlgorithms {
 /// Whether a layer's Winograd passes transform its weights at each call or once.
 ///
 /// The trade is memory for time. Transformed, a pass's weights are four times the kernels'
-/// size (for VGG19 up to relu5_1, about 200 MB a pass); transforming them costs a few
-/// milliseconds for a 512 -> 512 layer, which is 5-15% of that layer's convolution on a 512²
-/// Gatys step but a third or more of it on the small images of a training step (256² crops,
-/// where conv5_1 sees 16x16 pixels). Measured in `benches/README.md`, "Winograd weights per
-/// call".
+/// size (for VGG19 up to relu5_1, about 200 MB a pass); transforming them takes 5-6 ms for a
+/// 512 -> 512 layer, about 14% of conv4_x's forward and a third of conv5_1's at 512², which
+/// costs a whole 512² Gatys step 3-7% but a training step 7-35% (on 256² crops conv5_1 sees
+/// 16x16 pixels). Measured in `benches/README.md`, "Winograd weights per call".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Transforms {
     /// Keep the kernels once and transform them at each call, into a buffer every layer
@@ -455,22 +454,22 @@ fn zero_pad(x: &[f32], c: usize, (h, w): (usize, usize), (pad_h, pad_w): (usize,
 /// input-sized buffer is live at once (for VGG's conv1_2 at 1024², 256 MiB at the backward
 /// pass's peak); the direct routes compute apart and add.
 pub fn conv_backward_input_add(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: &mut [f32]) {
-    let g = p.geometry;
-    let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
-    assert_eq!(dy.len(), n * g.cout * ho * wo, "conv output gradient is [n, cout, ho, wo]");
-    assert_eq!(dx.len(), n * g.cin * h * w, "conv input gradient is [n, cin, h, w]");
-    match &p.input_gradient {
-        InputGradient::Winograd => {
-            let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
-            let epilogue = winograd::Epilogue { accumulate: true, ..winograd::Epilogue::default() };
-            winograd::conv3x3(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, epilogue);
-        }
-        InputGradient::Flipped(_) | InputGradient::Col2im(_) => {
-            let mut apart = vec![0.0; dx.len()];
-            conv_backward_input(p, dy, n, h, w, &mut apart);
-            elementwise::add_assign(dx, &apart);
-        }
+    if let InputGradient::Winograd = p.input_gradient {
+        winograd_input_gradient(p, dy, n, h, w, dx, true);
+    } else {
+        let mut apart = vec![0.0; dx.len()];
+        conv_backward_input(p, dy, n, h, w, &mut apart);
+        elementwise::add_assign(dx, &apart);
     }
+}
+
+/// The Winograd route of the backward pass to the input: `dx = conv(dy, W')`, or `dx +=` it.
+fn winograd_input_gradient(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: &mut [f32], add: bool) {
+    let (t, u) = (p.geometry.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
+    let (ho, wo) = p.geometry.output_size(h, w).expect("forward ran on this size");
+    let epilogue = winograd::Epilogue { accumulate: add, ..winograd::Epilogue::default() };
+    // conv3x3 checks dy's and dx's lengths against (n, ho, wo) and the channels.
+    winograd::conv3x3(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, epilogue);
 }
 
 /// Floats of `dcol` per band of output rows in the col2im route (1 MiB): the GEMM writes a
@@ -487,11 +486,7 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
     assert_eq!(dx.len(), n * g.cin * h * w, "conv input gradient is [n, cin, h, w]");
     let images = dy.chunks_exact(g.cout * ho * wo).zip(dx.chunks_exact_mut(g.cin * h * w));
     match &p.input_gradient {
-        InputGradient::Winograd => {
-            let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
-            let epilogue = winograd::Epilogue::default();
-            winograd::conv3x3(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, epilogue);
-        }
+        InputGradient::Winograd => winograd_input_gradient(p, dy, n, h, w, dx, false),
         InputGradient::Flipped(a) => {
             for (dy, dx) in images {
                 gemm(AOperand::Packed(a.view()), &Im2col::new(dy, g.transposed(), ho, wo), dx, Epilogue::default());

@@ -195,10 +195,7 @@ impl WinogradWeights {
     /// [`PackedA::index`]; [`WinogradWeights::transformed_bytes_for`] bytes), one task per
     /// micro-panel of MR output channels. Public for its benchmark.
     pub fn transform(&self, pass: Pass, u: &mut [f32]) {
-        let (rows, cols) = match pass {
-            Pass::Forward => (self.cout, self.cin),
-            Pass::InputGradient => (self.cin, self.cout),
-        };
+        let (cols, rows) = self.channels(pass);
         let len = PackedA::len_for(rows, cols);
         assert_eq!(u.len(), POINTS * len, "transformed weights buffer");
         // One long row, of which each task writes only its own runs.
@@ -257,19 +254,20 @@ static TRANSFORMED: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 /// Runs `f` on `U_ξ` of `pass`: kept, or transformed into [`TRANSFORMED`] (or, when that is
 /// in use, a buffer of its own).
 fn with_transformed<R>(w: &WinogradWeights, pass: Pass, f: impl FnOnce(&[PackedA<&[f32]>]) -> R) -> R {
+    /// The POINTS packed `rows x cols` matrices `u` holds back to back.
+    fn matrices(u: &[f32], rows: usize, cols: usize) -> Vec<PackedA<&[f32]>> {
+        u.chunks_exact(PackedA::len_for(rows, cols)).map(|u| PackedA::from_packed(rows, cols, u)).collect()
+    }
     let (cin, cout) = w.channels(pass);
-    let len = PackedA::len_for(cout, cin);
     if let Some((_, u)) = w.kept.iter().find(|(p, _)| *p == pass) {
-        let u: Vec<PackedA<&[f32]>> = u.chunks_exact(len).map(|u| PackedA::from_packed(cout, cin, u)).collect();
-        return f(&u);
+        return f(&matrices(u, cout, cin));
     }
     let mut own = Vec::new();
     let mut shared = TRANSFORMED.try_lock().ok();
     let buf = shared.as_deref_mut().unwrap_or(&mut own);
-    let u = grow(buf, POINTS * len);
+    let u = grow(buf, POINTS * PackedA::len_for(cout, cin));
     w.transform(pass, u);
-    let u: Vec<PackedA<&[f32]>> = u.chunks_exact(len).map(|u| PackedA::from_packed(cout, cin, u)).collect();
-    f(&u)
+    f(&matrices(u, cout, cin))
 }
 
 /// `G g Gᵀ` for up to eight 3x3 kernels at once (lane l of `taps[t]`: tap t = 3·row + column
