@@ -51,6 +51,26 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
+    // Crop: training cuts the mirrored border (16 pixels a side) off the network's 3-channel
+    // output. Forward reads the window and writes it; backward writes the whole plane, reading
+    // the window's gradient.
+    let mut group = c.benchmark_group("crop2d");
+    group.sample_size(20);
+    let (side, border, planes) = (256, 16, N * 3);
+    let outer = side + 2 * border;
+    let win = pad::Window { top: border, left: border, h: side, w: side };
+    let (x, dy) = (data(planes * outer * outer, 1), data(planes * side * side, 2));
+    let (mut y, mut dx) = (vec![0.0; planes * side * side], vec![0.0; planes * outer * outer]);
+    group.throughput(Throughput::Bytes(2 * F32 * (planes * side * side) as u64));
+    group.bench_function(format!("{N}x3x{outer}x{outer} forward"), |b| {
+        b.iter(|| pad::crop2d(&x, planes, outer, outer, win, &mut y))
+    });
+    group.throughput(Throughput::Bytes(F32 * (planes * (side * side + outer * outer)) as u64));
+    group.bench_function(format!("{N}x3x{outer}x{outer} backward"), |b| {
+        b.iter(|| pad::crop2d_backward(&dy, planes, outer, outer, win, &mut dx))
+    });
+    group.finish();
+
     // Instance norm and batch norm in training, as the ops run them. Forward: the statistics
     // (two passes over x, which the bytes do not count), then x -> y and x̂: 12 bytes a value.
     // Backward with dx, dγ and dβ: dy and x̂ -> dx, 12 bytes a value.

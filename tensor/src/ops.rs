@@ -353,6 +353,32 @@ impl Tape {
         }))
     }
 
+    /// `[n, c, h, w] -> [n, c, win.h, win.w]`: the window `win` of every plane (PyTorch's
+    /// `y[:, :, top:top + h, left:left + w]`). Training cuts the mirrored border back off the
+    /// network's output with it, so the loss sees only what `apply` keeps.
+    pub fn crop2d(&mut self, x: &Var, win: pad::Window) -> Result<Var, Error> {
+        let op = "crop2d";
+        let (n, c, h, w) = expect_nchw(op, x)?;
+        if win.top + win.h > h || win.left + win.w > w {
+            return Err(Error::BadGeometry {
+                op,
+                reason: format!(
+                    "the {}x{} window at row {}, column {} does not fit in the {h}x{w} image",
+                    win.h, win.w, win.top, win.left
+                ),
+            });
+        }
+        let out_shape = Shape::new(&[n, c, win.h, win.w]);
+        let mut y = vec![0.0; out_shape.numel()];
+        pad::crop2d(x.value().data(), n * c, h, w, win, &mut y);
+        let tracked = x.is_tracked();
+        Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Crop2d {
+            x: x.node().expect("tracked"),
+            input_shape: x.shape(),
+            win,
+        }))
+    }
+
     /// Nearest-neighbour 2x upsampling, `[n, c, h, w] -> [n, c, 2h, 2w]`: the resize of a
     /// resize-convolution (Odena et al., "Deconvolution and Checkerboard Artifacts", 2016).
     pub fn upsample_nearest2x(&mut self, x: &Var) -> Result<Var, Error> {

@@ -23,6 +23,7 @@ mod common;
 
 use common::vec_away_from_zero;
 use tensor::kernels::conv::{ConvAlgorithm, ConvAlgorithms};
+use tensor::kernels::pad::Window;
 use tensor::{Conv2d, Error, OpKind, Rng, RunningStats, Shape, Tape, Tensor, Var};
 
 const H: f32 = 1e-2;
@@ -108,6 +109,7 @@ fn check(kind: OpKind) {
         OpKind::MeanSquaredError => mse_and_mean_square(),
         OpKind::NeighbourDiff => neighbour_diff(),
         OpKind::ReflectionPad2d => reflection_pad2d(),
+        OpKind::Crop2d => crop2d(),
         OpKind::UpsampleNearest2x => upsample_nearest2x(),
         OpKind::LeakyRelu => leaky_relu(),
         OpKind::InstanceNorm => instance_norm(),
@@ -404,6 +406,13 @@ fn reflection_pad2d() {
     gradcheck(kind, "reflection_pad2d 3", &[random(&mut rng, &[1, 2, 4, 5])], &|t, v| {
         t.reflection_pad2d(&v[0], 3).unwrap()
     });
+}
+
+fn crop2d() {
+    let mut rng = Rng::new(23);
+    // A window off-centre, so a swapped row and column would be caught.
+    let win = Window { top: 1, left: 2, h: 3, w: 2 };
+    gradcheck(OpKind::Crop2d, "crop2d", &[random(&mut rng, &[2, 3, 5, 6])], &|t, v| t.crop2d(&v[0], win).unwrap());
 }
 
 fn upsample_nearest2x() {

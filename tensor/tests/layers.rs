@@ -3,6 +3,7 @@
 //! instance norm relate. (Their gradients are in `gradcheck.rs`, their kernels against the
 //! scalar twins in `kernels_vs_reference.rs`.)
 
+use tensor::kernels::pad::Window;
 use tensor::{Error, Rng, RunningStats, Tape, Tensor, Var};
 
 fn bits(t: &Tensor) -> Vec<u32> {
@@ -48,6 +49,24 @@ fn reflection_pad_backward_counts_every_copy() {
         1., 2., 2., 1.,
         3., 6., 6., 3.,
         1., 2., 2., 1.,
+    ];
+    assert_eq!(grads.get(&x).unwrap().data(), &expected);
+}
+
+#[test]
+fn crop_keeps_its_window_and_backward_puts_the_gradient_back_in_place() {
+    // Two 3x4 planes 0..24; the 2x2 window at row 1, column 2 of each.
+    let mut tape = Tape::new();
+    let x = tape.leaf(Tensor::new([1, 2, 3, 4], (0..24).map(|v| v as f32).collect()).unwrap());
+    let y = tape.crop2d(&x, Window { top: 1, left: 2, h: 2, w: 2 }).unwrap();
+    assert_eq!(y.shape().dims(), &[1, 2, 2, 2]);
+    assert_eq!(y.value().data(), &[6., 7., 10., 11., 18., 19., 22., 23.]);
+    let grads =
+        tape.backward_with(&y, Tensor::new([1, 2, 2, 2], vec![1., 2., 3., 4., 5., 6., 7., 8.]).unwrap()).unwrap();
+    #[rustfmt::skip]
+    let expected = [
+        0., 0., 0., 0.,  0., 0., 1., 2.,  0., 0., 3., 4.,
+        0., 0., 0., 0.,  0., 0., 5., 6.,  0., 0., 7., 8.,
     ];
     assert_eq!(grads.get(&x).unwrap().data(), &expected);
 }
@@ -136,6 +155,10 @@ fn bad_shapes_and_sizes_are_typed_errors() {
     assert!(bad_geometry(tape.reflection_pad2d(&x, 4)), "pad = h");
     assert!(bad_geometry(tape.reflection_pad2d(&Var::constant(Tensor::zeros([1, 1, 9, 2])), 2)), "pad = w");
     assert!(bad_shape(tape.reflection_pad2d(&Var::constant(Tensor::zeros([3, 4, 5])), 1)), "not NCHW");
+    let image = Var::constant(Tensor::zeros([1, 1, 4, 5]));
+    assert!(tape.crop2d(&image, Window { top: 1, left: 1, h: 3, w: 4 }).is_ok());
+    assert!(bad_geometry(tape.crop2d(&image, Window { top: 2, left: 0, h: 3, w: 1 })), "past the bottom");
+    assert!(bad_geometry(tape.crop2d(&image, Window { top: 0, left: 2, h: 1, w: 4 })), "past the right");
     assert!(bad_shape(tape.upsample_nearest2x(&Var::constant(Tensor::zeros([4, 5])))));
 
     assert!(bad_shape(tape.instance_norm(&x, &Var::constant(Tensor::zeros([4])), &c3, 1e-5)), "gamma [4]");

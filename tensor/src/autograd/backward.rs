@@ -97,6 +97,12 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
             pad::reflection_pad2d_backward(g.data(), n * c, h, w, pad, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
+        Op::Crop2d { x, input_shape, win } => {
+            let (n, c, h, w) = input_shape.nchw().expect("crop2d input is NCHW");
+            let mut dx = vec![0.0; input_shape.numel()];
+            pad::crop2d_backward(g.data(), n * c, h, w, win, &mut dx);
+            out.push((x, Tensor::from_parts(input_shape, dx)));
+        }
         Op::UpsampleNearest2x { x, input_shape } => {
             let (n, c, h, w) = input_shape.nchw().expect("upsample input is NCHW");
             let mut dx = vec![0.0; input_shape.numel()];

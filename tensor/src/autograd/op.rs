@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::autograd::tape::NodeId;
 use crate::kernels::conv::PackedConv;
 use crate::kernels::norm::NormGeometry;
+use crate::kernels::pad;
 use crate::{Shape, Tensor};
 
 /// Declares an enum and its `ALL` list from one list of variants, so that `ALL` cannot miss one.
@@ -49,6 +50,7 @@ enum_with_all! {
         MeanSquaredError,
         NeighbourDiff,
         ReflectionPad2d,
+        Crop2d,
         UpsampleNearest2x,
         LeakyRelu,
         InstanceNorm,
@@ -116,6 +118,12 @@ pub(crate) enum Op {
         input_shape: Shape,
         pad: usize,
     },
+    /// The window `win` of every plane of `[n, c, h, w]`; backward needs only the shapes.
+    Crop2d {
+        x: NodeId,
+        input_shape: Shape,
+        win: pad::Window,
+    },
     /// Nearest-neighbour 2x upsampling of `[n, c, h, w]`.
     UpsampleNearest2x {
         x: NodeId,
@@ -162,6 +170,7 @@ impl Op {
             Op::MeanSquaredError { .. } => OpKind::MeanSquaredError,
             Op::NeighbourDiff { .. } => OpKind::NeighbourDiff,
             Op::ReflectionPad2d { .. } => OpKind::ReflectionPad2d,
+            Op::Crop2d { .. } => OpKind::Crop2d,
             Op::UpsampleNearest2x { .. } => OpKind::UpsampleNearest2x,
             Op::LeakyRelu { .. } => OpKind::LeakyRelu,
             Op::InstanceNorm(_) => OpKind::InstanceNorm,
@@ -179,7 +188,7 @@ impl Op {
             Op::Gram { features, .. } => features.bytes(),
             Op::MeanSquaredError { diff, .. } => diff.bytes(),
             Op::Leaf | Op::Add { .. } | Op::Scale { .. } | Op::NeighbourDiff { .. } => 0,
-            Op::ReflectionPad2d { .. } | Op::UpsampleNearest2x { .. } => 0,
+            Op::ReflectionPad2d { .. } | Op::Crop2d { .. } | Op::UpsampleNearest2x { .. } => 0,
             Op::LeakyRelu { mask, .. } => mask.len(),
             Op::InstanceNorm(norm) | Op::BatchNorm(norm) => {
                 let floats = |v: &Option<Vec<f32>>| v.as_ref().map_or(0, |v| v.len() * std::mem::size_of::<f32>());

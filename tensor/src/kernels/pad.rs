@@ -1,3 +1,5 @@
+//! Reflection padding, and cropping: the window of each plane that cuts a padded border back off.
+//!
 //! Reflection padding (PyTorch's `ReflectionPad2d`): each plane mirrored about its edge rows and
 //! columns, the edge itself not repeated, so a row `a b c d` padded by 2 reads `c b a b c d c b`.
 //! Johnson et al. (2016, supplementary material) pad this way before every convolution of the
@@ -71,6 +73,44 @@ pub fn reflection_pad2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, 
             for (j, &g) in right.iter().enumerate() {
                 row[w - 2 - j] += g;
             }
+        }
+    });
+}
+
+/// The window of a plane that a crop keeps: `h x w` pixels from row `top`, column `left`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub top: usize,
+    pub left: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+/// `y [planes, win.h, win.w]`: the window `win` of each plane of `x [planes, h, w]`.
+pub fn crop2d(x: &[f32], planes: usize, h: usize, w: usize, win: Window, y: &mut [f32]) {
+    assert!(win.top + win.h <= h && win.left + win.w <= w, "the window {win:?} lies outside a {h}x{w} plane");
+    assert!(x.len() == planes * h * w && y.len() == planes * win.h * win.w);
+    if win.h * win.w == 0 {
+        return;
+    }
+    y.par_chunks_mut(win.h * win.w).zip(x.par_chunks(h * w)).for_each(|(y, x)| {
+        for (out, row) in y.chunks_exact_mut(win.w).zip(x.chunks_exact(w).skip(win.top)) {
+            out.copy_from_slice(&row[win.left..win.left + win.w]);
+        }
+    });
+}
+
+/// `dx [planes, h, w]`, the adjoint of [`crop2d`]: the window's gradient in place, zero around it.
+pub fn crop2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, win: Window, dx: &mut [f32]) {
+    assert!(win.top + win.h <= h && win.left + win.w <= w, "the window {win:?} lies outside a {h}x{w} plane");
+    assert!(dx.len() == planes * h * w && dy.len() == planes * win.h * win.w);
+    dx.fill(0.0);
+    if win.h * win.w == 0 {
+        return;
+    }
+    dx.par_chunks_mut(h * w).zip(dy.par_chunks(win.h * win.w)).for_each(|(dx, dy)| {
+        for (row, g) in dx.chunks_exact_mut(w).skip(win.top).zip(dy.chunks_exact(win.w)) {
+            row[win.left..win.left + win.w].copy_from_slice(g);
         }
     });
 }
