@@ -89,8 +89,8 @@ pub fn stylize_tiled(net: &Transformer, rgb: &Tensor, tile: usize, stats_side: u
     Ok(Vgg19::deprocess(&y)?)
 }
 
-/// `x` (`[1, c, h, w]`) with `border` pixels of its mirror image on every side.
-fn mirror_border(x: &Tensor, border: usize) -> Tensor {
+/// `x` (`[n, c, h, w]`) with `border` pixels of its mirror image on every side.
+pub(crate) fn mirror_border(x: &Tensor, border: usize) -> Tensor {
     if border == 0 {
         return x.clone();
     }

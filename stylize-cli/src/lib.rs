@@ -78,6 +78,11 @@ pub enum Error {
         "--size {size}: training crops must be a multiple of 4 pixels (the network halves them twice), at least 16"
     )]
     BadTrainSize { size: usize },
+    #[error(
+        "--border {border}: the mirrored border of the {size}-pixel training crops must be a multiple of 4 (the network's \
+         pixel grid) and smaller than the crops"
+    )]
+    BadTrainBorder { border: usize, size: usize },
     #[error("--lr-decay {decay} is longer than the run (--steps {steps}); the rate can fall over at most every step")]
     BadLrDecay { decay: usize, steps: usize },
     #[error("training diverged at step {step} ({reason}); lower --lr or the loss weights, or resume from an earlier checkpoint")]

@@ -119,6 +119,50 @@ fn training_lowers_the_loss_and_resumes_exactly() {
     assert_eq!(net.num_params(), straight.net.num_params());
 }
 
+/// With a border, training scores what `apply` shows: the first step's losses (taken before its
+/// update) are the losses of the initial network's `apply` picture of the same crop. The crop is
+/// the whole of a 32x32 photo made symmetric, so a random flip cannot change it. Without the
+/// border the losses differ, since the network then sees the crop's bare edges.
+#[test]
+fn training_with_a_border_scores_the_picture_apply_makes() {
+    let vgg = vgg();
+    let dir = tempfile::tempdir().unwrap();
+    let half = resize_longest(&load_rgb(&common::repo("examples/content_tubingen.jpg")).unwrap(), 43);
+    let (w, h) = size(&half);
+    let mut data = Vec::with_capacity(3 * 32 * 32);
+    for plane in half.data().chunks_exact(w * h) {
+        for row in plane.chunks_exact(w).take(32) {
+            data.extend_from_slice(&row[..16]);
+            data.extend(row[..16].iter().rev());
+        }
+    }
+    let photo = Tensor::new([1, 3, 32, 32], data).unwrap();
+    save(&photo, &dir.path().join("symmetric.png")).unwrap();
+    let photo = load_rgb(&dir.path().join("symmetric.png")).unwrap();
+    let (photos, _) = Photos::open(dir.path(), 32).unwrap();
+    let first_losses = |border: usize| {
+        let settings = TrainSettings { batch: 1, border, ..settings(1) };
+        let mut t = Trainer::new(&vgg, &style(), settings, BTreeMap::new()).unwrap();
+        t.step(&photos).unwrap().losses
+    };
+    let settings = settings(1);
+    let net = Transformer::new(settings.width, settings.variant, settings.seed);
+    let picture = stylize::apply::stylize(&net, &photo, usize::MAX).unwrap();
+    let styles = [(resize_longest(&style()[0].0, 32), 1.0)];
+    let objective = Objective::new(&vgg, &photo, &styles, settings.layers.clone(), settings.weights).unwrap();
+    let (applied, _) = objective.evaluate_rgb(&picture).unwrap();
+    let bordered = first_losses(stylize::apply::BORDER);
+    for (what, a, b) in [("content", applied.content, bordered.content), ("style", applied.style, bordered.style)] {
+        assert!((a - b).abs() <= 1e-4 * a.abs(), "{what}: apply's picture {a}, the training step {b}");
+    }
+    let bare = first_losses(0);
+    assert!((bare.style - applied.style).abs() > 1e-2 * applied.style, "{bare:?} against {applied:?}");
+    let refused = Trainer::new(&vgg, &style(), TrainSettings { border: 6, ..settings.clone() }, BTreeMap::new());
+    assert!(matches!(refused, Err(stylize::Error::BadTrainBorder { .. })));
+    let refused = Trainer::new(&vgg, &style(), TrainSettings { border: 32, ..settings }, BTreeMap::new());
+    assert!(matches!(refused, Err(stylize::Error::BadTrainBorder { .. })));
+}
+
 #[test]
 fn the_full_network_has_the_papers_parameter_count() {
     assert_eq!(Transformer::new(32, Variant::InstanceRelu, 0).num_params(), 1_679_235);

@@ -72,6 +72,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "instance-relu|batch-leaky", default_value = TrainSettings::default().variant.name(), value_parser = parse_variant)]
     pub variant: Variant,
 
+    /// Pixels of mirrored border around each crop, cut off the network's output before the loss, as `apply` does (a multiple of 4; 0 for none). Without it the network learns to paint a band along the edges that lowers the loss but not the picture's quality (models/README.md)
+    #[arg(long, value_name = "PX", default_value_t = TrainSettings::default().border)]
+    pub border: usize,
+
     #[command(flatten)]
     pub loss: LossArgs,
 
@@ -154,6 +158,7 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
         style_scale: args.style_scale,
         width: args.width,
         variant: args.variant,
+        border: args.border,
     };
     let (photos, skipped) = Photos::open(&args.photos, args.size)?;
     for s in &skipped {
