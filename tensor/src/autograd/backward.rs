@@ -63,13 +63,15 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
             let c = *g.shape().dims().last().expect("a Gram matrix is square");
             let batch = g.shape().numel() / (c * c);
             let n = features.shape().numel() / (batch * c);
-            let mut df = vec![0.0; features.shape().numel()];
-            let items =
-                df.chunks_exact_mut(c * n).zip(features.data().chunks_exact(c * n)).zip(g.data().chunks_exact(c * c));
-            for ((df, f), g) in items {
-                gram::gram_backward(f, g, c, n, df);
+            // The gradient is made over the features (their only holder by now, once the
+            // forward pass's values are dropped; otherwise over a copy): F is needed for
+            // nothing else, and at the first style layer it is the largest tensor alive.
+            let shape = features.shape();
+            let mut df = features.into_vec();
+            for (df, g) in df.chunks_exact_mut(c * n).zip(g.data().chunks_exact(c * c)) {
+                gram::gram_backward(df, g, c, n);
             }
-            out.push((x, Tensor::from_parts(features.shape(), df)));
+            out.push((x, Tensor::from_parts(shape, df)));
         }
         Op::Add { a, b } => {
             if let Some(a) = a {

@@ -1,10 +1,10 @@
 //! The Gram matrix of Gatys et al. (2015), `G = F Fᵀ / n`, for features `F` viewed as a
-//! `c x n` matrix (n = H·W pixels), and its backward `dF = (dG + dGᵀ) F / n`.
+//! `c x n` matrix (n = H·W pixels), and its backward `dF = (dG + dGᵀ) F / n`, made in place.
 
 use rayon::prelude::*;
 
 use super::elementwise;
-use super::gemm::{gemm, AOperand, Epilogue, MatRef};
+use super::gemm::{gemm, gemm_serial, AOperand, Epilogue, MatRef, PackedA, SharedC};
 
 /// Floats of F per partial Gram matrix (1 MiB): slices long enough for an efficient GEMM each,
 /// and for the c = 64 layer at 512 px, 64 of them to spread over the threads. Measured with
@@ -47,9 +47,26 @@ pub fn gram(f: &[f32], c: usize, n: usize, g: &mut [f32]) {
     }
 }
 
-/// `df [c, n] = (dg + dgᵀ) f / n`: the gradient of [`gram`] given `dg = ∂L/∂G`.
-pub fn gram_backward(f: &[f32], dg: &[f32], c: usize, n: usize, df: &mut [f32]) {
+/// Columns of F per task of [`gram_backward`]: a block of F and its result stay in L2 (at
+/// c = 64, 2 x 256 KiB), and the c = 64 layer at 512 px gives 256 tasks to spread.
+const BACKWARD_COLUMNS: usize = 1 << 10;
+
+/// `f [c, n] ← (dg + dgᵀ) f / n`: the gradient of [`gram`] given `dg = ∂L/∂G`, written over the
+/// features it is computed from.
+///
+/// Why in place: the backward pass needs F only to make this gradient, and F is the largest
+/// thing a style layer keeps (relu1_1 is 256 MiB at 1024²). Making the gradient in a second
+/// buffer put both at the peak of a Gatys step, at its first backward op. Each pixel's
+/// gradient (a column of dF) depends only on that pixel's features (the same column of F), so
+/// each task copies its block of columns out, multiplies, and writes the product back. The
+/// GEMM sums over the c channels in the same order whatever the blocks (see `gemm`), so the
+/// result is the same to the bit as one product into a new buffer.
+pub fn gram_backward(f: &mut [f32], dg: &[f32], c: usize, n: usize) {
     assert_eq!(dg.len(), c * c);
+    assert_eq!(f.len(), c * n);
+    if c == 0 || n == 0 {
+        return;
+    }
     let scale = inverse_pixels(n);
     let mut sym = vec![0.0; c * c];
     for i in 0..c {
@@ -57,7 +74,26 @@ pub fn gram_backward(f: &[f32], dg: &[f32], c: usize, n: usize, df: &mut [f32]) 
             sym[i * c + j] = (dg[i * c + j] + dg[j * c + i]) * scale;
         }
     }
-    gemm(AOperand::View(MatRef::row_major(&sym, c, c)), &MatRef::row_major(f, c, n), df, Epilogue::default());
+    let sym = PackedA::new(MatRef::row_major(&sym, c, c));
+    let f = SharedC::new(f, n);
+    (0..n.div_ceil(BACKWARD_COLUMNS)).into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(block, product, b_buf): &mut (Vec<f32>, Vec<f32>, Vec<f32>), task| {
+            let (j0, cols) = (task * BACKWARD_COLUMNS, BACKWARD_COLUMNS.min(n - task * BACKWARD_COLUMNS));
+            block.resize(c * cols, 0.0);
+            product.resize(c * cols, 0.0);
+            for (i, row) in block.chunks_exact_mut(cols).enumerate() {
+                // SAFETY: task `task` alone touches columns j0..j0 + cols, and this borrow ends
+                // before the next.
+                row.copy_from_slice(unsafe { f.row(i, j0, cols) });
+            }
+            gemm_serial(sym.view(), &MatRef::row_major(block, c, cols), product, b_buf);
+            for (i, row) in product.chunks_exact(cols).enumerate() {
+                // SAFETY: as above.
+                unsafe { f.row(i, j0, cols) }.copy_from_slice(row);
+            }
+        },
+    );
 }
 
 /// `1 / n`, with an empty feature map (n = 0) giving a zero Gram matrix rather than 0/0.
@@ -66,5 +102,28 @@ fn inverse_pixels(n: usize) -> f32 {
         0.0
     } else {
         1.0 / n as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In place, in blocks of columns (three here, the last one short), the gradient is the one
+    /// product `(dg + dgᵀ)/n · F` into a new buffer, to the bit.
+    #[test]
+    fn in_place_backward_is_the_whole_product() {
+        let (c, n) = (37, 2 * BACKWARD_COLUMNS + 333);
+        let f = crate::Rng::new(1).vec(c * n);
+        let dg = crate::Rng::new(2).vec(c * c);
+        let scale = 1.0 / n as f32;
+        let sym: Vec<f32> = (0..c * c).map(|k| (dg[k] + dg[(k % c) * c + k / c]) * scale).collect();
+        let mut whole = vec![0.0; c * n];
+        let a = AOperand::View(MatRef::row_major(&sym, c, c));
+        gemm(a, &MatRef::row_major(&f, c, n), &mut whole, Epilogue::default());
+        let mut df = f.clone();
+        gram_backward(&mut df, &dg, c, n);
+        assert!(df.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_ne!(df, f);
     }
 }
