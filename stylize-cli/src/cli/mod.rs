@@ -28,6 +28,16 @@ use anyhow::Result;
 
 use args::{Cli, Command};
 
+/// Blocks from this size up are mapped on their own and given back when freed
+/// ([`tensor::huge_pages::map_large_blocks_alone`]) in the commands that run Gatys'
+/// optimisation (`run`, `eval`, and `bench` timing its step), whose peak memory decides the
+/// largest picture a machine can paint. Measured (`benches/README.md`, "The 1024² peak"): the
+/// step's peak RSS falls from 1,304 to 1,099 MiB at 1024² and from 435 to 402 MiB at 512², for
+/// 4-10% more time at 512² and none measurable at 1024². `apply` and `train`, whose memory
+/// their tiles and crops bound, keep glibc's reuse of freed blocks, which saves them the
+/// zeroing of fresh pages (with 4 MiB, `apply` at 512² took 22-50% longer).
+const GATYS_MMAP_THRESHOLD: usize = 8 << 20;
+
 /// Runs one parsed command; the exit code says how it ended (130 after Ctrl-C).
 pub fn execute(cli: &Cli) -> Result<ExitCode> {
     let threads = match &cli.command {
@@ -41,6 +51,14 @@ pub fn execute(cli: &Cli) -> Result<ExitCode> {
     if let Some(n) = threads {
         // Fails only if a pool already exists (a second call in one process): keep that one.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+    let gatys = match &cli.command {
+        Command::Run(_) | Command::Eval(_) => true,
+        Command::Bench(a) => a.apply.is_none() && !a.train,
+        Command::Train(_) | Command::Apply(_) | Command::Convert(_) => false,
+    };
+    if gatys {
+        tensor::huge_pages::map_large_blocks_alone(GATYS_MMAP_THRESHOLD);
     }
     match &cli.command {
         Command::Run(args) => run::run(args),
