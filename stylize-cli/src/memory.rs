@@ -43,17 +43,21 @@ pub fn saved_bytes(width: usize, height: usize, layers: &Layers, styles: usize) 
     Ok(saved)
 }
 
-/// Bytes a run at `width x height` is expected to need at its peak: [`saved_bytes`] (which
-/// holds conv1_2's input, relu1_1, as its Gram's features), two more images the size of the
-/// largest activation (in the forward pass the zero-padded copy conv1_2's direct forward reads
-/// and its output; at the end of the backward pass its output gradient and the input gradient
-/// it adds into relu1_1's Gram gradient, `conv_backward_input_add`),
-/// `history_vectors` copies of the image for the optimiser, four more for the image, its
-/// gradient and the targets' inputs, and the
-/// weights as the engine keeps them (`PackedConv::bytes_for`: packed twice where both passes
-/// are direct, kept once as they are where a pass is Winograd) with the one buffer Winograd
-/// transforms a layer's weights into at each call, as large as the largest layer needs
-/// (`PackedConv::transformed_bytes_for`).
+/// Bytes a run at `width x height` is expected to need at its peak: the tensors at the
+/// peak, `history_vectors` copies of the image for the optimiser and four more for the image,
+/// its gradient and the targets' inputs, the weights as the engine keeps them
+/// (`PackedConv::bytes_for`: packed twice where both passes are direct, kept once as they are
+/// where a pass is Winograd) with the one buffer Winograd transforms a layer's weights into at
+/// each call (`PackedConv::transformed_bytes_for`), and [`PROCESS_BYTES`].
+///
+/// The tensors at the peak are the larger of two moments (found by counting the live blocks
+/// through 512² and 1024² steps with a scratch build of the allocator, `benches/README.md`,
+/// "The 1024² peak"): the end of the forward pass, which holds all of [`saved_bytes`], and
+/// conv1_2's direct forward, which holds relu1_1 (its Gram's features) with its ReLU mask, a
+/// zero-padded copy of it, and the output with its mask: 3.5 images of the largest activation.
+/// At default settings the two are within 4% of each other. The backward pass adds nothing
+/// large: a Gram makes its gradient over its features, and a convolution adds its input
+/// gradient into the one held (`gram_backward`, `conv_backward_input_add`).
 pub fn estimate_bytes(
     width: usize,
     height: usize,
@@ -81,8 +85,14 @@ pub fn estimate_bytes(
     }
     let image = 3 * (width * height) as u64 * 4;
     let saved = saved_bytes(width, height, layers, styles)?;
-    Ok(saved + 2 * largest * 4 + (history_vectors as u64 + 4) * image + weights + transformed)
+    let first_block = 4 * largest * 7 / 2;
+    Ok(saved.max(first_block) + (history_vectors as u64 + 4) * image + weights + transformed + PROCESS_BYTES)
 }
+
+/// Memory a run holds besides its tensors and weights: the code, thread stacks, the mapped
+/// weights file, and the allocator's slack among blocks below its mmap threshold. Measured as
+/// peak RSS less the peak of live blocks: 56 MiB at 512², 55 at 1024².
+pub const PROCESS_BYTES: u64 = 64 << 20;
 
 /// Memory available to this process, from `/proc/meminfo` (Linux); `None` elsewhere.
 pub fn available_bytes() -> Option<u64> {
