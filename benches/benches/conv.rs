@@ -5,7 +5,7 @@
 //! layers run both algorithms, direct and Winograd F(4x4, 3x3); Winograd's figure is in the
 //! direct convolution's FLOPs ("effective" GFLOP/s), so the two compare as times do.
 
-use benches::{data, gemm_flops};
+use benches::{data, gemm_flops, winograd_tiles};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tensor::kernels::conv::{
     conv_backward_input, conv_backward_weight, conv_forward, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv,
@@ -132,5 +132,49 @@ fn winograd_weights(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, vgg, cut_off, feed_forward, winograd_weights);
+/// Winograd F(2x2), F(4x4) and F(6x6), each in the plain generic form of
+/// `benches::winograd_tiles` (stages timed apart), beside the engine's F(4x4) and direct
+/// convolution, on three VGG19 layer shapes at a 512x512 input. Each layer's relative error
+/// against an f64 direct convolution is printed first.
+fn winograd_tiles(c: &mut Criterion) {
+    let mut group = c.benchmark_group("winograd-tiles");
+    group.sample_size(10);
+    for &(name, cin, cout, side) in LAYERS.iter().filter(|l| ["conv1_2", "conv3_x", "conv4_x"].contains(&l.0)) {
+        let (k, b, x) = (data(cout * cin * 9, 1), data(cout, 2), data(cin * side * side, 3));
+        let reference = winograd_tiles::direct_f64(&x, &k, &b, cin, cout, side, side);
+        let mut y = vec![0.0; cout * side * side];
+        group.throughput(Throughput::Elements(gemm_flops(cout, side * side, cin * 9)));
+        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Winograd] {
+            let packed =
+                PackedConv::with_algorithms(&k, &b, ConvGeometry::same3x3(cin, cout), ConvAlgorithms::both(algorithm));
+            conv_forward(&packed, &x, 1, side, side, &mut y);
+            let err = winograd_tiles::relative_l2(&y, &reference);
+            eprintln!("{name} {cin}->{cout} @{side} engine {algorithm:?}: relative L2 error {err:.2e}");
+            group.bench_function(format!("{name} {cin}->{cout} @{side} engine {algorithm:?}"), |bench| {
+                bench.iter(|| conv_forward(&packed, &x, 1, side, side, &mut y))
+            });
+        }
+        for m in [2, 4, 6] {
+            let layer = winograd_tiles::Layer::new(winograd_tiles::Transforms::new(m), &k, &b, cin, cout);
+            let mut s = layer.scratch(side, side);
+            layer.forward(&x, side, side, &mut s, &mut y);
+            let err = winograd_tiles::relative_l2(&y, &reference);
+            eprintln!("{name} {cin}->{cout} @{side} F({m}x{m}): relative L2 error {err:.2e}");
+            let id = format!("{name} {cin}->{cout} @{side} F({m}x{m})");
+            group.bench_function(format!("{id} whole"), |bench| {
+                bench.iter(|| layer.forward(&x, side, side, &mut s, &mut y))
+            });
+            group.bench_function(format!("{id} input transform"), |bench| {
+                bench.iter(|| layer.input_transform(&x, side, side, &mut s))
+            });
+            group.bench_function(format!("{id} products"), |bench| bench.iter(|| layer.products(side, side, &mut s)));
+            group.bench_function(format!("{id} output transform"), |bench| {
+                bench.iter(|| layer.output_transform(side, side, &s, &mut y))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, vgg, cut_off, feed_forward, winograd_weights, winograd_tiles);
 criterion_main!(benches);

@@ -12,3 +12,5 @@ pub fn data(n: usize, seed: u64) -> Vec<f32> {
 pub fn gemm_flops(m: usize, n: usize, k: usize) -> u64 {
     2 * (m * n * k) as u64
 }
+
+pub mod winograd_tiles;
