@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::elementwise;
+use super::gemm::params::NR;
 use super::gemm::{gemm, gemm_serial, AOperand, Epilogue, MatRef, PackedA, SharedC};
 
 /// Floats of F per partial Gram matrix (1 MiB): slices long enough for an efficient GEMM each,
@@ -47,8 +48,10 @@ pub fn gram(f: &[f32], c: usize, n: usize, g: &mut [f32]) {
     }
 }
 
-/// Columns of F per task of [`gram_backward`]: a block of F and its result stay in L2 (at
-/// c = 64, 2 x 256 KiB), and the c = 64 layer at 512 px gives 256 tasks to spread.
+/// Most columns of F per task of [`gram_backward`]: a block of F and its result stay in L2 (at
+/// c = 64, 2 x 256 KiB), and the c = 64 layer at 512 px gives 256 tasks to spread. Smaller
+/// layers (relu5_1 of a 256² training crop has 256 pixels) are cut finer, into at least four
+/// tasks per thread.
 const BACKWARD_COLUMNS: usize = 1 << 10;
 
 /// `f [c, n] ← (dg + dgᵀ) f / n`: the gradient of [`gram`] given `dg = ∂L/∂G`, written over the
@@ -75,11 +78,12 @@ pub fn gram_backward(f: &mut [f32], dg: &[f32], c: usize, n: usize) {
         }
     }
     let sym = PackedA::new(MatRef::row_major(&sym, c, c));
+    let per_task = n.div_ceil(4 * rayon::current_num_threads()).next_multiple_of(NR).clamp(NR, BACKWARD_COLUMNS);
     let f = SharedC::new(f, n);
-    (0..n.div_ceil(BACKWARD_COLUMNS)).into_par_iter().for_each_init(
+    (0..n.div_ceil(per_task)).into_par_iter().for_each_init(
         || (Vec::new(), Vec::new(), Vec::new()),
         |(block, product, b_buf): &mut (Vec<f32>, Vec<f32>, Vec<f32>), task| {
-            let (j0, cols) = (task * BACKWARD_COLUMNS, BACKWARD_COLUMNS.min(n - task * BACKWARD_COLUMNS));
+            let (j0, cols) = (task * per_task, per_task.min(n - task * per_task));
             block.resize(c * cols, 0.0);
             product.resize(c * cols, 0.0);
             for (i, row) in block.chunks_exact_mut(cols).enumerate() {
@@ -109,7 +113,7 @@ fn inverse_pixels(n: usize) -> f32 {
 mod tests {
     use super::*;
 
-    /// In place, in blocks of columns (three here, the last one short), the gradient is the one
+    /// In place, in blocks of columns (several here, the last one short), the gradient is the one
     /// product `(dg + dgᵀ)/n · F` into a new buffer, to the bit.
     #[test]
     fn in_place_backward_is_the_whole_product() {
