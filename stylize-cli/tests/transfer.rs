@@ -175,10 +175,12 @@ fn lbfgs_history_shrinks_to_fit_the_memory_available() {
     let (kept, asked) = plan.history_reduced(&settings).expect("shortened");
     assert_eq!(asked, 100);
     assert!((stylize::transfer::MIN_LBFGS_HISTORY..100).contains(&kept), "{kept}");
-    assert!(plan.memory <= 22 * gib, "{}", memory::format_bytes(plan.memory));
+    // A tenth of the memory is left free, against an estimate a little low.
+    let budget = 22 * gib - 22 * gib / 10;
+    assert!(plan.memory <= budget, "{}", memory::format_bytes(plan.memory));
     let one_more = Optimizer::Lbfgs(LbfgsConfig { history: kept + 1, ..LbfgsConfig::default() });
     let more = memory::estimate_bytes(3840, 2160, &settings.layers, 1, one_more.history_vectors()).unwrap();
-    assert!(more > 22 * gib, "the longest history that fits: {kept}");
+    assert!(more > budget, "the longest history that fits: {kept}");
     let roomy = settings.plan_within((3840, 2160), 1, Some(1 << 40)).unwrap();
     assert_eq!(roomy.history_reduced(&settings), None);
     let err = settings.plan_within((3840, 2160), 1, Some(4 * gib)).unwrap_err();
