@@ -10,12 +10,20 @@ use std::process::ExitCode;
 static ALLOCATOR: tensor::HugePages = tensor::HugePages;
 
 fn main() -> ExitCode {
+    let census = std::env::var_os("STYLIZE_MEMORY_CENSUS").is_some_and(|v| v == "1");
+    if census {
+        tensor::huge_pages::census::start();
+    }
     let args = cli::args::Cli::parse_checked();
-    match cli::execute(&args) {
+    let code = match cli::execute(&args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    if census {
+        eprintln!("memory census: {}", tensor::huge_pages::census::report());
     }
+    code
 }

@@ -51,8 +51,8 @@ pub fn saved_bytes(width: usize, height: usize, layers: &Layers, styles: usize) 
 /// each call (`PackedConv::transformed_bytes_for`), and [`PROCESS_BYTES`].
 ///
 /// The tensors at the peak are the larger of two moments (found by counting the live blocks
-/// through 512² and 1024² steps with a scratch build of the allocator, `benches/README.md`,
-/// "The 1024² peak"): the end of the forward pass, which holds all of [`saved_bytes`], and
+/// through 512² and 1024² steps, `tensor::huge_pages::census`, `benches/README.md`, "The 1024²
+/// peak, met"): the end of the forward pass, which holds all of [`saved_bytes`], and
 /// conv1_2's direct forward, which holds relu1_1 (its Gram's features) with its ReLU mask, a
 /// zero-padded copy of it, and the output with its mask: 3.5 images of the largest activation.
 /// At default settings the two are within 4% of each other. The backward pass adds nothing
@@ -91,7 +91,8 @@ pub fn estimate_bytes(
 
 /// Memory a run holds besides its tensors and weights: the code, thread stacks, the mapped
 /// weights file, and the allocator's slack among blocks below its mmap threshold. Measured as
-/// peak RSS less the peak of live blocks: 56 MiB at 512², 55 at 1024².
+/// peak RSS less the peak of live blocks (`STYLIZE_MEMORY_CENSUS=1`, three Adam steps): 56 MiB
+/// at 512², 18 at 1024².
 pub const PROCESS_BYTES: u64 = 64 << 20;
 
 /// Memory available to this process, from `/proc/meminfo` (Linux); `None` elsewhere.

@@ -43,6 +43,7 @@ unsafe impl GlobalAlloc for HugePages {
         // SAFETY: forwarded as is (the caller upholds `GlobalAlloc::alloc`'s contract).
         let p = unsafe { System.alloc(layout) };
         advise(p, layout.size());
+        census::allocated(p, layout.size());
         p
     }
 
@@ -51,10 +52,12 @@ unsafe impl GlobalAlloc for HugePages {
         // zeroes it), so the advice comes before the first fault.
         let p = unsafe { System.alloc_zeroed(layout) };
         advise(p, layout.size());
+        census::allocated(p, layout.size());
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        census::freed(ptr, layout.size());
         // SAFETY: `ptr` came from `System` through this allocator, with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -63,7 +66,104 @@ unsafe impl GlobalAlloc for HugePages {
         // SAFETY: as `dealloc`; the caller upholds `realloc`'s contract on `new_size`.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         advise(p, new_size);
+        if !p.is_null() {
+            census::freed(ptr, layout.size());
+            census::allocated(p, new_size);
+        }
         p
+    }
+}
+
+/// A count of the blocks alive, to find where a run's memory peaks and what is alive there
+/// (`STYLIZE_MEMORY_CENSUS=1 stylize ...` prints [`census::report`] at exit). Off unless
+/// [`census::start`] is called; then every allocation also takes a lock, so it is for
+/// diagnosis, not for timing. It is how `benches/README.md` ("The 1024² peak, met") found
+/// relu1_1's Gram gradient beside relu1_1 at the peak, and glibc's slack above it.
+pub mod census {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    /// Blocks at least this large are listed one by one.
+    pub const LISTED_BYTES: usize = 1 << 20;
+    /// Listed blocks alive at once, at most (more are counted in the total but not listed).
+    const SLOTS: usize = 1024;
+
+    static ON: AtomicBool = AtomicBool::new(false);
+
+    struct Census {
+        live: usize,
+        peak: usize,
+        /// `(address, bytes)` of the listed blocks alive now and at the peak; address 0 is free.
+        now: [(usize, usize); SLOTS],
+        at_peak: [(usize, usize); SLOTS],
+    }
+
+    // A `Mutex` on Linux is a futex: taking it allocates nothing, so the allocator may use it.
+    static CENSUS: Mutex<Census> =
+        Mutex::new(Census { live: 0, peak: 0, now: [(0, 0); SLOTS], at_peak: [(0, 0); SLOTS] });
+
+    /// Starts counting (blocks allocated before are not counted, nor their frees).
+    pub fn start() {
+        ON.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn allocated(p: *mut u8, bytes: usize) {
+        if !ON.load(Ordering::Relaxed) || p.is_null() {
+            return;
+        }
+        let mut c = CENSUS.lock().unwrap_or_else(|e| e.into_inner());
+        c.live += bytes;
+        if bytes >= LISTED_BYTES {
+            if let Some(slot) = c.now.iter_mut().find(|s| s.0 == 0) {
+                *slot = (p as usize, bytes);
+            }
+        }
+        if c.live > c.peak {
+            c.peak = c.live;
+            c.at_peak = c.now;
+        }
+    }
+
+    pub(super) fn freed(p: *mut u8, bytes: usize) {
+        if !ON.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut c = CENSUS.lock().unwrap_or_else(|e| e.into_inner());
+        if bytes >= LISTED_BYTES {
+            match c.now.iter_mut().find(|s| s.0 == p as usize) {
+                Some(slot) => *slot = (0, 0),
+                None => return, // allocated before the count started
+            }
+        }
+        c.live = c.live.saturating_sub(bytes);
+    }
+
+    /// The peak of live bytes, and the blocks of at least [`LISTED_BYTES`] alive then, as
+    /// `(bytes, how many)` from the largest.
+    pub fn peak() -> (usize, Vec<(usize, usize)>) {
+        // Copied out before anything is allocated: allocating under the lock would deadlock.
+        let (peak, at_peak) = {
+            let c = CENSUS.lock().unwrap_or_else(|e| e.into_inner());
+            (c.peak, c.at_peak)
+        };
+        let mut sizes: Vec<usize> = at_peak.iter().filter(|s| s.0 != 0).map(|s| s.1).collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        let mut groups: Vec<(usize, usize)> = Vec::new();
+        for s in sizes {
+            match groups.last_mut() {
+                Some((size, n)) if *size == s => *n += 1,
+                _ => groups.push((s, 1)),
+            }
+        }
+        (peak, groups)
+    }
+
+    /// [`peak`] as text: "live blocks peaked at 1086 MiB; of 1 MiB and more then: 1 x 256 MiB, ...".
+    pub fn report() -> String {
+        let (peak, groups) = peak();
+        let mib = |b: usize| b as f64 / f64::from(1 << 20);
+        let list: Vec<String> = groups.iter().map(|(s, n)| format!("{n} x {:.2} MiB", mib(*s))).collect();
+        format!("live blocks peaked at {:.0} MiB; of 1 MiB and more then: {}", mib(peak), list.join(", "))
     }
 }
 
@@ -75,9 +175,9 @@ unsafe impl GlobalAlloc for HugePages {
 /// freed, up to 32 MiB. From then on the blocks below that (ReLU masks, the deeper layers'
 /// activations and gradients) come from its heap, and the holes they leave stay resident. At
 /// 1024² a Gatys step's peak RSS was 250 MiB above its peak of live blocks (1,339 against
-/// 1,086 MiB, counted by a scratch build of this allocator). The price is a fresh, zeroed
+/// 1,086 MiB, counted by [`census`]). The price is a fresh, zeroed
 /// mapping for each such block, where glibc would have reused one: measured in
-/// `benches/README.md` ("The 1024² peak").
+/// `benches/README.md` ("The 1024² peak, met").
 pub fn map_large_blocks_alone(min_bytes: usize) -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

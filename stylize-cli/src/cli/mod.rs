@@ -31,7 +31,7 @@ use args::{Cli, Command};
 /// Blocks from this size up are mapped on their own and given back when freed
 /// ([`tensor::huge_pages::map_large_blocks_alone`]) in the commands that run Gatys'
 /// optimisation (`run`, `eval`, and `bench` timing its step), whose peak memory decides the
-/// largest picture a machine can paint. Measured (`benches/README.md`, "The 1024² peak"): the
+/// largest picture a machine can paint. Measured (`benches/README.md`, "The 1024² peak, met"): the
 /// step's peak RSS falls from 1,304 to 1,099 MiB at 1024² and from 435 to 402 MiB at 512², for
 /// 4-10% more time at 512² and none measurable at 1024². `apply` and `train`, whose memory
 /// their tiles and crops bound, keep glibc's reuse of freed blocks, which saves them the
