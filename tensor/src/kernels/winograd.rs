@@ -174,7 +174,7 @@ impl WinogradWeights {
     }
 
     /// Bytes of the buffer a call of `pass` transforms the kernels into: 36 packed matrices.
-    /// It is shared by every layer and sized by the largest (see [`TRANSFORMED`]).
+    /// It is shared by every layer and sized by the largest (see `TRANSFORMED`).
     pub fn transformed_bytes_for(cout: usize, cin: usize, pass: Pass) -> usize {
         let (rows, cols) = match pass {
             Pass::Forward => (cout, cin),
