@@ -195,6 +195,7 @@ impl Layer {
         let v = s.v.par_chunks_exact_mut(alpha * alpha * per_point);
         v.zip(x.par_chunks_exact(h * w)).for_each(|(v, plane)| {
             let (mut d, mut tmp) = (vec![0.0f32; alpha * alpha * tx], vec![0.0f32; alpha * alpha * tx]);
+            let mut half = vec![0.0f32; alpha * alpha * tx];
             for row in 0..ty {
                 // d[k][j][t]: pixel (k, j) of tile t's window, zero outside the image.
                 for k in 0..alpha {
@@ -209,7 +210,7 @@ impl Layer {
                     }
                 }
                 // tmp = Bᵀ d B, each entry a sum of lanes across the row's tiles.
-                two_sided(&bt, alpha, alpha, &d, &mut tmp, tx);
+                two_sided(&bt, alpha, alpha, &d, &mut half, &mut tmp, tx);
                 for (xi, lane) in tmp.chunks_exact(tx).enumerate() {
                     v[xi * per_point + row * tx..][..tx].copy_from_slice(lane);
                 }
@@ -237,11 +238,12 @@ impl Layer {
         let at: Vec<f32> = self.t.at.iter().map(|&v| v as f32).collect();
         y.par_chunks_exact_mut(h * w).enumerate().for_each(|(co, plane)| {
             let (mut mm, mut out) = (vec![0.0f32; alpha * alpha * tx], vec![0.0f32; m * m * tx]);
+            let mut half = vec![0.0f32; m * alpha * tx];
             for row in 0..ty {
                 for xi in 0..alpha * alpha {
                     mm[xi * tx..][..tx].copy_from_slice(&s.m[xi * stride + co * per_point + row * tx..][..tx]);
                 }
-                two_sided(&at, m, alpha, &mm, &mut out, tx);
+                two_sided(&at, m, alpha, &mm, &mut half, &mut out, tx);
                 for i in 0..m {
                     let yy = row * m + i;
                     if yy >= h {
@@ -262,9 +264,10 @@ impl Layer {
 }
 
 /// `out = T x Tᵀ` for `x` (n x n) and `T` (r x n), for `lanes` independent matrices stored
-/// lane-innermost: `x[(i·n + j)·lanes + t]`, `out[(i·r + j)·lanes + t]`.
-fn two_sided(t: &[f32], r: usize, n: usize, x: &[f32], out: &mut [f32], lanes: usize) {
-    let mut half = vec![0.0f32; r * n * lanes];
+/// lane-innermost: `x[(i·n + j)·lanes + t]`, `out[(i·r + j)·lanes + t]`; `half` (r x n) holds
+/// `T x` between the two products.
+fn two_sided(t: &[f32], r: usize, n: usize, x: &[f32], half: &mut [f32], out: &mut [f32], lanes: usize) {
+    half.fill(0.0);
     for i in 0..r {
         for k in 0..n {
             let c = t[i * n + k];
