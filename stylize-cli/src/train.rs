@@ -2,7 +2,8 @@
 //! "Perceptual Losses for Real-Time Style Transfer and Super-Resolution", ECCV 2016).
 //!
 //! Each step takes a batch of random photo crops ([`Photos::batch`]), runs them through the
-//! network, and scores the output with the same perceptual loss `run` optimises
+//! network with `apply`'s mirrored border ([`TrainSettings::border`], cut off again after), and
+//! scores the output with the same perceptual loss `run` optimises
 //! ([`perceptual_loss`]): content against the crops' own VGG features, style against the style
 //! images' Grams (computed once), total variation. Backward gives every parameter's gradient,
 //! and Adam moves them all. A [`Trainer`] holds everything a step changes (the network, Adam's
