@@ -25,7 +25,7 @@ pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 /// photo comes in upright (PIL's `Image.open` would leave it sideways; the golden images carry
 /// none); an unreadable EXIF block is ignored rather than refusing a decodable image. An
 /// embedded RGB ICC profile (Adobe RGB, Display P3, ...) is converted to sRGB, see
-/// [`to_srgb`].
+/// `to_srgb`.
 pub fn load_rgb(path: &Path) -> Result<Tensor, ImageError> {
     let rgb = load_rgb8(path)?;
     let (width, height) = (rgb.width() as usize, rgb.height() as usize);

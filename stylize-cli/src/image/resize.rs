@@ -134,7 +134,7 @@ pub fn longest_side_size(width: usize, height: usize, longest: usize) -> (usize,
 /// The work is done on 8-bit values, with Pillow's Lanczos and its fixed-point rounding (horizontal
 /// pass, round to u8, vertical pass, round to u8), because the reference resizes the 8-bit image
 /// and only then converts to float: the result is integers, equal to the reference's. `img` is
-/// rounded to u8 first, which is exact for anything [`load_rgb`] returned. For float images that
+/// rounded to u8 first, which is exact for anything [`load_rgb`](super::load_rgb) returned. For float images that
 /// must keep their fractions (the one being optimised), use [`resize_exact`].
 pub fn resize_longest(img: &Tensor, longest: usize) -> Tensor {
     assert!(longest > 0, "resize_longest: longest side must be positive");
