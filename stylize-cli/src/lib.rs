@@ -92,6 +92,11 @@ pub enum Error {
          or start a new run", path.display()
     )]
     ResumeMismatch { path: std::path::PathBuf, key: String, checkpoint: String, now: String },
+    #[error(
+        "{}: is a {model} network, but this run trains a {run} one; pass --width and --variant to match it",
+        path.display()
+    )]
+    InitMismatch { path: std::path::PathBuf, model: String, run: String },
 }
 
 impl From<transfer::ObserverError> for Error {

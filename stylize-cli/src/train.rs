@@ -16,7 +16,7 @@ use std::time::Instant;
 use nn::layers::Ctx;
 use nn::model_file::{ModelError, ModelFile};
 use nn::optim::{Adam, AdamConfig, AdamState};
-use nn::transformer::{Transformer, Variant};
+use nn::transformer::{Transformer, Variant, META_ARCH, META_VARIANT, META_WIDTH};
 use tensor::kernels::pad::Window;
 use tensor::{Rng, Tape, Tensor, Var};
 use vgg::Vgg19;
@@ -134,6 +134,7 @@ const KEY_RNG: &str = "train.rng_state";
 const KEY_STEPS: &str = "train.steps";
 const KEY_LR_DECAY: &str = "train.lr_decay";
 const KEY_BORDER: &str = "train.border";
+const KEY_FINAL_LOSS: &str = "train.final_loss";
 
 impl<'v> Trainer<'v> {
     /// A fresh run: the network initialised from `settings.seed`.
@@ -160,6 +161,29 @@ impl<'v> Trainer<'v> {
         let adam = Adam::new(AdamConfig { lr: settings.lr, ..AdamConfig::default() });
         let rng = Rng::new(settings.seed ^ 0x5eed_c0de_cafe_f00d);
         Ok(Trainer { vgg, styles: targets, settings, metadata, net, adam, rng, step: 0, last: None })
+    }
+
+    /// A fresh run that starts from a trained network instead of the seed's initialisation: the
+    /// network of `model` (a model file or a checkpoint), with Adam's moments at zero and the
+    /// step count at 0. The run's own settings (border, rate, weights) apply from its first step,
+    /// so a shipped model can be trained further under settings it was not made with. `model`
+    /// must have the run's width and variant; the seed still chooses the crops.
+    pub fn starting_from(
+        vgg: &'v Vgg19,
+        styles: &[(Tensor, f32)],
+        settings: TrainSettings,
+        metadata: BTreeMap<String, String>,
+        model: &mut ModelFile,
+    ) -> Result<Self, Error> {
+        let mut t = Trainer::new(vgg, styles, settings, metadata)?;
+        let net = Transformer::from_model_file(model)?;
+        let describe = |width: usize, variant: Variant| format!("width-{width} {}", variant.name());
+        let run = describe(t.settings.width, t.settings.variant);
+        if describe(net.width, net.variant) != run {
+            return Err(Error::InitMismatch { path: model.path.clone(), model: describe(net.width, net.variant), run });
+        }
+        t.net = net;
+        Ok(t)
     }
 
     /// Continues the run saved in `checkpoint` (from [`Trainer::checkpoint`]). The settings and
@@ -200,6 +224,20 @@ impl<'v> Trainer<'v> {
                     now: value,
                 });
             }
+        }
+        // What the checkpoint's run had and this one lacks (a second style, a starting network)
+        // differs as surely as a changed value.
+        let run = t.run_metadata();
+        let state = [META_ARCH, META_WIDTH, META_VARIANT, KEY_STEP, KEY_ADAM_T, KEY_RNG, KEY_FINAL_LOSS];
+        if let Some((key, found)) =
+            checkpoint.metadata.iter().find(|(k, _)| !run.contains_key(*k) && !state.contains(&k.as_str()))
+        {
+            return Err(Error::ResumeMismatch {
+                path: checkpoint.path.clone(),
+                key: key.clone(),
+                checkpoint: found.clone(),
+                now: "nothing".into(),
+            });
         }
         t.net = Transformer::from_model_file(&mut checkpoint)?;
         let shapes: Vec<_> = t.net.params().iter().map(|(_, p)| p.shape()).collect();
@@ -301,7 +339,7 @@ impl<'v> Trainer<'v> {
         m.metadata.extend(self.run_metadata());
         m.metadata.insert(KEY_STEP.into(), self.step.to_string());
         if let Some(l) = self.last {
-            m.metadata.insert("train.final_loss".into(), l.total.to_string());
+            m.metadata.insert(KEY_FINAL_LOSS.into(), l.total.to_string());
         }
         m
     }

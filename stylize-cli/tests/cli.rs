@@ -489,6 +489,22 @@ fn train_then_apply_as_a_user_would() {
     assert_eq!(steps, ["1", "2", "3", "4"], "one log for the whole run:\n{rows}");
     assert!(!rows.contains("3,0,0,0,0,0"), "the row past the checkpoint is dropped:\n{rows}");
 
+    // Training further from that model: the new model names where it started, and a network of
+    // another width is refused, naming the flag to change.
+    let tuned = dir.path().join("tuned.safetensors");
+    let further = |width: &str| {
+        let (photos, tuned, model) = (photos.to_str().unwrap(), tuned.to_str().unwrap(), model.to_str().unwrap());
+        let args = ["--size", "32", "--batch", "1", "--width", width, "--steps", "1", "--init", model, "-q"];
+        stylize(&[&["train", &style, "--photos", photos, "-o", tuned][..], &args].concat())
+    };
+    let o = further("4");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let made = nn::model_file::ModelFile::read(&tuned).unwrap();
+    assert_eq!((made.meta("init.file").unwrap(), made.meta("init.steps").unwrap()), ("m.safetensors", "4"));
+    assert_eq!(made.meta("init.sha256").unwrap().len(), 64);
+    let o = further("8");
+    assert!(!o.status.success() && stderr(&o).contains("--width"), "{}", stderr(&o));
+
     let out = dir.path().join("styled.png");
     let o =
         stylize(&["apply", model.to_str().unwrap(), &repo(CONTENT), "-o", out.to_str().unwrap(), "--size", "40", "-q"]);

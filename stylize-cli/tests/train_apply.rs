@@ -119,6 +119,47 @@ fn training_lowers_the_loss_and_resumes_exactly() {
     assert_eq!(net.num_params(), straight.net.num_params());
 }
 
+/// A run can start from a trained network: it begins with that network's parameters (so its
+/// first batch, the one the trained network learnt first, scores lower than from a fresh start),
+/// only a network of the run's width and variant is taken, and a checkpoint of such a run
+/// resumes only as one (metadata the checkpoint has and the run lacks is a mismatch).
+#[test]
+fn training_can_start_from_a_trained_network() {
+    let vgg = vgg();
+    let (_dir, photos) = photos();
+    let meta = BTreeMap::from([("style.0.sha256".to_string(), "test".to_string())]);
+    let mut trained = Trainer::new(&vgg, &style(), settings(8), meta.clone()).unwrap();
+    trained.run(&photos, &mut |_, _| Ok(Control::Continue)).unwrap();
+    let bytes = trained.model().to_bytes();
+    let read = |bytes: &[u8]| ModelFile::from_bytes(bytes, std::path::Path::new("m.safetensors")).unwrap();
+
+    let mut fresh = Trainer::new(&vgg, &style(), settings(2), meta.clone()).unwrap();
+    let mut tuned = Trainer::starting_from(&vgg, &style(), settings(2), meta.clone(), &mut read(&bytes)).unwrap();
+    for ((name, a), (_, b)) in trained.net.params().into_iter().zip(tuned.net.params()) {
+        assert_eq!(a.data(), b.data(), "{name} is the trained network's");
+    }
+    let (from_fresh, from_trained) = (fresh.step(&photos).unwrap(), tuned.step(&photos).unwrap());
+    assert!(
+        from_trained.losses.total < 0.9 * from_fresh.losses.total,
+        "the first batch scores lower from the trained network: {} against {}",
+        from_trained.losses.total,
+        from_fresh.losses.total
+    );
+
+    let wider = TrainSettings { width: 8, ..settings(2) };
+    let err = Trainer::starting_from(&vgg, &style(), wider, meta.clone(), &mut read(&bytes)).err().expect("refused");
+    assert!(matches!(err, stylize::Error::InitMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("width-4 instance-relu"), "{err}");
+
+    let mut with_init = meta.clone();
+    with_init.insert("init.sha256".into(), "abc".into());
+    let mut started = Trainer::starting_from(&vgg, &style(), settings(2), with_init, &mut read(&bytes)).unwrap();
+    started.step(&photos).unwrap();
+    let checkpoint = started.checkpoint().to_bytes();
+    let err = Trainer::resume(&vgg, &style(), settings(2), meta.clone(), read(&checkpoint)).err().expect("refused");
+    assert!(err.to_string().contains("init.sha256 = abc"), "{err}");
+}
+
 /// With a border, training scores what `apply` shows: the first step's losses (taken before its
 /// update) are the losses of the initial network's `apply` picture of the same crop. The crop is
 /// the whole of a 32x32 photo made symmetric, so a random flip cannot change it. Without the

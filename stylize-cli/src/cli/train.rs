@@ -91,6 +91,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "LAYERS", default_value_t = LayerWeights::default(), value_parser = parse_layer_weights_arg)]
     pub style_layers: LayerWeights,
 
+    /// Start from this trained network (a model file, a checkpoint, or a shipped model's name) instead of a fresh one, e.g. to train a shipped model further with other settings. Adam starts afresh, the run's own settings apply from its first step, and --width and --variant must match the network. The file's hash is kept in the model's metadata
+    #[arg(long, value_name = "MODEL")]
+    pub init: Option<String>,
+
     /// Save a checkpoint (MODEL.ckpt) every N steps; one is also saved on Ctrl-C
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = parse_positive)]
     pub checkpoint_every: usize,
@@ -146,6 +150,21 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
         metadata.insert(format!("style.{i}.file"), name);
         styles.push((image::load_rgb(path).with_context(|| format!("reading style image {}", path.display()))?, blend));
     }
+    // The network to start from, read now so that a bad file fails before the photos load.
+    let init = match &args.init {
+        None => None,
+        Some(name) => {
+            let path = super::apply::resolve(name)?;
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let model = ModelFile::from_bytes(&bytes, &path)?;
+            let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            metadata.insert("init.sha256".into(), hash);
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            metadata.insert("init.file".into(), name);
+            metadata.insert("init.steps".into(), model.meta("train.step").unwrap_or("unknown").to_string());
+            Some(model)
+        }
+    };
     let settings = TrainSettings {
         size: args.size,
         steps: args.steps,
@@ -176,6 +195,14 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
         let checkpoint = ModelFile::read(&checkpoint_path).context("reading the checkpoint to resume from")?;
         let t = Trainer::resume(&vgg, &styles, settings.clone(), metadata, checkpoint)?;
         say(format!("resuming {} at step {} of {}", checkpoint_path.display(), t.step, settings.steps));
+        t
+    } else if let Some(mut model) = init {
+        let t = Trainer::starting_from(&vgg, &styles, settings.clone(), metadata, &mut model)?;
+        say(format!(
+            "starting from {} (trained {} steps)",
+            args.init.as_deref().unwrap_or(""),
+            model.meta("train.step").unwrap_or("unknown")
+        ));
         t
     } else {
         Trainer::new(&vgg, &styles, settings.clone(), metadata)?
