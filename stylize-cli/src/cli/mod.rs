@@ -34,8 +34,8 @@ use args::{Cli, Command};
 /// largest picture a machine can paint. Measured (`benches/README.md`, "The 1024² peak, met"): the
 /// step's peak RSS falls from 1,304 to 1,099 MiB at 1024² and from 435 to 402 MiB at 512², for
 /// 4-10% more time at 512² and none measurable at 1024². `apply` and `train`, whose memory
-/// their tiles and crops bound, keep glibc's reuse of freed blocks, which saves them the
-/// zeroing of fresh pages (with 4 MiB, `apply` at 512² took 22-50% longer).
+/// their tiles and crops bound, do the opposite and keep every freed block for reuse
+/// ([`tensor::huge_pages::keep_freed_blocks`]; "Freed blocks kept" there).
 const GATYS_MMAP_THRESHOLD: usize = 8 << 20;
 
 /// Runs one parsed command; the exit code says how it ended (130 after Ctrl-C).
@@ -53,13 +53,16 @@ pub fn execute(cli: &Cli) -> Result<ExitCode> {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }
     let gatys = match &cli.command {
-        Command::Run(_) | Command::Eval(_) => true,
-        Command::Bench(a) => a.apply.is_none() && !a.train,
-        Command::Train(_) | Command::Apply(_) | Command::Convert(_) => false,
+        Command::Run(_) | Command::Eval(_) => Some(true),
+        Command::Bench(a) => Some(a.apply.is_none() && !a.train),
+        Command::Train(_) | Command::Apply(_) => Some(false),
+        Command::Convert(_) => None,
     };
-    if gatys {
-        tensor::huge_pages::map_large_blocks_alone(GATYS_MMAP_THRESHOLD);
-    }
+    match gatys {
+        Some(true) => tensor::huge_pages::map_large_blocks_alone(GATYS_MMAP_THRESHOLD),
+        Some(false) => tensor::huge_pages::keep_freed_blocks(),
+        None => false,
+    };
     match &cli.command {
         Command::Run(args) => run::run(args),
         Command::Eval(args) => eval::eval(args).map(|()| ExitCode::SUCCESS),
