@@ -1,6 +1,7 @@
 //! Convolution forward and backward-to-input for every distinct VGG19 layer shape at a 512x512
 //! input, and forward, backward-to-input and backward-to-weights for the layers of the
-//! feed-forward network (Johnson et al. 2016) at a 256x256 training crop. Throughput is in
+//! feed-forward network (Johnson et al. 2016) at a 256x256 training crop (its 3x3 stride-1
+//! layers' weight gradient by both algorithms). Throughput is in
 //! FLOPs (2·cout·cin·kh·kw·Ho·Wo, the same for every pass): read "Gelem/s" as GFLOP/s. The VGG
 //! layers run both algorithms, direct and Winograd F(4x4, 3x3); Winograd's figure is in the
 //! direct convolution's FLOPs ("effective" GFLOP/s), so the two compare as times do.
@@ -86,6 +87,9 @@ const FEED_FORWARD: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("down2 3x3/2", 64, 128, 3, 2, 128),
     ("residual 3x3", 128, 128, 3, 1, 64),
     ("out 9x9", 32, 3, 9, 1, 256),
+    // The half-width network's (the default's) layers that take Winograd.
+    ("residual/2 3x3", 64, 64, 3, 1, 64),
+    ("up1/2 3x3", 64, 32, 3, 1, 128),
 ];
 
 fn feed_forward(c: &mut Criterion) {
@@ -107,8 +111,16 @@ fn feed_forward(c: &mut Criterion) {
             b.iter(|| conv_backward_input(&packed, &dy, 1, input, input, &mut dx))
         });
         group.bench_function(format!("{id} backward-weight"), |b| {
-            b.iter(|| conv_backward_weight(g, &x, 1, input, input, &dy, &mut dw))
+            b.iter(|| conv_backward_weight(&packed, &x, 1, input, input, &dy, &mut dw))
         });
+        if packed.algorithms().weight_gradient == ConvAlgorithm::Winograd {
+            // The direct route beside it, for the comparison.
+            let direct = ConvAlgorithms { weight_gradient: ConvAlgorithm::Direct, ..packed.algorithms() };
+            let direct = PackedConv::with_algorithms(&data(cout * g.patch_len(), 1), &data(cout, 2), g, direct);
+            group.bench_function(format!("{id} backward-weight Direct"), |b| {
+                b.iter(|| conv_backward_weight(&direct, &x, 1, input, input, &dy, &mut dw))
+            });
+        }
     }
     group.finish();
 }

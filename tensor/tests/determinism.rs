@@ -89,20 +89,24 @@ fn feed_forward_layers_are_bit_identical_across_thread_counts() {
     assert_ne!(pool(2).install(|| run_layers(43))[0], one[0], "another input, another loss");
 }
 
-/// The gradients of a trainable stride-2 layer and a 9x9 layer on a batch of two (weight,
-/// bias and input), as bits. Large enough for several GEMM tasks, KC blocks over the pixels
-/// and bands of dcol.
+/// The gradients of a trainable stride-2 layer, a 3x3 layer wide enough for Winograd (every
+/// pass, the weight gradient's products over both images' tiles) and a 9x9 layer on a batch of
+/// two (weights, biases and input), as bits. Large enough for several GEMM tasks, KC blocks
+/// over the pixels, bands of dcol and batches of tiles.
 fn train_step(seed: u64) -> Vec<Vec<u32>> {
     let mut rng = Rng::new(seed);
     let mut t = |dims: &[usize]| Tensor::new(dims, rng.vec(dims.iter().product())).unwrap();
-    let (w1, b1, w2, b2) = (t(&[24, 5, 3, 3]), t(&[24]), t(&[3, 24, 9, 9]), t(&[3]));
+    let (w1, b1, w2, b2) = (t(&[32, 5, 3, 3]), t(&[32]), t(&[36, 32, 3, 3]), t(&[36]));
+    let (w3, b3) = (t(&[3, 36, 9, 9]), t(&[3]));
     let (image, r) = (t(&[2, 5, 61, 83]), t(&[2, 3, 23, 34]));
     let mut tape = Tape::new();
     let x = tape.leaf(image);
-    let vars = [w1, b1, w2, b2].map(|v| tape.leaf(v));
+    let vars = [w1, b1, w2, b2, w3, b3].map(|v| tape.leaf(v));
     let down = Conv2d::with_stride(vars[0].clone(), vars[1].clone(), 1, 2).unwrap();
-    let wide = Conv2d::new(vars[2].clone(), vars[3].clone(), 0).unwrap();
+    let same = Conv2d::new(vars[2].clone(), vars[3].clone(), 1).unwrap();
+    let wide = Conv2d::new(vars[4].clone(), vars[5].clone(), 0).unwrap();
     let h = tape.conv2d_relu(&x, &down).unwrap();
+    let h = tape.conv2d_relu(&h, &same).unwrap();
     let y = tape.conv2d(&h, &wide).unwrap();
     let grads = tape.backward_with(&y, r).unwrap();
     std::iter::once(&x)

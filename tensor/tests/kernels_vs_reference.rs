@@ -126,14 +126,24 @@ fn check_conv(g: ConvGeometry, algorithm: ConvAlgorithm, n: usize, h: usize, w: 
     };
     assert_within(&what("backward input"), &dx, &exact, &bound);
 
-    // dW and db sum n·ho·wo terms each (dW in KC blocks per image, then image by image).
+    // dW and db sum n·ho·wo terms each (dW in KC blocks per image, then image by image);
+    // Winograd's dW sums n·tiles terms, each a product of transforms (its twin's magnitudes).
     let (mut dw, mut db) = (vec![f32::NAN; wt.len()], vec![f32::NAN; cout]);
-    conv::conv_backward_weight(g, &x, n, h, w, &dy, &mut dw);
+    conv::conv_backward_weight(&packed, &x, n, h, w, &dy, &mut dw);
     conv::conv_backward_bias(&dy, n, ho * wo, &mut db);
     let (edw, edb) = reference::conv2d_backward_weight(&x, &dy, g, n, h, w);
     let (adw, adb) = reference::conv2d_backward_weight(&abs(&x), &abs(&dy), g, n, h, w);
     let bound = |a: &[f32]| a.iter().map(|&s| dot_bound(n * ho * wo + n, s)).collect::<Vec<_>>();
-    assert_within(&what("backward weight"), &dw, &edw, &bound(&adw));
+    let dw_bound: Vec<f32> = if winograd {
+        let twin = reference::winograd_conv3x3_backward_weight(&x, &dy, g, (n, h, w), false);
+        let terms = reference::winograd_conv3x3_backward_weight(&x, &dy, g, (n, h, w), true);
+        let tiles = n * ho.div_ceil(4) * wo.div_ceil(4);
+        assert_within(&what("Winograd twin, weight gradient"), &twin, &edw, &f64_bounds(&edw, &terms, tiles));
+        terms.iter().map(|&s| dot_bound(tiles + winograd::ERROR_GROWTH, s)).collect()
+    } else {
+        bound(&adw)
+    };
+    assert_within(&what("backward weight"), &dw, &edw, &dw_bound);
     assert_within(&what("backward bias"), &db, &edb, &bound(&adb));
 }
 
@@ -316,16 +326,20 @@ fn winograd_vgg_like_shapes_match_reference() {
     // channels) to cross a KC block of the 36 products.
     check_conv(ConvGeometry::same3x3(16, 24), ConvAlgorithm::Winograd, 1, 37, 45, 31);
     check_conv(ConvGeometry::same3x3(300, 7), ConvAlgorithm::Winograd, 1, 6, 9, 32);
-    // Which passes take the Winograd route by default: both wherever there are 32 channels or
-    // more each way (VGG's layers but conv1_1, the feed-forward network's residual blocks).
+    // The weight gradient's 36 products at a depth of two images' tiles, with channels on both
+    // sides past one micro-panel (MR rows of ci, NR columns of co would be 6 and 16 or 32).
+    check_conv(ConvGeometry::same3x3(40, 36), ConvAlgorithm::Winograd, 2, 21, 70, 33);
+    // Which passes take the Winograd route by default: all three wherever there are 32
+    // channels or more each way (VGG's layers but conv1_1, the feed-forward network's residual
+    // blocks).
     let (direct, winograd) = (ConvAlgorithm::Direct, ConvAlgorithm::Winograd);
     let by = |cin, cout| {
         let a = ConvAlgorithms::for_geometry(ConvGeometry::same3x3(cin, cout));
-        (a.forward, a.input_gradient)
+        (a.forward, a.input_gradient, a.weight_gradient)
     };
-    assert_eq!(by(3, 64), (direct, direct));
-    assert_eq!(by(16, 64), (direct, direct));
-    assert_eq!(by(64, 64), (winograd, winograd));
+    assert_eq!(by(3, 64), (direct, direct, direct));
+    assert_eq!(by(16, 64), (direct, direct, direct));
+    assert_eq!(by(64, 64), (winograd, winograd, winograd));
 }
 
 /// Keeping Winograd's transformed weights (`Transforms::Kept`) changes memory and time only:

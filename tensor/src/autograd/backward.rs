@@ -43,7 +43,7 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
             if let Some(wn) = weight {
                 let input = input.expect("conv saves its input when its weight is tracked");
                 let mut dw = vec![0.0; geo.cout * geo.patch_len()];
-                conv::conv_backward_weight(geo, input.data(), n, h, w, g.data(), &mut dw);
+                conv::conv_backward_weight(&conv, input.data(), n, h, w, g.data(), &mut dw);
                 out.push((wn, Tensor::from_parts([geo.cout, geo.cin, geo.kh, geo.kw].into(), dw)));
             }
             if let Some(bn) = bias {

@@ -31,10 +31,10 @@
 //! few output channels and a wide kernel (the 9x9 32 -> 3 last layer) instead takes the same
 //! GEMM for a `kh x 1` convolution with `cout·kw` outputs (see `weight_gradient_by_columns`).
 //!
-//! 3x3 stride-1 layers with enough channels run their forward and backward-to-input passes by
-//! Winograd F(4x4, 3x3) instead ([`winograd`], four times fewer multiplications), chosen per
-//! pass by [`ConvAlgorithms::for_geometry`]; everything here is the direct route, for every
-//! other layer and for the weight gradient.
+//! 3x3 stride-1 layers with enough channels run all three passes by Winograd F(4x4, 3x3)
+//! instead ([`winograd`], four times fewer multiplications), chosen per pass by
+//! [`ConvAlgorithms::for_geometry`]; everything here is the direct route, for every other
+//! layer.
 
 use std::borrow::Cow;
 
@@ -122,12 +122,14 @@ pub enum ConvAlgorithm {
     Winograd,
 }
 
-/// The algorithms of a layer's forward and backward-to-input passes, and where its Winograd
-/// passes get their transformed weights.
+/// The algorithms of a layer's forward, backward-to-input and backward-to-weights passes, and
+/// where its Winograd passes get their transformed weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvAlgorithms {
     pub forward: ConvAlgorithm,
     pub input_gradient: ConvAlgorithm,
+    /// Only trainable layers run it; it reads no weights, so it keeps nothing either way.
+    pub weight_gradient: ConvAlgorithm,
     pub transforms: Transforms,
 }
 
@@ -149,9 +151,9 @@ pub enum Transforms {
 }
 
 impl ConvAlgorithms {
-    /// Both passes by `a`, transforming per call.
+    /// Every pass by `a`, transforming per call.
     pub fn both(a: ConvAlgorithm) -> Self {
-        ConvAlgorithms { forward: a, input_gradient: a, transforms: Transforms::PerCall }
+        ConvAlgorithms { forward: a, input_gradient: a, weight_gradient: a, transforms: Transforms::PerCall }
     }
 
     /// The faster algorithm for each pass of `g`: Winograd where [`winograd::pays`], else
@@ -167,7 +169,7 @@ impl ConvAlgorithms {
         ConvAlgorithms { transforms: Transforms::Kept, ..self }
     }
 
-    /// The passes that run by Winograd.
+    /// The passes that run by Winograd and read transformed weights (not the weight gradient).
     fn winograd_passes(self) -> impl Iterator<Item = Pass> {
         [(self.forward, Pass::Forward), (self.input_gradient, Pass::InputGradient)]
             .into_iter()
@@ -185,6 +187,7 @@ pub struct PackedConv {
     pub geometry: ConvGeometry,
     forward: Forward,
     input_gradient: InputGradient,
+    weight_gradient: ConvAlgorithm,
     winograd: Option<WinogradWeights>,
     bias: Vec<f32>,
 }
@@ -222,7 +225,8 @@ impl PackedConv {
         assert_eq!(bias.len(), g.cout, "conv bias shape");
         assert!(g.pad_h < g.kh && g.pad_w < g.kw, "padding must be smaller than the kernel");
         assert!(g.stride > 0, "stride must be at least 1");
-        if algorithms.forward == ConvAlgorithm::Winograd || algorithms.input_gradient == ConvAlgorithm::Winograd {
+        let ConvAlgorithms { forward, input_gradient, weight_gradient, .. } = algorithms;
+        if [forward, input_gradient, weight_gradient].contains(&ConvAlgorithm::Winograd) {
             assert!((g.kh, g.kw, g.stride) == (3, 3, 1), "Winograd F(4x4, 3x3) needs a 3x3 stride-1 layer");
         }
         let w = MatRef::row_major(weight, g.cout, g.patch_len());
@@ -245,7 +249,7 @@ impl PackedConv {
             }
             u
         });
-        PackedConv { geometry: g, forward, input_gradient, winograd, bias: bias.to_vec() }
+        PackedConv { geometry: g, forward, input_gradient, weight_gradient, winograd, bias: bias.to_vec() }
     }
 
     /// Bytes of weights held (packed, or kept for Winograd, and the bias).
@@ -303,6 +307,7 @@ impl PackedConv {
         ConvAlgorithms {
             forward: by(matches!(self.forward, Forward::Winograd)),
             input_gradient: by(matches!(self.input_gradient, InputGradient::Winograd)),
+            weight_gradient: self.weight_gradient,
             transforms: match &self.winograd {
                 Some(u) if u.kept_any() => Transforms::Kept,
                 _ => Transforms::PerCall,
@@ -553,13 +558,26 @@ fn col2im(dcol: &[f32], g: ConvGeometry, (h, w): (usize, usize), oy: std::ops::R
 /// `dw [cout, cin, kh, kw] = Σ_images dY · col(X)ᵀ`, the weight gradient, from the inputs
 /// `x [n, cin, h, w]` and `dy [n, cout, ho, wo]`.
 ///
-/// A GEMM of `cout x P` by `P x cin·kh·kw` per image, parallel over blocks of dW, with the
-/// P output pixels as its K: never split across threads, summed in KC blocks in order, and
+/// By `p`'s weight-gradient algorithm: Winograd ([`winograd::weight_gradient`]) or direct.
+/// Direct, a GEMM of `cout x P` by `P x cin·kh·kw` per image, parallel over blocks of dW, with
+/// the P output pixels as its K: never split across threads, summed in KC blocks in order, and
 /// the images added in order (each GEMM accumulates into dW), so the result is the same for
-/// any thread count. `col(X)ᵀ` is packed panel by panel from the padded image ([`Im2colT`]),
-/// never materialised. Layers with few output channels and wide kernels take
-/// `weight_gradient_by_columns` instead (the same GEMM on a `kh x 1` convolution). Runs only for trainable weights (never for VGG).
-pub fn conv_backward_weight(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
+/// any thread count (by either algorithm). `col(X)ᵀ` is packed panel by panel from the padded
+/// image ([`Im2colT`]), never materialised. Layers with few output channels and wide kernels
+/// take `weight_gradient_by_columns` instead (the same GEMM on a `kh x 1` convolution). Runs
+/// only for trainable weights (never for VGG).
+pub fn conv_backward_weight(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
+    let g = p.geometry;
+    match p.weight_gradient {
+        ConvAlgorithm::Winograd => {
+            winograd::weight_gradient(x, (n, h, w), (g.pad_h, g.pad_w), dy, (g.cin, g.cout), dw);
+        }
+        ConvAlgorithm::Direct => direct_weight_gradient(g, x, n, h, w, dy, dw),
+    }
+}
+
+/// [`conv_backward_weight`] by the direct route, for any geometry.
+fn direct_weight_gradient(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
     let pixels = ho * wo;
     assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
@@ -603,7 +621,7 @@ fn weight_gradient_by_columns(g: ConvGeometry, x: &[f32], n: usize, h: usize, w:
         }
     });
     let mut dw_columns = vec![0.0; dw.len()];
-    conv_backward_weight(columns, x, n, h, w, &shifted, &mut dw_columns);
+    direct_weight_gradient(columns, x, n, h, w, &shifted, &mut dw_columns);
     // [(co, kx), ci, ky] -> [co, ci, ky, kx]
     for (co_kx, d) in dw_columns.chunks_exact(g.cin * g.kh).enumerate() {
         let (co, kx) = (co_kx / g.kw, co_kx % g.kw);

@@ -213,6 +213,82 @@ pub fn winograd_conv3x3(
     y
 }
 
+/// The weight gradient of [`winograd_conv3x3`] tile by tile, in f64, as
+/// `kernels::winograd::weight_gradient` computes it: for each image, 4x4 tile of the output
+/// gradient `dy` (zeros past its edges) and channel pair, `dU += (A dY Aᵀ) ⊙ (Bᵀ d B)`, then
+/// `dW = Gᵀ dU G`. In exact arithmetic this is [`conv2d_backward_weight`]'s `dw`. With
+/// `magnitudes`, every matrix and operand is replaced by its absolute value: the sum of the
+/// magnitudes of every term, the scale of the rounding error.
+pub fn winograd_conv3x3_backward_weight(
+    x: &[f32],
+    dy: &[f32],
+    g: ConvGeometry,
+    (n, h, w): (usize, usize, usize),
+    magnitudes: bool,
+) -> Vec<f32> {
+    use super::winograd::{AT, BT, G, TILE, WINDOW};
+    assert_eq!((g.kh, g.kw, g.stride), (3, 3, 1), "Winograd F(4x4, 3x3) is for 3x3 stride-1 layers");
+    let m = |v: f64| if magnitudes { v.abs() } else { v };
+    let (ho, wo) = g.output_size(h, w).expect("kernel fits");
+    let bt: [[f64; WINDOW]; WINDOW] = BT.map(|r| r.map(|v| m(v as f64)));
+    let gm: [[f64; 3]; WINDOW] = G.map(|r| r.map(m));
+    let at: [[f64; WINDOW]; TILE] = AT.map(|r| r.map(|v| m(v as f64)));
+    let mut dw = vec![0.0f32; g.cout * g.cin * 9];
+    for co in 0..g.cout {
+        for ci in 0..g.cin {
+            let mut du = [[0.0f64; WINDOW]; WINDOW];
+            for i in 0..n {
+                for ty in (0..ho).step_by(TILE) {
+                    for tx in (0..wo).step_by(TILE) {
+                        let dyt = |r: usize, c: usize| match ty + r < ho && tx + c < wo {
+                            true => m(dy[((i * g.cout + co) * ho + ty + r) * wo + tx + c] as f64),
+                            false => 0.0,
+                        };
+                        let d = |r: usize, c: usize| {
+                            let iy = (ty + r).checked_sub(g.pad_h).filter(|&iy| iy < h);
+                            let ix = (tx + c).checked_sub(g.pad_w).filter(|&ix| ix < w);
+                            match (iy, ix) {
+                                (Some(iy), Some(ix)) => m(x[((i * g.cin + ci) * h + iy) * w + ix] as f64),
+                                _ => 0.0,
+                            }
+                        };
+                        for (a, row) in du.iter_mut().enumerate() {
+                            for (b, du) in row.iter_mut().enumerate() {
+                                // (A dY Aᵀ)[a][b] and (Bᵀ d B)[a][b], summed out in full.
+                                let mut yhat = 0.0;
+                                for r in 0..TILE {
+                                    for c in 0..TILE {
+                                        yhat += at[r][a] * dyt(r, c) * at[c][b];
+                                    }
+                                }
+                                let mut v = 0.0;
+                                for r in 0..WINDOW {
+                                    for c in 0..WINDOW {
+                                        v += bt[a][r] * d(r, c) * bt[b][c];
+                                    }
+                                }
+                                *du += yhat * v;
+                            }
+                        }
+                    }
+                }
+            }
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let mut sum = 0.0;
+                    for (a, row) in du.iter().enumerate() {
+                        for (b, du) in row.iter().enumerate() {
+                            sum += gm[a][ky] * du * gm[b][kx];
+                        }
+                    }
+                    dw[((co * g.cin + ci) * 3 + ky) * 3 + kx] = sum as f32;
+                }
+            }
+        }
+    }
+    dw
+}
+
 /// 2x2 stride-2 max-pool with floor: `(y, argmax)`, first maximum wins, NaN propagates.
 pub fn max_pool2(x: &[f32], c: usize, h: usize, w: usize) -> (Vec<f32>, Vec<u8>) {
     let (ho, wo) = (h / 2, w / 2);

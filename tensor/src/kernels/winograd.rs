@@ -46,7 +46,7 @@ use super::gemm::params::NR;
 use std::sync::Mutex;
 
 use super::gemm::params::MR;
-use super::gemm::{gemm_serial, positive_mask_into, PackB, PackedA, SharedC};
+use super::gemm::{gemm, gemm_serial, positive_mask_into, AOperand, MatRef, PackB, PackedA, SharedC};
 use super::simd::{load, transpose8, LANES, V, VD};
 
 /// Output pixels per tile side (the m of F(m x m, 3x3)).
@@ -354,6 +354,136 @@ pub fn conv3x3(
             });
         }
     })
+}
+
+/// `dW [cout, cin, 3, 3]` of a 3x3 stride-1 convolution with `pad = (rows, columns)` zeros on
+/// every side, from its input `x [n, cin, h, w]` and output gradient `dy [n, cout, ho, wo]`:
+/// the backward pass to the weights of a trainable layer, by the same transforms.
+///
+/// With `Y = Aᵀ [U ⊙ V] A` per tile and `U = G g Gᵀ`, the chain rule gives, per position ξ,
+///
+/// ```text
+/// dU_ξ (cin x cout) = V_ξ (cin x tiles) · Ŷ_ξ (tiles x cout),   Ŷ = A dY Aᵀ,   dW = Gᵀ dU G
+/// ```
+///
+/// where `Ŷ` takes each 4x4 tile of the output gradient to 6x6 (pixels past the output's
+/// bottom and right edges count as zeros). So 36 products with all of an image's tiles as their
+/// K: 2.25 multiply-adds per output pixel and channel pair, where the direct weight gradient
+/// does 9. The windows are transformed as in the forward pass; `Gᵀ dU G` runs in f64, rounded
+/// once. Every sum runs in a fixed order (K never split, the images added in order), so the
+/// result does not depend on the thread count. Its rounding error is bounded as the forward
+/// pass's ([`ERROR_GROWTH`]), with the images' tiles as the GEMM's depth.
+pub fn weight_gradient(
+    x: &[f32],
+    (n, h, w): (usize, usize, usize),
+    pad: (usize, usize),
+    dy: &[f32],
+    (cin, cout): (usize, usize),
+    dw: &mut [f32],
+) {
+    assert!(pad.0 < 3 && pad.1 < 3, "padding must be smaller than the 3x3 kernel");
+    let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
+    assert!(hp >= 3 && wp >= 3, "kernel larger than the image");
+    let (ho, wo) = (hp - 2, wp - 2);
+    assert_eq!(x.len(), n * cin * h * w, "conv input is [n, cin, h, w]");
+    assert_eq!(dy.len(), n * cout * ho * wo, "conv output gradient is [n, cout, ho, wo]");
+    assert_eq!(dw.len(), cout * cin * 9, "3x3 conv weight gradient is [cout, cin, 3, 3]");
+    let tiles = Tiles::new(ho, wo);
+    let count = tiles.count;
+    let batch = batch_tiles(cin, cout, count);
+    let starts: Vec<usize> = (0..count).step_by(batch).collect();
+    // V [ξ, ci, tile] and Ŷ [ξ, tile, co] of one image; dU [ξ, ci, co] summed over the images.
+    let (mut v, mut g) = (vec![0.0; POINTS * cin * count], vec![0.0; POINTS * count * cout]);
+    let mut du = vec![0.0; POINTS * cin * cout];
+    for (i, (x, dy)) in x.chunks_exact(cin * h * w).zip(dy.chunks_exact(cout * ho * wo)).enumerate() {
+        let windows = Windows { x, cin, h, w, pad, count, across: tiles.across };
+        let (v_all, g_all) = (SharedC::new(&mut v, count), SharedC::new(&mut g, cout));
+        starts.par_iter().for_each(|&t0| {
+            let valid = batch.min(count - t0);
+            SCRATCH.with_borrow_mut(|Scratch { v: vb, m: gb, .. }| {
+                let vb = grow(vb, POINTS * cin * batch);
+                windows.transform(t0, batch, vb);
+                for (row, src) in vb.chunks_exact(batch).enumerate() {
+                    // SAFETY: columns t0..t0 + valid of every row of V are this batch's tiles,
+                    // and each tile is in exactly one batch.
+                    unsafe { v_all.row(row, t0, valid) }.copy_from_slice(&src[..valid]);
+                }
+                let gb = grow(gb, POINTS * batch * cout);
+                transform_output_gradient(dy, cout, batch, t0, &tiles, gb);
+                for xi in 0..POINTS {
+                    for j in 0..valid {
+                        // SAFETY: row ξ·count + t0 + j of Ŷ is tile t0 + j's, in this batch alone.
+                        let dst = unsafe { g_all.row(xi * count + t0 + j, 0, cout) };
+                        dst.copy_from_slice(&gb[(xi * batch + j) * cout..][..cout]);
+                    }
+                }
+            })
+        });
+        for (xi, du) in du.chunks_exact_mut(cin * cout).enumerate() {
+            let a = AOperand::View(MatRef::row_major(&v[xi * cin * count..][..cin * count], cin, count));
+            let b = MatRef::row_major(&g[xi * count * cout..][..count * cout], count, cout);
+            gemm(a, &b, du, super::gemm::Epilogue { accumulate: i > 0, ..Default::default() });
+        }
+    }
+    dw.par_chunks_mut(cin * 9).enumerate().for_each(|(co, dw)| {
+        for (ci, dw) in dw.chunks_exact_mut(9).enumerate() {
+            let du: [f64; POINTS] = std::array::from_fn(|xi| du[(xi * cin + ci) * cout + co] as f64);
+            for (tap, d) in dw.iter_mut().enumerate() {
+                let (ky, kx) = (tap / 3, tap % 3);
+                let sum: f64 = (0..POINTS).map(|xi| G[xi / WINDOW][ky] * G[xi % WINDOW][kx] * du[xi]).sum();
+                *d = sum as f32;
+            }
+        }
+    });
+}
+
+/// `Ŷ = A dY Aᵀ`, the adjoint of [`transform_output`]'s `Aᵀ M A`, for the tiles `t0..` of a
+/// batch of the output gradient `dy [cout, ho, wo]` (one image), into `g [ξ, tile, cout]`,
+/// `LANES` tiles at a time. Pixels past the output's edges count as zeros; rows of tiles past
+/// the last are not written.
+fn transform_output_gradient(dy: &[f32], cout: usize, batch: usize, t0: usize, tiles: &Tiles, g: &mut [f32]) {
+    let valid = tiles.count.saturating_sub(t0).min(batch);
+    let (ho, wo) = (tiles.ho, tiles.wo);
+    for (co, plane) in dy.chunks_exact(ho * wo).enumerate() {
+        for j in (0..valid).step_by(LANES) {
+            let lanes = LANES.min(valid - j);
+            let corner: [(usize, usize); LANES] = std::array::from_fn(|l| tiles.corner(t0 + j + l.min(lanes - 1)));
+            let pixel = |l: usize, r: usize, c: usize| {
+                let (oy, ox) = corner[l];
+                if l < lanes && oy + r < ho && ox + c < wo {
+                    plane[(oy + r) * wo + ox + c]
+                } else {
+                    0.0
+                }
+            };
+            let d: [[V; TILE]; TILE] =
+                std::array::from_fn(|r| std::array::from_fn(|c| V::new(std::array::from_fn(|l| pixel(l, r, c)))));
+            // z = A d (6 x 4), one tile column at a time; then each row of z times Aᵀ.
+            let mut z = [[V::ZERO; TILE]; WINDOW];
+            for c in 0..TILE {
+                for (zr, t) in z.iter_mut().zip(a(std::array::from_fn(|r| d[r][c]))) {
+                    zr[c] = t;
+                }
+            }
+            for (i, zr) in z.into_iter().enumerate() {
+                for (k, t) in a(zr).into_iter().enumerate() {
+                    let at = ((i * WINDOW + k) * batch + j) * cout + co;
+                    for (l, value) in t.to_array().into_iter().take(lanes).enumerate() {
+                        g[at + l * cout] = value;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `A d` for one column of an output-gradient tile (each lane a different tile): the adjoint
+/// of [`at`], `A` being [`AT`] transposed.
+#[inline(always)]
+fn a(d: [V; TILE]) -> [V; WINDOW] {
+    let (p02, p13) = (d[0] + d[2], d[1] + d[3]);
+    let (e, o) = (d[0] + V::splat(4.0) * d[2], V::splat(2.0) * d[1] + V::splat(8.0) * d[3]);
+    [d[0], p02 + p13, p02 - p13, e + o, e - o, d[3]]
 }
 
 /// Each thread's `V`, `M` and GEMM packing buffers, kept between calls: allocating them per
