@@ -31,7 +31,9 @@
 //!
 //! The backward pass to the input of a stride-1 layer is the convolution of the output
 //! gradient with the flipped kernel (see `kernels::conv`), so it runs through this same code,
-//! transforming the same kernels flipped ([`Pass::InputGradient`]).
+//! transforming the same kernels flipped ([`Pass::InputGradient`]). The backward pass to the
+//! weights ([`weight_gradient`]) transforms the same windows and the output gradient's tiles,
+//! and multiplies them with the tiles as the products' depth.
 //!
 //! Unlike direct convolution, Winograd is not exactly translation-invariant: the 16 outputs of
 //! a tile are different combinations of the products, so equal windows at different places
