@@ -5,6 +5,8 @@
 #
 #   models/quality.sh OUT_DIR PHOTO...
 #
+# MODELS_DIR=DIR scores the models in DIR instead of the shipped ones (each NAME.safetensors
+# against examples/style_NAME.jpg).
 # For each shipped model and photo it writes OUT_DIR/PHOTO.MODEL.apply.png and .run20.png, and
 # prints: the model's loss, run's loss after 20 steps, and the first step at which run's loss
 # falls below the model's (of 100; ">100" if never), i.e. the iteration count the model matches.
@@ -19,10 +21,10 @@ bin=target/release/stylize
 printf '%-28s %-14s %12s %12s %s\n' photo model apply run20 "run steps to match"
 for photo in "$@"; do
   base=$(basename "${photo%.*}")
-  for model in models/*.safetensors; do
+  for model in "${MODELS_DIR:-models}"/*.safetensors; do
     name=$(basename "$model" .safetensors)
     style=examples/style_$name.jpg
-    $bin apply "$name" "$photo" --size 256 -o "$out/$base.$name.apply.png" --quiet
+    $bin apply "$model" "$photo" --size 256 -o "$out/$base.$name.apply.png" --quiet
     model_loss=$($bin eval --content "$photo" --style "$style" --size 256 --image "$out/$base.$name.apply.png" --json |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
     $bin run "$photo" "$style" --size 256 --scales 1 --iters 101 --min-change 0 -o "$out/$base.$name.run100.png" \
