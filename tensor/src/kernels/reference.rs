@@ -6,6 +6,7 @@
 use super::conv::ConvGeometry;
 use super::gemm::MatRef;
 use super::norm::{NormGeometry, NormParams, Statistics};
+use super::winograd::{AT, BT, G, TILE, WINDOW};
 
 /// `c = a·b [+ bias per row] [+ c]`.
 pub fn gemm(a: &MatRef, b: &MatRef, c: &mut [f32], bias: Option<&[f32]>, accumulate: bool) {
@@ -150,7 +151,6 @@ pub fn conv2d_backward_weight(
 /// With `magnitudes`, every matrix and operand is replaced by its absolute value: the result
 /// is then the sum of the magnitudes of every term the algorithm adds, the scale of its
 /// rounding error (`winograd::ERROR_GROWTH`).
-#[allow(clippy::too_many_arguments)]
 pub fn winograd_conv3x3(
     x: &[f32],
     weight: &[f32],
@@ -159,20 +159,9 @@ pub fn winograd_conv3x3(
     (n, h, w): (usize, usize, usize),
     magnitudes: bool,
 ) -> Vec<f32> {
-    use super::winograd::{AT, BT, G, TILE, WINDOW};
-    assert_eq!((g.kh, g.kw, g.stride), (3, 3, 1), "Winograd F(4x4, 3x3) is for 3x3 stride-1 layers");
-    let m = |v: f64| if magnitudes { v.abs() } else { v };
+    let tw = Twin::new(g, magnitudes);
+    let m = tw.m;
     let (ho, wo) = g.output_size(h, w).expect("kernel fits");
-    // M (r x c) = P (r x k) · Q (k x c), on small row-major arrays.
-    fn mul<const R: usize, const K: usize, const C: usize>(p: &[[f64; K]; R], q: &[[f64; C]; K]) -> [[f64; C]; R] {
-        std::array::from_fn(|i| std::array::from_fn(|j| (0..K).map(|k| p[i][k] * q[k][j]).sum()))
-    }
-    fn t<const R: usize, const C: usize>(p: &[[f64; C]; R]) -> [[f64; R]; C] {
-        std::array::from_fn(|i| std::array::from_fn(|j| p[j][i]))
-    }
-    let bt: [[f64; WINDOW]; WINDOW] = BT.map(|r| r.map(|v| m(v as f64)));
-    let gm: [[f64; 3]; WINDOW] = G.map(|r| r.map(m));
-    let at: [[f64; WINDOW]; TILE] = AT.map(|r| r.map(|v| m(v as f64)));
     let mut y = vec![0.0; n * g.cout * ho * wo];
     for i in 0..n {
         for co in 0..g.cout {
@@ -183,24 +172,13 @@ pub fn winograd_conv3x3(
                         let k: [[f64; 3]; 3] = std::array::from_fn(|ky| {
                             std::array::from_fn(|kx| m(weight[((co * g.cin + ci) * 3 + ky) * 3 + kx] as f64))
                         });
-                        // The window's pixel (r, c) is padded-input pixel (ty + r, tx + c).
-                        let d: [[f64; WINDOW]; WINDOW] = std::array::from_fn(|r| {
-                            std::array::from_fn(|c| {
-                                let iy = (ty + r).checked_sub(g.pad_h).filter(|&iy| iy < h);
-                                let ix = (tx + c).checked_sub(g.pad_w).filter(|&ix| ix < w);
-                                match (iy, ix) {
-                                    (Some(iy), Some(ix)) => m(x[((i * g.cin + ci) * h + iy) * w + ix] as f64),
-                                    _ => 0.0,
-                                }
-                            })
-                        });
-                        let u = mul(&mul(&gm, &k), &t(&gm));
-                        let v = mul(&mul(&bt, &d), &t(&bt));
+                        let u = mul(&mul(&tw.g, &k), &t(&tw.g));
+                        let v = tw.window(&x[(i * g.cin + ci) * h * w..][..h * w], (h, w), (ty, tx));
                         for (s, (u, v)) in sum.iter_mut().flatten().zip(u.iter().flatten().zip(v.iter().flatten())) {
                             *s += u * v;
                         }
                     }
-                    let tile = mul(&mul(&at, &sum), &t(&at));
+                    let tile = mul(&mul(&tw.at, &sum), &t(&tw.at));
                     for (r, row) in tile.iter().enumerate().filter(|(r, _)| ty + r < ho) {
                         for (c, v) in row.iter().enumerate().filter(|(c, _)| tx + c < wo) {
                             y[((i * g.cout + co) * ho + ty + r) * wo + tx + c] = (v + m(bias[co] as f64)) as f32;
@@ -226,67 +204,88 @@ pub fn winograd_conv3x3_backward_weight(
     (n, h, w): (usize, usize, usize),
     magnitudes: bool,
 ) -> Vec<f32> {
-    use super::winograd::{AT, BT, G, TILE, WINDOW};
-    assert_eq!((g.kh, g.kw, g.stride), (3, 3, 1), "Winograd F(4x4, 3x3) is for 3x3 stride-1 layers");
-    let m = |v: f64| if magnitudes { v.abs() } else { v };
+    let tw = Twin::new(g, magnitudes);
+    let m = tw.m;
     let (ho, wo) = g.output_size(h, w).expect("kernel fits");
-    let bt: [[f64; WINDOW]; WINDOW] = BT.map(|r| r.map(|v| m(v as f64)));
-    let gm: [[f64; 3]; WINDOW] = G.map(|r| r.map(m));
-    let at: [[f64; WINDOW]; TILE] = AT.map(|r| r.map(|v| m(v as f64)));
     let mut dw = vec![0.0f32; g.cout * g.cin * 9];
     for co in 0..g.cout {
         for ci in 0..g.cin {
             let mut du = [[0.0f64; WINDOW]; WINDOW];
             for i in 0..n {
+                let plane = &dy[(i * g.cout + co) * ho * wo..][..ho * wo];
                 for ty in (0..ho).step_by(TILE) {
                     for tx in (0..wo).step_by(TILE) {
-                        let dyt = |r: usize, c: usize| match ty + r < ho && tx + c < wo {
-                            true => m(dy[((i * g.cout + co) * ho + ty + r) * wo + tx + c] as f64),
-                            false => 0.0,
-                        };
-                        let d = |r: usize, c: usize| {
-                            let iy = (ty + r).checked_sub(g.pad_h).filter(|&iy| iy < h);
-                            let ix = (tx + c).checked_sub(g.pad_w).filter(|&ix| ix < w);
-                            match (iy, ix) {
-                                (Some(iy), Some(ix)) => m(x[((i * g.cin + ci) * h + iy) * w + ix] as f64),
-                                _ => 0.0,
-                            }
-                        };
-                        for (a, row) in du.iter_mut().enumerate() {
-                            for (b, du) in row.iter_mut().enumerate() {
-                                // (A dY Aᵀ)[a][b] and (Bᵀ d B)[a][b], summed out in full.
-                                let mut yhat = 0.0;
-                                for r in 0..TILE {
-                                    for c in 0..TILE {
-                                        yhat += at[r][a] * dyt(r, c) * at[c][b];
-                                    }
-                                }
-                                let mut v = 0.0;
-                                for r in 0..WINDOW {
-                                    for c in 0..WINDOW {
-                                        v += bt[a][r] * d(r, c) * bt[b][c];
-                                    }
-                                }
-                                *du += yhat * v;
-                            }
+                        let tile: [[f64; TILE]; TILE] = std::array::from_fn(|r| {
+                            std::array::from_fn(|c| match ty + r < ho && tx + c < wo {
+                                true => m(plane[(ty + r) * wo + tx + c] as f64),
+                                false => 0.0,
+                            })
+                        });
+                        let yhat = mul(&mul(&t(&tw.at), &tile), &tw.at);
+                        let v = tw.window(&x[(i * g.cin + ci) * h * w..][..h * w], (h, w), (ty, tx));
+                        for (s, (y, v)) in du.iter_mut().flatten().zip(yhat.iter().flatten().zip(v.iter().flatten())) {
+                            *s += y * v;
                         }
                     }
                 }
             }
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    let mut sum = 0.0;
-                    for (a, row) in du.iter().enumerate() {
-                        for (b, du) in row.iter().enumerate() {
-                            sum += gm[a][ky] * du * gm[b][kx];
-                        }
-                    }
-                    dw[((co * g.cin + ci) * 3 + ky) * 3 + kx] = sum as f32;
-                }
+            let k = mul(&mul(&t(&tw.g), &du), &tw.g);
+            for (d, k) in dw[(co * g.cin + ci) * 9..][..9].iter_mut().zip(k.iter().flatten()) {
+                *d = *k as f32;
             }
         }
     }
     dw
+}
+
+/// What both Winograd twins share: the geometry, the transforms as f64 matrices (their
+/// magnitudes, with `magnitudes`) and the map applied to every operand.
+struct Twin {
+    geometry: ConvGeometry,
+    bt: [[f64; WINDOW]; WINDOW],
+    g: [[f64; 3]; WINDOW],
+    at: [[f64; WINDOW]; TILE],
+    m: fn(f64) -> f64,
+}
+
+impl Twin {
+    fn new(geometry: ConvGeometry, magnitudes: bool) -> Self {
+        assert_eq!((geometry.kh, geometry.kw, geometry.stride), (3, 3, 1), "Winograd F(4x4, 3x3) is for 3x3 stride 1");
+        let m: fn(f64) -> f64 = if magnitudes { f64::abs } else { std::convert::identity };
+        Twin {
+            geometry,
+            bt: BT.map(|r| r.map(|v| m(v as f64))),
+            g: G.map(|r| r.map(m)),
+            at: AT.map(|r| r.map(|v| m(v as f64))),
+            m,
+        }
+    }
+
+    /// `Bᵀ d B` for the window `d` whose pixel (r, c) is the padded plane's (ty + r, tx + c).
+    fn window(&self, plane: &[f32], (h, w): (usize, usize), (ty, tx): (usize, usize)) -> [[f64; WINDOW]; WINDOW] {
+        let g = self.geometry;
+        let d: [[f64; WINDOW]; WINDOW] = std::array::from_fn(|r| {
+            std::array::from_fn(|c| {
+                let iy = (ty + r).checked_sub(g.pad_h).filter(|&iy| iy < h);
+                let ix = (tx + c).checked_sub(g.pad_w).filter(|&ix| ix < w);
+                match (iy, ix) {
+                    (Some(iy), Some(ix)) => (self.m)(plane[iy * w + ix] as f64),
+                    _ => 0.0,
+                }
+            })
+        });
+        mul(&mul(&self.bt, &d), &t(&self.bt))
+    }
+}
+
+/// `P (r x k) · Q (k x c)`, on small row-major arrays.
+fn mul<const R: usize, const K: usize, const C: usize>(p: &[[f64; K]; R], q: &[[f64; C]; K]) -> [[f64; C]; R] {
+    std::array::from_fn(|i| std::array::from_fn(|j| (0..K).map(|k| p[i][k] * q[k][j]).sum()))
+}
+
+/// `Pᵀ`.
+fn t<const R: usize, const C: usize>(p: &[[f64; C]; R]) -> [[f64; R]; C] {
+    std::array::from_fn(|i| std::array::from_fn(|j| p[j][i]))
 }
 
 /// 2x2 stride-2 max-pool with floor: `(y, argmax)`, first maximum wins, NaN propagates.
