@@ -5,6 +5,10 @@ in the same session. PyTorch is never a dependency of stylize; this script is fo
     pip install torch torchvision
     python3 benches/scripts/pytorch_feedforward.py --threads 2 --width 32 --apply 256 512 1024
     python3 benches/scripts/pytorch_feedforward.py --threads 2 --width 16 --train 256
+    python3 benches/scripts/pytorch_feedforward.py --threads 2 --width 16 --train 256 --border 16
+
+With --border 16 it does the work stylize does: `apply` and `train` mirror 16 pixels around each
+picture or crop before the network and cut them off its output (stylize-cli/src/apply.rs).
 
 The network (nn/src/transformer.rs): reflection-padded 9x9 conv, two stride-2 3x3 convs, five
 residual blocks, two nearest-upsample + 3x3 conv stages and a 9x9 conv, instance norm (affine) and
@@ -120,18 +124,33 @@ def main():
     ap.add_argument("--apply", type=int, nargs="*", default=[], metavar="PX", help="square sides to time a forward pass at")
     ap.add_argument("--train", type=int, nargs="*", default=[], metavar="PX", help="square sides to time a training step at")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--border",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="mirror PX pixels around each input and cut them off the output, as stylize's apply and train do (16)",
+    )
     args = ap.parse_args()
+    b = args.border
+
+    def bordered(x):
+        """The network on x mirrored by the border, the border cut off again."""
+        if b == 0:
+            return net(x)
+        return net(F.pad(x, (b, b, b, b), mode="reflect"))[..., b:-b, b:-b]
+
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     net = Transformer(args.width)
     params = sum(p.numel() for p in net.parameters())
-    common = {"torch": torch.__version__, "threads": args.threads, "width": args.width, "params": params}
+    common = {"torch": torch.__version__, "threads": args.threads, "width": args.width, "params": params, "border": b}
     for px in args.apply:
         x = torch.rand(1, 3, px, px) * 255 - 128
 
         def forward():
             with torch.inference_mode():
-                net(x)
+                bordered(x)
 
         median, times = timed(forward, args.repeats)
         print(json.dumps({"what": "apply", "size": px, "seconds": median, "all": times, **common}))
@@ -146,7 +165,7 @@ def main():
 
         def step():
             adam.zero_grad()
-            y = net(photo)
+            y = bordered(photo)
             f = features(vgg, y)
             loss = F.mse_loss(f[CONTENT], target)
             for i in STYLE:

@@ -6,6 +6,7 @@
 #   OLD=path/to/stylize-before NEW=target/release/stylize PY=venv/bin/python \
 #     benches/scripts/versus.sh > versus.out
 #
+# PyTorch's feed-forward network mirrors the same 16-pixel border as stylize's apply and train.
 # Needs PyTorch (`pip install torch numpy pillow` in a virtualenv) and /usr/bin/time.
 set -u
 cd "$(dirname "$0")/../.."
@@ -23,10 +24,11 @@ for r in 1 2 3; do
     echo "$b w16 train $("$bin" bench --train --size 256 --iters 3 --json)"
     echo "$b w32 train $("$bin" bench --train --width 32 --size 256 --iters 3 --json)"
     echo "$b w16 apply 512 $("$bin" bench --apply starry_night --size 512 --iters 5 --json)"
+    echo "$b w16 apply 1024 $("$bin" bench --apply starry_night --size 1024 --iters 3 --json)"
   done
-  "$PY" benches/scripts/pytorch_feedforward.py --threads 2 --width 16 --train 256 --repeats 3 | sed 's/^/torch w16 /'
-  "$PY" benches/scripts/pytorch_feedforward.py --threads 2 --width 32 --train 256 --repeats 3 | sed 's/^/torch w32 /'
-  "$PY" benches/scripts/pytorch_feedforward.py --threads 2 --width 16 --apply 512 --repeats 5 | sed 's/^/torch w16 /'
+  "$PY" benches/scripts/pytorch_feedforward.py --border 16 --threads 2 --width 16 --train 256 --repeats 3 | sed 's/^/torch w16 /'
+  "$PY" benches/scripts/pytorch_feedforward.py --border 16 --threads 2 --width 32 --train 256 --repeats 3 | sed 's/^/torch w32 /'
+  "$PY" benches/scripts/pytorch_feedforward.py --border 16 --threads 2 --width 16 --apply 512 1024 --repeats 5 | sed 's/^/torch w16 /'
   if [ "$r" -le 2 ]; then
     for b in old new; do
       bin=$OLD; [ $b = new ] && bin=$NEW
