@@ -113,12 +113,12 @@ fn feed_forward(c: &mut Criterion) {
         group.bench_function(format!("{id} backward-weight"), |b| {
             b.iter(|| conv_backward_weight(&packed, &x, 1, input, input, &dy, &mut dw))
         });
-        if packed.algorithms().weight_gradient == ConvAlgorithm::Winograd {
-            // The direct route beside it, for the comparison.
-            let direct = ConvAlgorithms { weight_gradient: ConvAlgorithm::Direct, ..packed.algorithms() };
-            let direct = PackedConv::with_algorithms(&data(cout * g.patch_len(), 1), &data(cout, 2), g, direct);
-            group.bench_function(format!("{id} backward-weight Direct"), |b| {
-                b.iter(|| conv_backward_weight(&direct, &x, 1, input, input, &dy, &mut dw))
+        if winograd::pays(cin, cout, k, k, stride) {
+            // The Winograd route beside the direct one the layer takes, for the comparison.
+            let a = ConvAlgorithms { weight_gradient: ConvAlgorithm::Winograd, ..packed.algorithms() };
+            let packed = PackedConv::with_algorithms(&data(cout * g.patch_len(), 1), &data(cout, 2), g, a);
+            group.bench_function(format!("{id} backward-weight Winograd"), |b| {
+                b.iter(|| conv_backward_weight(&packed, &x, 1, input, input, &dy, &mut dw))
             });
         }
     }

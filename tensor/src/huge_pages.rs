@@ -205,7 +205,9 @@ pub fn map_large_blocks_alone(min_bytes: usize) -> bool {
 /// after step, so the heap serves each from one freed before, and the kernel no longer faults
 /// in and zeroes fresh pages for every layer's output: `apply` at 512² took 82,000 page faults
 /// and 0.8 s of system time in ten passes, and 11,000 and 0.1 s with this
-/// (`benches/README.md`, "Freed blocks kept").
+/// (`benches/README.md`, "Freed blocks kept"). Timed on a quiet machine it is no faster: the
+/// zeroing the kernel did for a fresh mapping, `calloc` now does itself (memset), so what it
+/// buys is the lower system time and a peak that does not drift.
 pub fn keep_freed_blocks() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

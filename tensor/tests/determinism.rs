@@ -89,8 +89,8 @@ fn feed_forward_layers_are_bit_identical_across_thread_counts() {
     assert_ne!(pool(2).install(|| run_layers(43))[0], one[0], "another input, another loss");
 }
 
-/// The gradients of a trainable stride-2 layer, a 3x3 layer wide enough for Winograd (every
-/// pass, the weight gradient's products over both images' tiles) and a 9x9 layer on a batch of
+/// The gradients of a trainable stride-2 layer, a 3x3 layer wide enough for Winograd (the
+/// forward and input-gradient passes) and a 9x9 layer on a batch of
 /// two (weights, biases and input), as bits. Large enough for several GEMM tasks, KC blocks
 /// over the pixels, bands of dcol and batches of tiles.
 fn train_step(seed: u64) -> Vec<Vec<u32>> {
@@ -123,4 +123,27 @@ fn weight_gradients_are_bit_identical_across_thread_counts() {
         assert_eq!(pool(threads).install(|| train_step(7)), one, "{threads} threads");
     }
     assert_ne!(train_step(8), one);
+}
+
+/// The Winograd weight gradient, which no layer takes by default (it measured slower than the
+/// direct route) but a caller may choose: its products over both images' tiles, in batches
+/// on several threads, give the same bits on any thread count.
+#[test]
+fn winograd_weight_gradient_is_bit_identical_across_thread_counts() {
+    use tensor::kernels::conv::{conv_backward_weight, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv};
+    let (g, n, h, w) = (ConvGeometry::same3x3(32, 36), 2, 61, 83);
+    let mut rng = Rng::new(11);
+    let (x, weights, bias, dy) = (rng.vec(n * 32 * h * w), rng.vec(36 * 32 * 9), rng.vec(36), rng.vec(n * 36 * h * w));
+    let a = ConvAlgorithms { weight_gradient: ConvAlgorithm::Winograd, ..ConvAlgorithms::for_geometry(g) };
+    let packed = PackedConv::with_algorithms(&weights, &bias, g, a);
+    let dw = || {
+        let mut dw = vec![0.0; weights.len()];
+        conv_backward_weight(&packed, &x, n, h, w, &dy, &mut dw);
+        dw.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let one = pool(1).install(dw);
+    for threads in [2, 3] {
+        assert_eq!(pool(threads).install(dw), one, "{threads} threads");
+    }
 }

@@ -156,12 +156,16 @@ impl ConvAlgorithms {
         ConvAlgorithms { forward: a, input_gradient: a, weight_gradient: a, transforms: Transforms::PerCall }
     }
 
-    /// The faster algorithm for each pass of `g`: Winograd where [`winograd::pays`], else
-    /// direct. (A caller may keep a pass direct for another reason: VGG keeps conv1_2's
-    /// forward direct, see `vgg::model::conv_algorithms`.)
+    /// The faster algorithm for each pass of `g`: Winograd for the forward and input-gradient
+    /// passes where [`winograd::pays`], else direct; the weight gradient always direct, since
+    /// [`winograd::weight_gradient`] measured 1.3-2.1x slower than the direct route at every
+    /// shape of the feed-forward network (`benches/README.md`, "The Winograd weight gradient").
+    /// (A caller may keep a pass direct for another reason: VGG keeps conv1_2's forward
+    /// direct, see `vgg::model::conv_algorithms`.)
     pub fn for_geometry(g: ConvGeometry) -> Self {
         let pays = winograd::pays(g.cin, g.cout, g.kh, g.kw, g.stride);
-        ConvAlgorithms::both(if pays { ConvAlgorithm::Winograd } else { ConvAlgorithm::Direct })
+        let a = ConvAlgorithms::both(if pays { ConvAlgorithm::Winograd } else { ConvAlgorithm::Direct });
+        ConvAlgorithms { weight_gradient: ConvAlgorithm::Direct, ..a }
     }
 
     /// These algorithms with the transforms kept (see [`Transforms::Kept`]).
