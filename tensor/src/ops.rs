@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::autograd::op::{Normalized, Op};
 use crate::kernels::conv::{self, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv};
 use crate::kernels::norm::{self, NormGeometry, NormParams, Statistics};
-use crate::kernels::{elementwise, gram, pad, pool, reduce, upsample};
+use crate::kernels::{self, elementwise, gram, pad, pool, reduce, upsample};
 use crate::{BatchStats, Error, NodeId, RunningStats, Shape, Tape, Tensor, Var};
 
 /// A convolution layer (zero padding, any stride): weights `[cout, cin, kh, kw]`, bias
@@ -178,10 +178,10 @@ impl Tape {
             });
         };
         let out_shape = Shape::new(&[n, g.cout, ho, wo]);
-        let mut y = vec![0.0; out_shape.numel()];
+        let mut y = kernels::zeroed(out_shape.numel());
         let tracked = x.is_tracked() || !layer.is_frozen();
         // The ReLU's mask, for the backward pass, comes out of the same write-back as y.
-        let mut relu_mask = (relu && tracked).then(|| vec![0u8; y.len()]);
+        let mut relu_mask = (relu && tracked).then(|| kernels::zeroed::<u8>(y.len()));
         let x_data = x.value().data();
         match (&mut relu_mask, relu) {
             (Some(mask), _) => conv::conv_relu_mask_forward(&layer.packed, x_data, n, h, w, &mut y, mask),
@@ -202,7 +202,7 @@ impl Tape {
     /// `y = max(x, 0)`.
     pub fn relu(&mut self, x: &Var) -> Var {
         let len = x.shape().numel();
-        let (mut y, mut mask) = (vec![0.0; len], vec![0u8; len]);
+        let (mut y, mut mask) = (kernels::zeroed(len), kernels::zeroed::<u8>(len));
         elementwise::relu(x.value().data(), &mut y, &mut mask);
         let value = Tensor::from_parts(x.shape(), y);
         match x.node() {
@@ -215,7 +215,7 @@ impl Tape {
     pub fn max_pool2(&mut self, x: &Var) -> Result<Var, Error> {
         let (n, c, h, w) = expect_nchw("max_pool2", x)?;
         let out_shape = Shape::new(&[n, c, h / 2, w / 2]);
-        let (mut y, mut argmax) = (vec![0.0; out_shape.numel()], vec![0u8; out_shape.numel()]);
+        let (mut y, mut argmax) = (kernels::zeroed(out_shape.numel()), kernels::zeroed::<u8>(out_shape.numel()));
         pool::max_pool2(x.value().data(), n * c, h, w, &mut y, &mut argmax);
         let value = Tensor::from_parts(out_shape, y);
         Ok(match x.node() {
@@ -272,7 +272,7 @@ impl Tape {
                 got: x.shape(),
             });
         }
-        let mut diff = vec![0.0; target.shape().numel()];
+        let mut diff = kernels::zeroed(target.shape().numel());
         let ss = reduce::sum_sq_diff(x.value().data(), target.data(), &mut diff);
         let y = Tensor::scalar((ss / diff.len().max(1) as f64) as f32);
         Ok(match x.node() {
@@ -301,7 +301,7 @@ impl Tape {
         } else {
             Shape::new(&[n, c, h, w.saturating_sub(1)])
         };
-        let mut y = vec![0.0; out_shape.numel()];
+        let mut y = kernels::zeroed(out_shape.numel());
         elementwise::neighbour_diff(x.value().data(), n * c, h, w, along_rows, &mut y);
         let tracked = x.is_tracked();
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::NeighbourDiff {
@@ -343,7 +343,7 @@ impl Tape {
             });
         }
         let out_shape = Shape::new(&[n, c, h + 2 * pad, w + 2 * pad]);
-        let mut y = vec![0.0; out_shape.numel()];
+        let mut y = kernels::zeroed(out_shape.numel());
         pad::reflection_pad2d(x.value().data(), n * c, h, w, pad, &mut y);
         let tracked = x.is_tracked();
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::ReflectionPad2d {
@@ -369,7 +369,7 @@ impl Tape {
             });
         }
         let out_shape = Shape::new(&[n, c, win.h, win.w]);
-        let mut y = vec![0.0; out_shape.numel()];
+        let mut y = kernels::zeroed(out_shape.numel());
         pad::crop2d(x.value().data(), n * c, h, w, win, &mut y);
         let tracked = x.is_tracked();
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Crop2d {
@@ -384,7 +384,7 @@ impl Tape {
     pub fn upsample_nearest2x(&mut self, x: &Var) -> Result<Var, Error> {
         let (n, c, h, w) = expect_nchw("upsample_nearest2x", x)?;
         let out_shape = Shape::new(&[n, c, 2 * h, 2 * w]);
-        let mut y = vec![0.0; out_shape.numel()];
+        let mut y = kernels::zeroed(out_shape.numel());
         upsample::nearest2x(x.value().data(), n * c, h, w, &mut y);
         let tracked = x.is_tracked();
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::UpsampleNearest2x {
@@ -397,7 +397,7 @@ impl Tape {
     /// 0.01; DCGAN-style networks use 0.2). Saves a one-byte mask, as [`Tape::relu`] does.
     pub fn leaky_relu(&mut self, x: &Var, slope: f32) -> Var {
         let len = x.shape().numel();
-        let (mut y, mut mask) = (vec![0.0; len], vec![0u8; len]);
+        let (mut y, mut mask) = (kernels::zeroed(len), kernels::zeroed::<u8>(len));
         elementwise::leaky_relu(x.value().data(), slope, &mut y, &mut mask);
         let value = Tensor::from_parts(x.shape(), y);
         match x.node() {
@@ -492,8 +492,8 @@ impl Tape {
         inv_std: &[f32],
     ) -> Var {
         let keep_xhat = gamma.is_tracked() || (x.is_tracked() && g.stats.from_input());
-        let mut y = vec![0.0; g.len()];
-        let mut xhat = keep_xhat.then(|| vec![0.0; g.len()]);
+        let mut y = kernels::zeroed(g.len());
+        let mut xhat = keep_xhat.then(|| kernels::zeroed(g.len()));
         let (gamma_v, beta_v) = (gamma.value().data(), beta.value().data());
         let params = NormParams { mean, inv_std, gamma: gamma_v, beta: beta_v };
         norm::normalize(x.value().data(), g, params, &mut y, xhat.as_deref_mut());

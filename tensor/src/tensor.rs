@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::kernels::elementwise;
+use crate::kernels::{self, elementwise};
 use crate::{Error, Rng, Shape};
 
 /// A contiguous row-major f32 array. Clones share the data (`Arc`), so saving a tensor for a
@@ -34,7 +34,7 @@ impl Tensor {
 
     pub fn zeros(shape: impl Into<Shape>) -> Self {
         let shape = shape.into();
-        Tensor::from_parts(shape, vec![0.0; shape.numel()])
+        Tensor::from_parts(shape, kernels::zeroed(shape.numel()))
     }
 
     /// Values uniform in [lo, hi) from an [`Rng`] seeded with `seed`, in row-major order: the
@@ -69,14 +69,14 @@ impl Tensor {
 
     /// `f` applied to every element (in parallel, see `kernels::elementwise`).
     pub(crate) fn map(&self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
-        let mut out = vec![0.0; self.data.len()];
+        let mut out = kernels::zeroed(self.data.len());
         elementwise::map(&self.data, &mut out, f);
         Tensor::from_parts(self.shape, out)
     }
 
     /// `f(self[i], other[i])` for every element; the shapes must match (callers check).
     pub(crate) fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
-        let mut out = vec![0.0; self.data.len()];
+        let mut out = kernels::zeroed(self.data.len());
         elementwise::zip_map(&self.data, &other.data, &mut out, f);
         Tensor::from_parts(self.shape, out)
     }

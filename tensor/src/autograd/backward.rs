@@ -4,7 +4,7 @@
 use crate::autograd::op::{Normalized, Op};
 use crate::autograd::tape::NodeId;
 use crate::kernels::norm::{self, NormGrads};
-use crate::kernels::{conv, elementwise, gram, pad, pool, upsample};
+use crate::kernels::{self, conv, elementwise, gram, pad, pool, upsample};
 use crate::{Shape, Tensor};
 
 /// Given `g = ∂L/∂y` for the op's output, the gradients of its tracked inputs. `held` holds
@@ -33,7 +33,7 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
                         dx
                     }
                     None => {
-                        let mut dx = vec![0.0; input_shape.numel()];
+                        let mut dx = kernels::zeroed(input_shape.numel());
                         conv::conv_backward_input(&conv, g.data(), n, h, w, &mut dx);
                         dx
                     }
@@ -55,7 +55,7 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
         Op::Relu { x, mask } => out.push((x, relu_backward(&g, &mask))),
         Op::MaxPool2 { x, argmax, input_shape } => {
             let (n, c, h, w) = input_shape.nchw().expect("pool input is NCHW");
-            let mut dx = vec![0.0; input_shape.numel()];
+            let mut dx = kernels::zeroed(input_shape.numel());
             pool::max_pool2_backward(g.data(), &argmax, n * c, h, w, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
@@ -89,30 +89,30 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
         }
         Op::NeighbourDiff { x, input_shape, along_rows } => {
             let (n, c, h, w) = input_shape.nchw().expect("neighbour_diff input is NCHW");
-            let mut dx = vec![0.0; input_shape.numel()];
+            let mut dx = kernels::zeroed(input_shape.numel());
             elementwise::neighbour_diff_backward(g.data(), n * c, h, w, along_rows, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
         Op::ReflectionPad2d { x, input_shape, pad } => {
             let (n, c, h, w) = input_shape.nchw().expect("reflection_pad2d input is NCHW");
-            let mut dx = vec![0.0; input_shape.numel()];
+            let mut dx = kernels::zeroed(input_shape.numel());
             pad::reflection_pad2d_backward(g.data(), n * c, h, w, pad, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
         Op::Crop2d { x, input_shape, win } => {
             let (n, c, h, w) = input_shape.nchw().expect("crop2d input is NCHW");
-            let mut dx = vec![0.0; input_shape.numel()];
+            let mut dx = kernels::zeroed(input_shape.numel());
             pad::crop2d_backward(g.data(), n * c, h, w, win, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
         Op::UpsampleNearest2x { x, input_shape } => {
             let (n, c, h, w) = input_shape.nchw().expect("upsample input is NCHW");
-            let mut dx = vec![0.0; input_shape.numel()];
+            let mut dx = kernels::zeroed(input_shape.numel());
             upsample::nearest2x_backward(g.data(), n * c, h, w, &mut dx);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
         Op::LeakyRelu { x, mask, slope } => {
-            let mut dx = vec![0.0; mask.len()];
+            let mut dx = kernels::zeroed(mask.len());
             elementwise::leaky_relu_backward(g.data(), &mask, slope, &mut dx);
             out.push((x, Tensor::from_parts(g.shape(), dx)));
         }
@@ -124,7 +124,7 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
 /// dx, dγ and dβ of a normalisation, each only for a tracked input.
 fn normalization_backward(saved: Normalized, dy: &Tensor, out: &mut Vec<(NodeId, Tensor)>) {
     let geo = saved.geometry;
-    let mut dx = saved.x.map(|_| vec![0.0; geo.len()]);
+    let mut dx = saved.x.map(|_| kernels::zeroed(geo.len()));
     let mut dgamma = saved.gamma.map(|_| vec![0.0; geo.c]);
     let mut dbeta = saved.beta.map(|_| vec![0.0; geo.c]);
     let grads = NormGrads { dx: dx.as_deref_mut(), dgamma: dgamma.as_deref_mut(), dbeta: dbeta.as_deref_mut() };
@@ -142,7 +142,7 @@ fn normalization_backward(saved: Normalized, dy: &Tensor, out: &mut Vec<(NodeId,
 
 /// `dx = dy ⊙ mask`.
 fn relu_backward(dy: &Tensor, mask: &[u8]) -> Tensor {
-    let mut dx = vec![0.0; mask.len()];
+    let mut dx = kernels::zeroed(mask.len());
     elementwise::relu_backward(dy.data(), mask, &mut dx);
     Tensor::from_parts(dy.shape(), dx)
 }

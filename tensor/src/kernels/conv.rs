@@ -424,7 +424,7 @@ fn planes(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> (Cow<'_, [f32]>, us
     // the largest, (ceil(hp / s), ceil(wp / s)); the extra row and column of the others are
     // zeros no patch reads.
     let (ph, pw) = (hp.div_ceil(s), wp.div_ceil(s));
-    let mut out = vec![0.0; g.cin * s * s * ph * pw];
+    let mut out = super::zeroed(g.cin * s * s * ph * pw);
     out.par_chunks_mut(ph * pw).enumerate().for_each(|(plane, dst)| {
         let (ci, py, px) = (plane / (s * s), plane / s % s, plane % s);
         let src = &x[ci * h * w..][..h * w];
@@ -448,7 +448,7 @@ fn planes(x: &[f32], g: ConvGeometry, h: usize, w: usize) -> (Cow<'_, [f32]>, us
 /// `x [c, h, w]` inside a border of `pad_h` rows and `pad_w` columns of zeros.
 fn zero_pad(x: &[f32], c: usize, (h, w): (usize, usize), (pad_h, pad_w): (usize, usize)) -> Vec<f32> {
     let (hp, wp) = (h + 2 * pad_h, w + 2 * pad_w);
-    let mut out = vec![0.0; c * hp * wp];
+    let mut out = super::zeroed(c * hp * wp);
     out.par_chunks_mut(hp * wp).zip(x.par_chunks(h * w)).for_each(|(dst, src)| {
         for (d, s) in dst.chunks_exact_mut(wp).skip(pad_h).zip(src.chunks_exact(w)) {
             d[pad_w..pad_w + w].copy_from_slice(s);
@@ -466,7 +466,7 @@ pub fn conv_backward_input_add(p: &PackedConv, dy: &[f32], n: usize, h: usize, w
     if let InputGradient::Winograd = p.input_gradient {
         winograd_input_gradient(p, dy, n, h, w, dx, true);
     } else {
-        let mut apart = vec![0.0; dx.len()];
+        let mut apart = super::zeroed(dx.len());
         conv_backward_input(p, dy, n, h, w, &mut apart);
         elementwise::add_assign(dx, &apart);
     }
@@ -616,7 +616,7 @@ fn weight_gradient_by_columns(g: ConvGeometry, x: &[f32], n: usize, h: usize, w:
     let columns = ConvGeometry { cout: g.cout * g.kw, kw: 1, ..g };
     let wp = w + 2 * g.pad_w;
     assert_eq!(columns.output_size(h, w), Some((ho, wp)));
-    let mut shifted = vec![0.0; n * columns.cout * ho * wp];
+    let mut shifted = super::zeroed(n * columns.cout * ho * wp);
     shifted.par_chunks_mut(ho * wp).enumerate().for_each(|(plane, out)| {
         let (i, co, kx) = (plane / columns.cout, plane % columns.cout / g.kw, plane % g.kw);
         let src = &dy[(i * g.cout + co) * ho * wo..][..ho * wo];

@@ -31,3 +31,42 @@ pub mod reference;
 pub mod simd;
 pub mod upsample;
 pub mod winograd;
+
+use rayon::prelude::*;
+
+/// `len` zeros, written by every thread when there are many: the buffer an op's kernel then
+/// writes its output into.
+///
+/// Why: `vec![0.0; len]` is `calloc`, and a block `calloc` hands out again (glibc keeps freed
+/// ones, see `huge_pages::keep_freed_blocks`) is zeroed by memset on the calling thread while
+/// the others wait: 12% of `apply` at 512² (`benches/README.md`, "Zeroing outputs").
+pub fn zeroed<T: Copy + Default + Send + Sync>(len: usize) -> Vec<T> {
+    if len * std::mem::size_of::<T>() < PARALLEL_BYTES {
+        return vec![T::default(); len];
+    }
+    let mut v = Vec::with_capacity(len);
+    v.par_extend(rayon::iter::repeat_n(T::default(), len));
+    v
+}
+
+/// Smallest buffer [`zeroed`] zeroes on several threads (below, the tasks cost more than the
+/// memset saves).
+const PARALLEL_BYTES: usize = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_is_len_zeros_on_either_side_of_the_parallel_size() {
+        let floats = PARALLEL_BYTES / 4;
+        for len in [0, 3, floats - 1, floats, 3 * floats + 5] {
+            let v: Vec<f32> = zeroed(len);
+            assert_eq!(v.len(), len);
+            assert!(v.iter().all(|&x| x.to_bits() == 0), "len {len}: +0.0 everywhere");
+            let m: Vec<u8> = zeroed(4 * len + 1);
+            assert_eq!(m.len(), 4 * len + 1);
+            assert!(m.iter().all(|&b| b == 0));
+        }
+    }
+}
