@@ -1,7 +1,7 @@
 //! Convolution forward and backward-to-input for every distinct VGG19 layer shape at a 512x512
 //! input, and forward, backward-to-input and backward-to-weights for the layers of the
 //! feed-forward network (Johnson et al. 2016) at a 256x256 training crop (its 3x3 stride-1
-//! layers' weight gradient by both algorithms). Throughput is in
+//! layers' weight gradient by both algorithms, and that of larger 3x3 layers). Throughput is in
 //! FLOPs (2·cout·cin·kh·kw·Ho·Wo, the same for every pass): read "Gelem/s" as GFLOP/s. The VGG
 //! layers run both algorithms, direct and Winograd F(4x4, 3x3); Winograd's figure is in the
 //! direct convolution's FLOPs ("effective" GFLOP/s), so the two compare as times do.
@@ -125,6 +125,31 @@ fn feed_forward(c: &mut Criterion) {
     group.finish();
 }
 
+/// (cin, cout, side) of 3x3 stride-1 layers larger than the network's at a 256² crop (as a
+/// larger batch or crop would give), for the weight gradient by both routes.
+const WEIGHT_GRADIENT: &[(usize, usize, usize)] = &[(64, 64, 128), (64, 64, 256), (128, 128, 128), (32, 32, 256)];
+
+/// The weight gradient of [`WEIGHT_GRADIENT`]'s layers, direct against Winograd: whether the
+/// Winograd route's fewer multiply-adds pay once its products are deeper.
+fn weight_gradient(c: &mut Criterion) {
+    let mut group = c.benchmark_group("weight-gradient");
+    group.sample_size(10);
+    for &(cin, cout, side) in WEIGHT_GRADIENT {
+        let g = ConvGeometry { cin, cout, kh: 3, kw: 3, pad_h: 0, pad_w: 0, stride: 1 };
+        let (x, dy, mut dw) =
+            (data(cin * (side + 2) * (side + 2), 3), data(cout * side * side, 4), vec![0.0; cout * cin * 9]);
+        group.throughput(Throughput::Elements(gemm_flops(cout, side * side, cin * 9)));
+        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Winograd] {
+            let a = ConvAlgorithms { weight_gradient: algorithm, ..ConvAlgorithms::for_geometry(g) };
+            let packed = PackedConv::with_algorithms(&data(cout * cin * 9, 1), &data(cout, 2), g, a);
+            group.bench_function(format!("{cin}->{cout} @{side} {algorithm:?}"), |b| {
+                b.iter(|| conv_backward_weight(&packed, &x, 1, side + 2, side + 2, &dy, &mut dw))
+            });
+        }
+    }
+    group.finish();
+}
+
 /// The per-call transform of a layer's weights for Winograd (`WinogradWeights::transform`), on
 /// the VGG layers that take it, forward and flipped for the backward pass. Throughput is in
 /// kernels (`cout·cin` 3x3 kernels, each transformed into 36 floats).
@@ -146,34 +171,43 @@ fn winograd_weights(c: &mut Criterion) {
 
 /// Winograd F(2x2), F(4x4) and F(6x6), each in the plain generic form of
 /// `benches::winograd_tiles` (stages timed apart), beside the engine's F(4x4) and direct
-/// convolution, on three VGG19 layer shapes at a 512x512 input. Each layer's relative error
-/// against an f64 direct convolution is printed first.
+/// convolution, on three VGG19 layer shapes at a 512x512 input. Each route's relative error
+/// against an f64 direct convolution is printed before its (whole-layer) bench first runs.
 fn winograd_tiles(c: &mut Criterion) {
     let mut group = c.benchmark_group("winograd-tiles");
     group.sample_size(10);
     for &(name, cin, cout, side) in LAYERS.iter().filter(|l| ["conv1_2", "conv3_x", "conv4_x"].contains(&l.0)) {
         let (k, b, x) = (data(cout * cin * 9, 1), data(cout, 2), data(cin * side * side, 3));
-        let reference = winograd_tiles::direct_f64(&x, &k, &b, cin, cout, side, side);
+        // The f64 reference takes seconds, so it is made only when one of this layer's benches
+        // runs (criterion calls a bench's closure only when the filter selects it): profiling
+        // another bench does not pay for it.
+        let reference = std::cell::OnceCell::new();
+        let reference = || reference.get_or_init(|| winograd_tiles::direct_f64(&x, &k, &b, cin, cout, side, side));
         let mut y = vec![0.0; cout * side * side];
         group.throughput(Throughput::Elements(gemm_flops(cout, side * side, cin * 9)));
         for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Winograd] {
             let packed =
                 PackedConv::with_algorithms(&k, &b, ConvGeometry::same3x3(cin, cout), ConvAlgorithms::both(algorithm));
-            conv_forward(&packed, &x, 1, side, side, &mut y);
-            let err = winograd_tiles::relative_l2(&y, &reference);
-            eprintln!("{name} {cin}->{cout} @{side} engine {algorithm:?}: relative L2 error {err:.2e}");
-            group.bench_function(format!("{name} {cin}->{cout} @{side} engine {algorithm:?}"), |bench| {
+            let id = format!("{name} {cin}->{cout} @{side} engine {algorithm:?}");
+            let mut checked = false;
+            group.bench_function(&id, |bench| {
+                if !std::mem::replace(&mut checked, true) {
+                    conv_forward(&packed, &x, 1, side, side, &mut y);
+                    eprintln!("{id}: relative L2 error {:.2e}", winograd_tiles::relative_l2(&y, reference()));
+                }
                 bench.iter(|| conv_forward(&packed, &x, 1, side, side, &mut y))
             });
         }
         for m in [2, 4, 6] {
             let layer = winograd_tiles::Layer::new(winograd_tiles::Transforms::new(m), &k, &b, cin, cout);
             let mut s = layer.scratch(side, side);
-            layer.forward(&x, side, side, &mut s, &mut y);
-            let err = winograd_tiles::relative_l2(&y, &reference);
-            eprintln!("{name} {cin}->{cout} @{side} F({m}x{m}): relative L2 error {err:.2e}");
             let id = format!("{name} {cin}->{cout} @{side} F({m}x{m})");
+            let mut checked = false;
             group.bench_function(format!("{id} whole"), |bench| {
+                if !std::mem::replace(&mut checked, true) {
+                    layer.forward(&x, side, side, &mut s, &mut y);
+                    eprintln!("{id}: relative L2 error {:.2e}", winograd_tiles::relative_l2(&y, reference()));
+                }
                 bench.iter(|| layer.forward(&x, side, side, &mut s, &mut y))
             });
             group.bench_function(format!("{id} input transform"), |bench| {
@@ -188,5 +222,5 @@ fn winograd_tiles(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, vgg, cut_off, feed_forward, winograd_weights, winograd_tiles);
+criterion_group!(benches, vgg, cut_off, feed_forward, weight_gradient, winograd_weights, winograd_tiles);
 criterion_main!(benches);

@@ -578,3 +578,21 @@ proptest! {
         prop_assert_eq!(bits(&dbeta_alone), bits(&dbeta), "dβ alone, without x̂");
     }
 }
+
+/// `crop2d_backward` writes all of `dx` (the window's gradient, zeros around it) whatever `dx`
+/// held before, on planes enough for several tasks, and with an empty window.
+#[test]
+fn crop2d_backward_writes_every_pixel() {
+    let (planes, h, w) = (7, 9, 11);
+    for win in [pad::Window { top: 2, left: 3, h: 5, w: 6 }, pad::Window { top: 1, left: 1, h: 0, w: 4 }] {
+        let dy = Rng::new(5).vec(planes * win.h * win.w);
+        let mut dx = vec![f32::NAN; planes * h * w];
+        pad::crop2d_backward(&dy, planes, h, w, win, &mut dx);
+        for (i, &d) in dx.iter().enumerate() {
+            let (p, y, x) = (i / (h * w), i / w % h, i % w);
+            let inside = (win.top..win.top + win.h).contains(&y) && (win.left..win.left + win.w).contains(&x);
+            let want = if inside { dy[(p * win.h + y - win.top) * win.w + x - win.left] } else { 0.0 };
+            assert_eq!(d.to_bits(), want.to_bits(), "{win:?}: plane {p}, pixel ({y}, {x})");
+        }
+    }
+}

@@ -158,8 +158,8 @@ impl ConvAlgorithms {
 
     /// The faster algorithm for each pass of `g`: Winograd for the forward and input-gradient
     /// passes where [`winograd::pays`], else direct; the weight gradient always direct, since
-    /// [`winograd::weight_gradient`] measured 1.3-2.1x slower than the direct route at every
-    /// shape of the feed-forward network (`benches/README.md`, "The Winograd weight gradient").
+    /// [`winograd::weight_gradient`] measured 1.5-2.1x slower than the direct route at every
+    /// shape of the feed-forward network and at larger ones (`benches/README.md`, "The Winograd weight gradient").
     /// (A caller may keep a pass direct for another reason: VGG keeps conv1_2's forward
     /// direct, see `vgg::model::conv_algorithms`.)
     pub fn for_geometry(g: ConvGeometry) -> Self {

@@ -104,11 +104,14 @@ pub fn crop2d(x: &[f32], planes: usize, h: usize, w: usize, win: Window, y: &mut
 pub fn crop2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, win: Window, dx: &mut [f32]) {
     assert!(win.top + win.h <= h && win.left + win.w <= w, "the window {win:?} lies outside a {h}x{w} plane");
     assert!(dx.len() == planes * h * w && dy.len() == planes * win.h * win.w);
-    dx.fill(0.0);
     if win.h * win.w == 0 {
+        dx.fill(0.0);
         return;
     }
+    // Each plane zeroed by its own task just before its window is copied in, as the other
+    // backward kernels here do (a whole-buffer fill first was a second, one-thread pass).
     dx.par_chunks_mut(h * w).zip(dy.par_chunks(win.h * win.w)).for_each(|(dx, dy)| {
+        dx.fill(0.0);
         for (row, g) in dx.chunks_exact_mut(w).skip(win.top).zip(dy.chunks_exact(win.w)) {
             row[win.left..win.left + win.w].copy_from_slice(g);
         }

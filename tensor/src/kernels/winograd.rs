@@ -34,7 +34,7 @@
 //! transforming the same kernels flipped ([`Pass::InputGradient`]). The backward pass to the
 //! weights ([`weight_gradient`]) transforms the same windows and the output gradient's tiles,
 //! and multiplies them with the tiles as the products' depth. It does a quarter of the direct
-//! route's multiply-adds but measured 1.3-2.1x slower (its transformed tiles go through memory
+//! route's multiply-adds but measured 1.5-2.1x slower (its transformed tiles go through memory
 //! twice, and the products' depth is not batched in cache as the forward pass's is), so no
 //! layer takes it by default (`ConvAlgorithms::for_geometry`); it stays selectable, tested
 //! and benchmarked beside the direct route.
