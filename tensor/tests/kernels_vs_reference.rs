@@ -363,11 +363,13 @@ fn kept_winograd_transforms_give_the_same_bits_as_per_call() {
             (bits(&y), bits(&dx))
         };
         assert_eq!(run(per_call), run(per_call.kept()), "{cin} -> {cout}");
-        // Kept: both passes' transforms (4x the kernels each) on top of the kernels; per call,
-        // the kernels only, and the shared buffer sized for the larger pass.
+        // Kept: both passes' transforms on top of the kernels, 36 floats per kernel (4x its
+        // taps), each pass's rows padded to whole micro-panels; per call, the kernels only, and
+        // the shared buffer sized for the larger pass.
         let kernels = 4 * cout * cin * 9;
+        let padded = |rows: usize| rows.div_ceil(MR) * MR;
         let kept = PackedConv::bytes_for(g, per_call.kept()) - PackedConv::bytes_for(g, per_call);
-        assert!(kept >= 8 * kernels && kept < 9 * kernels, "{cin} -> {cout}: {kept} bytes kept");
+        assert_eq!(kept, 4 * 36 * (padded(cout) * cin + padded(cin) * cout), "{cin} -> {cout}");
         assert_eq!(PackedConv::transformed_bytes_for(g, per_call.kept()), 0);
         assert!(PackedConv::transformed_bytes_for(g, per_call) >= 4 * kernels);
     }

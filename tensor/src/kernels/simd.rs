@@ -4,8 +4,8 @@
 //! everywhere else it is `f32x8` (one ymm register on AVX2, two xmm on older CPUs).
 //! `mul_add` compiles to a single fused multiply-add when the `fma` feature is on.
 //!
-//! `RUSTFLAGS="--cfg stylize_f32x16"` forces the AVX-512 layout (`f32x16`, `NR = 32`) on any
-//! CPU, where `wide` runs each vector as two halves: slower, but it lets a machine without
+//! `RUSTFLAGS="--cfg stylize_f32x16"` forces the AVX-512 layout (`f32x16`, `NR = 32`, `MR = 12`)
+//! on any CPU, where `wide` runs each vector as two halves: slower, but it lets a machine without
 //! AVX-512 run the test suite over the layout an AVX-512 machine uses (see `.ci/run`).
 
 #[cfg(any(target_feature = "avx512f", stylize_f32x16))]

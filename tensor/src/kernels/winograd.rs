@@ -215,19 +215,24 @@ impl WinogradWeights {
             for k0 in (0..cols).step_by(COLUMNS) {
                 let n = COLUMNS.min(cols - k0);
                 for k in k0..k0 + n {
-                    // Tap t of lane l's kernel: row panel·MR + l, column k (zero past the last row).
-                    let mut taps = [[0.0f64; 8]; 9];
-                    for (l, i) in lanes.clone().enumerate() {
-                        let g = match pass {
-                            Pass::Forward => self.kernel(i, k),
-                            Pass::InputGradient => self.kernel(k, i),
-                        };
-                        for (t, tap) in taps.iter_mut().enumerate() {
-                            tap[l] = g[if flip { 8 - t } else { t }] as f64;
+                    // Eight lanes per f64 transform (one VD); MR is 6 or 12.
+                    for l0 in (0..MR).step_by(8) {
+                        // Tap t of lane l's kernel: row panel·MR + l0 + l, column k (zero past
+                        // the last row).
+                        let mut taps = [[0.0f64; 8]; 9];
+                        for (l, i) in lanes.clone().skip(l0).take(8).enumerate() {
+                            let g = match pass {
+                                Pass::Forward => self.kernel(i, k),
+                                Pass::InputGradient => self.kernel(k, i),
+                            };
+                            for (t, tap) in taps.iter_mut().enumerate() {
+                                tap[l] = g[if flip { 8 - t } else { t }] as f64;
+                            }
                         }
-                    }
-                    for (b, u) in block.iter_mut().zip(transform_kernels(taps.map(VD::new))) {
-                        b[k - k0] = u;
+                        let width = 8.min(MR - l0);
+                        for (b, u) in block.iter_mut().zip(transform_kernels(taps.map(VD::new))) {
+                            b[k - k0][l0..l0 + width].copy_from_slice(&u[..width]);
+                        }
                     }
                 }
                 let at = PackedA::index(rows, cols, panel * MR, k0);
@@ -276,11 +281,10 @@ fn with_transformed<R>(w: &WinogradWeights, pass: Pass, f: impl FnOnce(&[PackedA
     f(&matrices(u, cout, cin))
 }
 
-/// `G g Gᵀ` for up to eight 3x3 kernels at once (lane l of `taps[t]`: tap t = 3·row + column
-/// of kernel l), in f64 and rounded once, as 36 values per kernel in ξ = 6·row + column order
-/// (the first MR lanes of each).
+/// `G g Gᵀ` for eight 3x3 kernels at once (lane l of `taps[t]`: tap t = 3·row + column of
+/// kernel l), in f64 and rounded once, as 36 values per kernel in ξ = 6·row + column order.
 #[inline(always)]
-fn transform_kernels(taps: [VD; 9]) -> [[f32; MR]; POINTS] {
+fn transform_kernels(taps: [VD; 9]) -> [[f32; 8]; POINTS] {
     let c = |x: f64| VD::splat(x);
     // G g: 6 x 3.
     let gg: [[VD; 3]; WINDOW] = std::array::from_fn(|i| {

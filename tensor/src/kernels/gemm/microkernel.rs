@@ -19,17 +19,33 @@ const NV: usize = NR / LANES;
 /// place from an image (see `PackB::rows_in_place`). `tile` is overwritten (it is never read).
 #[inline(always)]
 pub fn microkernel<'b>(a: &[f32], b: impl Iterator<Item = &'b [f32]>, tile: &mut [[f32; NR]; MR]) {
-    let mut acc = [[V::ZERO; NV]; MR];
+    microkernel_rows::<MR>(a, b, tile)
+}
+
+/// Rows of the half-height micro-kernel.
+pub const HALF: usize = MR / 2;
+
+/// [`microkernel`] for the first `ROWS` rows of the panel only (rows past them are left as they
+/// are): for a last micro-panel holding no more than `ROWS` real rows, such as the three of an
+/// RGB output, whose other rows are packing's zeros. Each value is the same sum, in the same
+/// order, as the full kernel's.
+#[inline(always)]
+pub fn microkernel_rows<'b, const ROWS: usize>(
+    a: &[f32],
+    b: impl Iterator<Item = &'b [f32]>,
+    tile: &mut [[f32; NR]; MR],
+) {
+    let mut acc = [[V::ZERO; NV]; ROWS];
     for (ak, bk) in a.chunks_exact(MR).zip(b) {
         let bv: [V; NV] = std::array::from_fn(|v| load(&bk[v * LANES..]));
-        for i in 0..MR {
+        for i in 0..ROWS {
             let ai = V::splat(ak[i]);
             for v in 0..NV {
                 acc[i][v] = ai.mul_add(bv[v], acc[i][v]);
             }
         }
     }
-    for i in 0..MR {
+    for i in 0..ROWS {
         for v in 0..NV {
             store(acc[i][v], &mut tile[i][v * LANES..]);
         }

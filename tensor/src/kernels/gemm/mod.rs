@@ -25,6 +25,7 @@ use std::marker::PhantomData;
 use rayon::prelude::*;
 
 pub use microkernel::microkernel;
+use microkernel::{microkernel_rows, HALF};
 pub use pack::{pack_a, MatRef, PackB, PackedA};
 use params::{KC, MC, MR, NC, NR};
 
@@ -220,12 +221,19 @@ fn block(
                         continue; // every row of this tile is below every column
                     }
                     let mr = MR.min(i0 + mc - i);
-                    match direct {
-                        Some((data, base)) => {
+                    // A panel of at most HALF real rows (a layer's last, when its channels
+                    // are few or not a multiple of MR) skips the other half's zeros.
+                    match (direct, mr <= HALF) {
+                        (Some((data, base)), half) => {
                             let rows = offsets[..kc].iter().map(|&o| &data[o + base..o + base + NR]);
-                            microkernel(a_panel, rows, &mut tile)
+                            if half {
+                                microkernel_rows::<HALF>(a_panel, rows, &mut tile)
+                            } else {
+                                microkernel(a_panel, rows, &mut tile)
+                            }
                         }
-                        None => microkernel(a_panel, b_panel.chunks_exact(NR), &mut tile),
+                        (None, true) => microkernel_rows::<HALF>(a_panel, b_panel.chunks_exact(NR), &mut tile),
+                        (None, false) => microkernel(a_panel, b_panel.chunks_exact(NR), &mut tile),
                     }
                     for (r, t) in tile.iter().enumerate().take(mr) {
                         // SAFETY: row i + r, columns j..j+nr lie inside this task's block of C,
