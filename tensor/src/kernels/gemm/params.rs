@@ -16,6 +16,9 @@ pub const MR: usize = if LANES == 16 { 12 } else { 6 };
 /// Columns of the register tile (columns of B per micro-panel).
 pub const NR: usize = 2 * LANES;
 /// Depth of one packed block: a `KC x NR` panel of B (16 KiB on AVX2) stays in L1 (4th loop, PC).
+/// On AVX-512 the panel is 32 KiB, all of a Xeon's L1d, yet 128 measured slower there than 256
+/// (`benches/README.md`, "A taller tile for AVX-512"). Changing it changes every result's
+/// rounding: partial sums are added per K block.
 pub const KC: usize = 256;
 /// Rows of A per block: `MC x KC` floats of packed A (144 KiB) stay in L2 (3rd loop, IC).
 pub const MC: usize = 144;
