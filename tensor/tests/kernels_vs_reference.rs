@@ -329,6 +329,10 @@ fn winograd_vgg_like_shapes_match_reference() {
     // The weight gradient's 36 products at a depth of two images' tiles, with channels on both
     // sides past one micro-panel (MR rows of ci, NR columns of co would be 6 and 16 or 32).
     check_conv(ConvGeometry::same3x3(40, 36), ConvAlgorithm::Winograd, 2, 21, 70, 33);
+    // One row of 76 tiles, so that batches start and end inside it: each copies only its own
+    // columns of the window rows, the last reaching the right border.
+    let wide = ConvGeometry { pad_w: 2, ..ConvGeometry::same3x3(8, 8) };
+    check_conv(wide, ConvAlgorithm::Winograd, 1, 4, 300, 34);
     // Which passes take the Winograd route by default: the forward and the input gradient
     // wherever there are 32 channels or more each way (VGG's layers but conv1_1, the
     // feed-forward network's residual blocks); the weight gradient never (it measured slower).

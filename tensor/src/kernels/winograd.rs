@@ -351,9 +351,9 @@ pub fn conv3x3(
             let out = SharedC::new(y, wo);
             let mask = masks.as_mut().and_then(Iterator::next).map(|m| SharedC::new(m, wo));
             starts.par_iter().for_each(|&t0| {
-                SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf }| {
+                SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf, band }| {
                     let (v, m) = (grow(v, POINTS * cin * batch), grow(m, POINTS * cout * batch));
-                    windows.transform(t0, batch, v);
+                    windows.transform(t0, batch, band, v);
                     for (xi, u) in u.iter().enumerate() {
                         let b = InPlace::new(&v[xi * cin * batch..][..cin * batch], cin, batch);
                         gemm_serial(*u, &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
@@ -410,9 +410,9 @@ pub fn weight_gradient(
         let (v_all, g_all) = (SharedC::new(&mut v, count), SharedC::new(&mut g, cout));
         starts.par_iter().for_each(|&t0| {
             let valid = batch.min(count - t0);
-            SCRATCH.with_borrow_mut(|Scratch { v: vb, m: gb, .. }| {
+            SCRATCH.with_borrow_mut(|Scratch { v: vb, m: gb, band, .. }| {
                 let vb = grow(vb, POINTS * cin * batch);
-                windows.transform(t0, batch, vb);
+                windows.transform(t0, batch, band, vb);
                 for (row, src) in vb.chunks_exact(batch).enumerate() {
                     // SAFETY: columns t0..t0 + valid of every row of V are this batch's tiles,
                     // and each tile is in exactly one batch.
@@ -496,13 +496,14 @@ fn a(d: [V; TILE]) -> [V; WINDOW] {
     [d[0], p02 + p13, p02 - p13, e + o, e - o, d[3]]
 }
 
-/// Each thread's `V`, `M` and GEMM packing buffers, kept between calls: allocating them per
-/// call (megabytes each) would cost a page fault per 4 KiB every time.
+/// Each thread's `V`, `M`, GEMM packing and window-row buffers, kept between calls:
+/// allocating them per call (megabytes each) would cost a page fault per 4 KiB every time.
 #[derive(Default)]
 struct Scratch {
     v: Vec<f32>,
     m: Vec<f32>,
     b_buf: Vec<f32>,
+    band: Vec<f32>,
 }
 
 thread_local! {
@@ -552,9 +553,11 @@ impl Tiles {
     }
 }
 
-/// The 6x6 windows of the tiles, read from the unpadded input: a window row inside the image is
-/// read in place, one that reaches into the zero border is copied out with its zeros (the
-/// first and last groups of each row of tiles), so no padded copy of the input is made.
+/// The 6x6 windows of the tiles, read from the unpadded input. Each batch copies the rows its
+/// windows cover, one channel at a time, into a small zero-bordered buffer (a few rows, some KB),
+/// so that every window, wherever it lies (on the image's edge, or in a group of tiles that
+/// wraps onto the next row of tiles), is read by the same branch-free loads; no padded copy of
+/// the whole input is made.
 struct Windows<'a> {
     x: &'a [f32],
     cin: usize,
@@ -565,43 +568,44 @@ struct Windows<'a> {
     across: usize,
 }
 
-/// Floats of one row of a group's windows, as [`window_columns`] reads them: `4·LANES + 2`
-/// and two more for its last eight-float load.
-const RUN: usize = TILE * LANES + 4;
+/// The padded-image rows and columns a batch's windows cover, as a buffer holds them.
+struct Band {
+    /// First padded row and column held.
+    top: usize,
+    left: usize,
+    rows: usize,
+    /// Floats per row: the columns held, and two past the last window for its last
+    /// eight-float load ([`window_row`]).
+    stride: usize,
+}
 
 impl Windows<'_> {
     /// `v [ξ, ci, batch] = Bᵀ d B` for the windows of tiles `t0..t0 + batch`, `LANES` tiles at
-    /// a time (tiles past the last repeat it; their products are never stored).
-    fn transform(&self, t0: usize, batch: usize, v: &mut [f32]) {
-        // Each group of LANES tiles: the top-left corner of each window, in the coordinates of
-        // the padded image; and whether the group lies side by side in one row of tiles
-        // (usually), so that row r of their windows is one run of 4·LANES + 2 floats, lane l
-        // starting 4·l into it.
-        let groups: Vec<([(usize, usize); LANES], bool)> = (0..batch)
+    /// a time (tiles past the last repeat it; their products are never stored), using `band`
+    /// as the rows' buffer.
+    fn transform(&self, t0: usize, batch: usize, band: &mut Vec<f32>, v: &mut [f32]) {
+        let corner = |t: usize| (TILE * (t / self.across), TILE * (t % self.across));
+        let last = (t0 + batch).min(self.count) - 1;
+        let (first, end) = (corner(t0), corner(last));
+        // One row of tiles: only its columns; more: whole rows.
+        let (left, right) = if first.0 == end.0 { (first.1, end.1) } else { (0, TILE * (self.across - 1)) };
+        let b = Band { top: first.0, left, rows: end.0 + WINDOW - first.0, stride: right - left + 8 };
+        // Each group of LANES tiles: where each window's top-left pixel lies in the band.
+        let groups: Vec<[usize; LANES]> = (0..batch)
             .step_by(LANES)
             .map(|j| {
-                let corner: [(usize, usize); LANES] = std::array::from_fn(|l| {
-                    let t = (t0 + j + l).min(self.count - 1);
-                    (TILE * (t / self.across), TILE * (t % self.across))
-                });
-                let (first, last) = (corner[0], corner[LANES - 1]);
-                (corner, last == (first.0, first.1 + TILE * (LANES - 1)))
+                std::array::from_fn(|l| {
+                    let (py, px) = corner((t0 + j + l).min(last));
+                    (py - b.top) * b.stride + px - b.left
+                })
             })
             .collect();
-        let mut buf = [0.0; RUN];
+        let band = grow(band, b.rows * b.stride);
         // Channel by channel, so each plane's rows are read front to back.
         for (ci, plane) in self.x.chunks_exact(self.h * self.w).enumerate() {
-            for (g, (corner, side_by_side)) in groups.iter().enumerate() {
-                let d: [[V; WINDOW]; WINDOW] = if *side_by_side {
-                    let (py, px) = corner[0];
-                    std::array::from_fn(|r| window_columns(self.run(plane, py + r, px, &mut buf)))
-                } else {
-                    std::array::from_fn(|r| {
-                        std::array::from_fn(|c| {
-                            V::new(std::array::from_fn(|l| self.pixel(plane, corner[l].0 + r, corner[l].1 + c)))
-                        })
-                    })
-                };
+            self.copy_band(plane, &b, band);
+            for (g, at) in groups.iter().enumerate() {
+                let d: [[V; WINDOW]; WINDOW] = std::array::from_fn(|r| window_row(band, at, r * b.stride));
                 // z = Bᵀ d, one window column c at a time; then each row of z times B.
                 let mut z = [[V::ZERO; WINDOW]; WINDOW];
                 for c in 0..WINDOW {
@@ -619,42 +623,36 @@ impl Windows<'_> {
         }
     }
 
-    /// Padded-image pixel `(py, px)` of one channel's `plane`: zero in the border.
-    #[inline(always)]
-    fn pixel(&self, plane: &[f32], py: usize, px: usize) -> f32 {
-        let (iy, ix) = (py.wrapping_sub(self.pad.0), px.wrapping_sub(self.pad.1));
-        if iy < self.h && ix < self.w {
-            plane[iy * self.w + ix]
-        } else {
-            0.0
+    /// Copies the padded image's rows and columns that `b` covers, of one channel's `plane`,
+    /// into `band`: the image's pixels, zeros in its border and past it.
+    fn copy_band(&self, plane: &[f32], b: &Band, band: &mut [f32]) {
+        // The band's columns that hold image pixels, and the image columns they hold.
+        let first = self.pad.1.saturating_sub(b.left);
+        let from = b.left.saturating_sub(self.pad.1);
+        let n = self.w.saturating_sub(from).min(b.stride.saturating_sub(first));
+        for (r, dst) in band.chunks_exact_mut(b.stride).enumerate() {
+            let iy = (b.top + r).wrapping_sub(self.pad.0);
+            if iy < self.h {
+                dst[..first].fill(0.0);
+                dst[first..first + n].copy_from_slice(&plane[iy * self.w + from..][..n]);
+                dst[first + n..].fill(0.0);
+            } else {
+                dst.fill(0.0);
+            }
         }
-    }
-
-    /// Padded-image row `py`, columns `px..px + RUN`: in place when inside the image, else
-    /// copied into `buf` with zeros for the border.
-    #[inline(always)]
-    fn run<'b>(&self, plane: &'b [f32], py: usize, px: usize, buf: &'b mut [f32; RUN]) -> &'b [f32] {
-        let (iy, ix) = (py.wrapping_sub(self.pad.0), px.wrapping_sub(self.pad.1));
-        if iy < self.h && px >= self.pad.1 && ix + RUN <= self.w {
-            return &plane[iy * self.w + ix..][..RUN];
-        }
-        for (k, b) in buf.iter_mut().enumerate() {
-            *b = self.pixel(plane, py, px + k);
-        }
-        buf
     }
 }
 
-/// Columns 0..6 of the windows of LANES tiles side by side, from one row `run` of the plane
-/// (at least `4·LANES + 4` floats): lane l of column c is `run[4·l + c]`. A stride-4 gather,
-/// done eight tiles at a time as an 8x8 transpose of eight overlapping loads (row q is
-/// `run[4q..4q + 8]`, so column c of the transpose is `run[4q + c]`): 16 loads and 48
+/// Row `r` (at `band[shift..]`, `shift = r·stride`) of the windows of LANES tiles, columns
+/// 0..6, lane l's window starting at `band[at[l]]`. A gather, done eight tiles at a time as
+/// an 8x8 transpose of eight eight-float loads (row q is lane q's window row and two floats
+/// past it, so column c of the transpose is pixel c of each lane's row): 16 loads and 48
 /// shuffles per 16 tiles where element-wise gathering takes 96 loads and 96 inserts.
 #[inline(always)]
-fn window_columns(run: &[f32]) -> [V; WINDOW] {
+fn window_row(band: &[f32], at: &[usize; LANES], shift: usize) -> [V; WINDOW] {
     let mut columns = [[0.0f32; LANES]; WINDOW];
     for group in 0..LANES / 8 {
-        let rows = std::array::from_fn(|q| load8(&run[TILE * (8 * group + q)..]));
+        let rows = std::array::from_fn(|q| load8(&band[at[8 * group + q] + shift..]));
         let t = transpose8(rows);
         for (column, t) in columns.iter_mut().zip(t) {
             column[8 * group..8 * group + 8].copy_from_slice(&t);
@@ -664,16 +662,14 @@ fn window_columns(run: &[f32]) -> [V; WINDOW] {
 }
 
 /// The inverse for one row of output tiles: `row[c]` holds pixel c of each tile (one tile per
-/// lane); returns them in image order, `out[4·l + c] = row[c][l]`, by the same transpose
-/// (rows 4..8 unused).
+/// lane); returns each tile's row, `out[l][c] = row[c][l]` for c < 4 (4..8 unused), by the
+/// same transpose as [`window_row`].
 #[inline(always)]
-fn interleave_tiles(row: &[[f32; LANES]; TILE]) -> [f32; TILE * LANES] {
-    let mut out = [0.0; TILE * LANES];
+fn tile_rows(row: &[[f32; LANES]; TILE]) -> [[f32; 8]; LANES] {
+    let mut out = [[0.0; 8]; LANES];
     for group in 0..LANES / 8 {
         let rows = std::array::from_fn(|c| if c < TILE { load8(&row[c][8 * group..]) } else { [0.0; 8] });
-        for (q, t) in transpose8(rows).iter().enumerate() {
-            out[TILE * (8 * group + q)..][..TILE].copy_from_slice(&t[..TILE]);
-        }
+        out[8 * group..8 * group + 8].copy_from_slice(&transpose8(rows));
     }
     out
 }
@@ -751,7 +747,11 @@ fn transform_output(
             if j + LANES <= valid && ox + TILE * LANES <= tiles.wo && oy + TILE <= tiles.ho {
                 // LANES whole tiles side by side: each output row is one run of 4·LANES floats.
                 for (r, row) in pixels.iter().enumerate() {
-                    let run = interleave_tiles(row).map(relu);
+                    let mut run = [0.0; TILE * LANES];
+                    for (dst, tile) in run.chunks_exact_mut(TILE).zip(tile_rows(row)) {
+                        dst.copy_from_slice(&tile[..TILE]);
+                    }
+                    let run = run.map(relu);
                     // SAFETY: these pixels belong to tiles t0 + j.. t0 + j + LANES alone, and each
                     // tile is in exactly one batch, so no other task writes them (nor their mask).
                     let dst = unsafe { out.row(co * tiles.ho + oy + r, ox, TILE * LANES) };
@@ -767,15 +767,18 @@ fn transform_output(
                 }
                 continue;
             }
+            // Otherwise tile by tile (the group wraps onto the next row of tiles, or reaches past
+            // the output's edges): each tile's rows, clipped.
+            let rows = pixels.each_ref().map(tile_rows);
             for l in 0..LANES.min(valid - j) {
                 let (oy, ox) = tiles.corner(t0 + j + l);
                 let cols = TILE.min(tiles.wo - ox);
-                for (r, row) in pixels.iter().enumerate().take(TILE.min(tiles.ho - oy)) {
+                for (r, row) in rows.iter().enumerate().take(TILE.min(tiles.ho - oy)) {
                     // SAFETY: these pixels belong to tile t0 + j + l alone, and each tile is in
                     // exactly one batch, so no other task writes them.
                     let dst = unsafe { out.row(co * tiles.ho + oy + r, ox, cols) };
-                    for (d, v) in dst.iter_mut().zip(row) {
-                        *d = if accumulate { *d + v[l] } else { relu(v[l]) };
+                    for (d, &v) in dst.iter_mut().zip(&row[l][..cols]) {
+                        *d = if accumulate { *d + v } else { relu(v) };
                     }
                     if let Some(mask) = mask {
                         // SAFETY: as above.
