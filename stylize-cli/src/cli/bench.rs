@@ -10,8 +10,7 @@ use nn::transformer::Transformer;
 use stylize::bench;
 use stylize::objective::Layers;
 use stylize::photos::Photos;
-use tensor::kernels::conv::Transforms;
-use vgg::Vgg19;
+use vgg::{Purpose, Vgg19};
 
 use super::args::{parse_positive, ComputeArgs};
 
@@ -55,10 +54,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let mut file = ModelFile::read(&super::apply::resolve(model)?)?;
         bench::time_apply(&Transformer::from_model_file(&mut file)?, args.size, args.iters)?
     } else {
-        // Training keeps Winograd's transformed weights, as `stylize train` does.
-        let transforms = if args.train { Transforms::Kept } else { Transforms::PerCall };
+        // Built as `stylize train` or `stylize run` builds it.
+        let purpose = if args.train { Purpose::Train } else { Purpose::Optimise };
         let path = vgg::resolve_weights_path(args.compute.weights.as_deref())?;
-        let vgg = Vgg19::load_with(&path, &Layers::default().names(), transforms)?;
+        let vgg = Vgg19::load_for(&path, &Layers::default().names(), purpose)?;
         if args.train {
             let (photos, _) = Photos::open(&args.photos, args.size)?;
             bench::time_train(&vgg, &photos, args.width, args.iters)?

@@ -16,9 +16,8 @@ use stylize::photos::Photos;
 use stylize::train::{TrainSettings, Trainer};
 use stylize::transfer::Control;
 use stylize::{image, output};
-use tensor::kernels::conv::Transforms;
 use tensor::Rng;
-use vgg::Vgg19;
+use vgg::{Purpose, Vgg19};
 
 use super::args::{
     parse_layer_name, parse_layer_weights_arg, parse_positive, parse_positive_f32, ComputeArgs, LayerWeights, LossArgs,
@@ -188,9 +187,7 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
             eprintln!("{msg}");
         }
     };
-    // Kept transforms: on 256² crops the per-call transform would add 10-30% to a step, for
-    // 0.35 GB saved (benches/README.md, "Winograd weights per call").
-    let vgg = Vgg19::load_with(&weights_path, &settings.layers.names(), Transforms::Kept)?;
+    let vgg = Vgg19::load_for(&weights_path, &settings.layers.names(), Purpose::Train)?;
     let mut trainer = if args.resume {
         let checkpoint = ModelFile::read(&checkpoint_path).context("reading the checkpoint to resume from")?;
         let t = Trainer::resume(&vgg, &styles, settings.clone(), metadata, checkpoint)?;
