@@ -41,7 +41,7 @@ use std::borrow::Cow;
 use super::elementwise;
 use super::gemm::params::{KC, NR};
 use super::gemm::{gemm, gemm_relu_mask, AOperand, Epilogue, MatRef, PackB, PackedA};
-use super::simd::transpose8;
+use super::simd::{load8, transpose8};
 use super::winograd::{self, Pass, WinogradWeights};
 use rayon::prelude::*;
 
@@ -816,13 +816,6 @@ impl PackB for Im2colT<'_> {
             }
         }
     }
-}
-
-/// The first 8 floats of `s`.
-#[inline(always)]
-fn load8(s: &[f32]) -> [f32; 8] {
-    let s = &s[..8];
-    [s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]
 }
 
 /// `dst = src` for runs of at most NR floats: a whole panel row is a fixed-size copy (two

@@ -37,6 +37,12 @@ pub fn store(v: V, out: &mut [f32]) {
     out[..LANES].copy_from_slice(&v.to_array());
 }
 
+/// The first 8 floats of `s` (panics if `s` is shorter), as a row for [`transpose8`].
+#[inline(always)]
+pub fn load8(s: &[f32]) -> [f32; 8] {
+    s[..8].try_into().expect("slice has 8 elements")
+}
+
 /// The transpose of an 8x8 block: eight unpacks, eight shuffles and eight permutes on AVX
 /// (`wide::f32x8::transpose`). Packing uses it to turn eight columns, read as contiguous runs,
 /// into eight rows, where element-wise copies compile to scatters (microcoded on AMD Zen 4:

@@ -53,7 +53,7 @@ use std::sync::Mutex;
 
 use super::gemm::params::MR;
 use super::gemm::{gemm, gemm_serial, positive_mask_into, AOperand, MatRef, PackB, PackedA, SharedC};
-use super::simd::{load, transpose8, LANES, V, VD};
+use super::simd::{load, load8, transpose8, LANES, V, VD};
 
 /// Output pixels per tile side (the m of F(m x m, 3x3)).
 pub const TILE: usize = 4;
@@ -345,7 +345,7 @@ pub fn conv3x3(
     let mut masks = mask.map(|m| m.chunks_exact_mut(image));
     with_transformed(weights, pass, |u| {
         for (x, y) in x.chunks_exact(cin * h * w).zip(y.chunks_exact_mut(image)) {
-            let windows = Windows { x, cin, h, w, pad, count: tiles.count, across: tiles.across };
+            let windows = Windows { x, cin, h, w, pad, tiles: &tiles };
             // The output (and its mask) as `cout·ho` rows of `wo`, written by every task, each
             // only its own tiles.
             let out = SharedC::new(y, wo);
@@ -406,7 +406,7 @@ pub fn weight_gradient(
     let (mut v, mut g) = (vec![0.0; POINTS * cin * count], vec![0.0; POINTS * count * cout]);
     let mut du = vec![0.0; POINTS * cin * cout];
     for (i, (x, dy)) in x.chunks_exact(cin * h * w).zip(dy.chunks_exact(cout * ho * wo)).enumerate() {
-        let windows = Windows { x, cin, h, w, pad, count, across: tiles.across };
+        let windows = Windows { x, cin, h, w, pad, tiles: &tiles };
         let (v_all, g_all) = (SharedC::new(&mut v, count), SharedC::new(&mut g, cout));
         starts.par_iter().for_each(|&t0| {
             let valid = batch.min(count - t0);
@@ -564,8 +564,7 @@ struct Windows<'a> {
     h: usize,
     w: usize,
     pad: (usize, usize),
-    count: usize,
-    across: usize,
+    tiles: &'a Tiles,
 }
 
 /// The padded-image rows and columns a batch's windows cover, as a buffer holds them.
@@ -584,18 +583,17 @@ impl Windows<'_> {
     /// a time (tiles past the last repeat it; their products are never stored), using `band`
     /// as the rows' buffer.
     fn transform(&self, t0: usize, batch: usize, band: &mut Vec<f32>, v: &mut [f32]) {
-        let corner = |t: usize| (TILE * (t / self.across), TILE * (t % self.across));
-        let last = (t0 + batch).min(self.count) - 1;
-        let (first, end) = (corner(t0), corner(last));
+        let last = (t0 + batch).min(self.tiles.count) - 1;
+        let (first, end) = (self.tiles.corner(t0), self.tiles.corner(last));
         // One row of tiles: only its columns; more: whole rows.
-        let (left, right) = if first.0 == end.0 { (first.1, end.1) } else { (0, TILE * (self.across - 1)) };
+        let (left, right) = if first.0 == end.0 { (first.1, end.1) } else { (0, TILE * (self.tiles.across - 1)) };
         let b = Band { top: first.0, left, rows: end.0 + WINDOW - first.0, stride: right - left + 8 };
         // Each group of LANES tiles: where each window's top-left pixel lies in the band.
         let groups: Vec<[usize; LANES]> = (0..batch)
             .step_by(LANES)
             .map(|j| {
                 std::array::from_fn(|l| {
-                    let (py, px) = corner((t0 + j + l).min(last));
+                    let (py, px) = self.tiles.corner((t0 + j + l).min(last));
                     (py - b.top) * b.stride + px - b.left
                 })
             })
@@ -662,22 +660,18 @@ fn window_row(band: &[f32], at: &[usize; LANES], shift: usize) -> [V; WINDOW] {
 }
 
 /// The inverse for one row of output tiles: `row[c]` holds pixel c of each tile (one tile per
-/// lane); returns each tile's row, `out[l][c] = row[c][l]` for c < 4 (4..8 unused), by the
-/// same transpose as [`window_row`].
+/// lane); returns them in image order, tile l's row at `out[4·l..4·l + 4]` (`out[4·l + c] =
+/// row[c][l]`), by the same transpose as [`window_row`] (rows 4..8 unused).
 #[inline(always)]
-fn tile_rows(row: &[[f32; LANES]; TILE]) -> [[f32; 8]; LANES] {
-    let mut out = [[0.0; 8]; LANES];
+fn interleave_tiles(row: &[[f32; LANES]; TILE]) -> [f32; TILE * LANES] {
+    let mut out = [0.0; TILE * LANES];
     for group in 0..LANES / 8 {
         let rows = std::array::from_fn(|c| if c < TILE { load8(&row[c][8 * group..]) } else { [0.0; 8] });
-        out[8 * group..8 * group + 8].copy_from_slice(&transpose8(rows));
+        for (q, t) in transpose8(rows).iter().enumerate() {
+            out[TILE * (8 * group + q)..][..TILE].copy_from_slice(&t[..TILE]);
+        }
     }
     out
-}
-
-/// The first 8 floats of `s`.
-#[inline(always)]
-fn load8(s: &[f32]) -> [f32; 8] {
-    s[..8].try_into().expect("8 floats")
 }
 
 /// `Bᵀ d` for one column of a window (each lane a different tile).
@@ -747,11 +741,7 @@ fn transform_output(
             if j + LANES <= valid && ox + TILE * LANES <= tiles.wo && oy + TILE <= tiles.ho {
                 // LANES whole tiles side by side: each output row is one run of 4·LANES floats.
                 for (r, row) in pixels.iter().enumerate() {
-                    let mut run = [0.0; TILE * LANES];
-                    for (dst, tile) in run.chunks_exact_mut(TILE).zip(tile_rows(row)) {
-                        dst.copy_from_slice(&tile[..TILE]);
-                    }
-                    let run = run.map(relu);
+                    let run = interleave_tiles(row).map(relu);
                     // SAFETY: these pixels belong to tiles t0 + j.. t0 + j + LANES alone, and each
                     // tile is in exactly one batch, so no other task writes them (nor their mask).
                     let dst = unsafe { out.row(co * tiles.ho + oy + r, ox, TILE * LANES) };
@@ -769,7 +759,7 @@ fn transform_output(
             }
             // Otherwise tile by tile (the group wraps onto the next row of tiles, or reaches past
             // the output's edges): each tile's rows, clipped.
-            let rows = pixels.each_ref().map(tile_rows);
+            let rows = pixels.each_ref().map(interleave_tiles);
             for l in 0..LANES.min(valid - j) {
                 let (oy, ox) = tiles.corner(t0 + j + l);
                 let cols = TILE.min(tiles.wo - ox);
@@ -777,7 +767,7 @@ fn transform_output(
                     // SAFETY: these pixels belong to tile t0 + j + l alone, and each tile is in
                     // exactly one batch, so no other task writes them.
                     let dst = unsafe { out.row(co * tiles.ho + oy + r, ox, cols) };
-                    for (d, &v) in dst.iter_mut().zip(&row[l][..cols]) {
+                    for (d, &v) in dst.iter_mut().zip(&row[TILE * l..][..cols]) {
                         *d = if accumulate { *d + v } else { relu(v) };
                     }
                     if let Some(mask) = mask {
