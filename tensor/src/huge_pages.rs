@@ -9,15 +9,18 @@
 //! mmapped blocks when run with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`; this allocator makes
 //! it the default for every user.
 //!
-//! The blocks themselves still come from the system allocator, so freed memory goes back to
-//! the system as before (an allocator that kept it would save the faults too, but measured
-//! 23-77% more peak memory). On other systems, or where transparent huge pages are disabled,
-//! it is the system allocator and nothing more.
+//! The blocks themselves come from the system allocator. On other systems, or where
+//! transparent huge pages are disabled, the advice does nothing.
 //!
-//! [`map_large_blocks_alone`] is the other half of how large blocks come and go: a program that
-//! would rather give freed memory back than reuse it (`stylize run`, whose peak decides the
-//! largest picture a machine can paint) fixes glibc's mmap threshold with it;
-//! [`keep_freed_blocks`] is the opposite choice, for programs that repeat the same sizes.
+//! [`map_large_blocks_alone`] and [`keep_freed_blocks`] are the other half of how large blocks
+//! come and go, two choices of what a freed block becomes:
+//! - a program whose peak decides the largest picture a machine can paint (`stylize run`) maps
+//!   each large block on its own, so that glibc's heap leaves no holes resident, and this
+//!   allocator keeps freed ones for the next request of their size only while that cannot
+//!   raise the peak ([`reuse`]);
+//! - a program that repeats the same sizes under a bound of its own (`apply`'s tiles,
+//!   `train`'s crops) lets glibc's heap keep everything: it can also split and merge blocks,
+//!   which exact-size reuse cannot.
 //!
 //! A binary opts in with
 //! `#[global_allocator] static ALLOCATOR: tensor::HugePages = tensor::HugePages;`.
@@ -25,8 +28,13 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-/// The system allocator, advising huge pages for blocks of at least [`MIN_BYTES`].
+pub mod reuse;
+
+/// The system allocator, advising huge pages for blocks of at least [`MIN_BYTES`], and keeping
+/// freed large blocks for reuse once [`map_large_blocks_alone`] asks it to.
 pub struct HugePages;
 
 /// Smallest block advised: two huge pages, so that at least one aligned 2 MiB page lies
@@ -36,42 +44,128 @@ pub const MIN_BYTES: usize = 2 * HUGE_PAGE;
 /// Bytes of an x86-64 transparent huge page.
 const HUGE_PAGE: usize = 2 << 20;
 
-// SAFETY: every method forwards to `System` with the same arguments and returns its result;
-// `advise` only changes how the kernel backs pages of the block just returned (never its
-// contents or ownership), and only whole huge pages lying inside that block.
+// SAFETY: every block comes from `System` with the layout the caller gives, or is a block kept
+// by `reuse` that came from `System` with exactly that size and alignment and that the program
+// had freed (so nothing else holds it); a block kept is not given back to `System` until it is
+// evicted, and then with the layout it came with. `advise` only changes how the kernel backs
+// pages of a block just returned (never its contents or ownership), and only whole huge pages
+// lying inside that block.
 unsafe impl GlobalAlloc for HugePages {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is (the caller upholds `GlobalAlloc::alloc`'s contract).
-        let p = unsafe { System.alloc(layout) };
-        advise(p, layout.size());
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        let p = unsafe { allocate(layout, false) };
         census::allocated(p, layout.size());
         p
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as `alloc`. glibc's calloc does not touch a freshly mapped block (the kernel
-        // zeroes it), so the advice comes before the first fault.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        advise(p, layout.size());
+        // SAFETY: as `alloc`.
+        let p = unsafe { allocate(layout, true) };
         census::allocated(p, layout.size());
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         census::freed(ptr, layout.size());
+        if layout.size() >= reused_from() && blocks().free(ptr as usize, layout.size(), layout.align()) {
+            return;
+        }
         // SAFETY: `ptr` came from `System` through this allocator, with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let (old_large, new_large) = (layout.size() >= reused_from(), new_size >= reused_from());
+        let mut blocks = (old_large || new_large).then(blocks);
+        if let (Some(blocks), true) = (&mut blocks, new_large) {
+            make_room(blocks, new_size);
+        }
         // SAFETY: as `dealloc`; the caller upholds `realloc`'s contract on `new_size`.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
-        advise(p, new_size);
         if !p.is_null() {
+            if let Some(blocks) = &mut blocks {
+                if old_large {
+                    blocks.released(layout.size());
+                }
+                if new_large {
+                    blocks.fresh(new_size);
+                }
+            }
+            drop(blocks);
+            advise(p, new_size);
             census::freed(ptr, layout.size());
             census::allocated(p, new_size);
         }
         p
+    }
+}
+
+/// Smallest block kept for reuse, once [`map_large_blocks_alone`] has set it; none until then.
+static REUSED_FROM: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+fn reused_from() -> usize {
+    REUSED_FROM.load(Ordering::Relaxed)
+}
+
+/// The large blocks kept for reuse ([`reuse`]), shared by every thread.
+static BLOCKS: Mutex<reuse::Blocks> = Mutex::new(reuse::Blocks::new());
+
+/// [`BLOCKS`], locked. A `Mutex` on Linux is a futex: taking it allocates nothing, so the
+/// allocator may use it; a panic cannot leave the bookkeeping half-done, so a poisoned lock is
+/// taken as is.
+fn blocks() -> MutexGuard<'static, reuse::Blocks> {
+    BLOCKS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A block for `layout`: a kept one of exactly its layout when it is large and there is one
+/// (zeroed here if asked), else a fresh one from `System`, advised huge pages, after giving back
+/// the kept blocks that would take the large ones above their high-water mark.
+///
+/// # Safety
+/// `layout` has a non-zero size (`GlobalAlloc::alloc`'s contract).
+unsafe fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
+    let fresh = || {
+        // SAFETY: forwarded as is (the caller upholds the contract). glibc's calloc does not
+        // touch a freshly mapped block (the kernel zeroes it), so the advice comes before the
+        // first fault.
+        let p = unsafe {
+            if zeroed {
+                System.alloc_zeroed(layout)
+            } else {
+                System.alloc(layout)
+            }
+        };
+        advise(p, layout.size());
+        p
+    };
+    if layout.size() < reused_from() {
+        return fresh();
+    }
+    let mut blocks = blocks();
+    if let Some(addr) = blocks.take(layout.size(), layout.align()) {
+        drop(blocks);
+        let p = addr as *mut u8;
+        if zeroed {
+            // SAFETY: the block is `layout.size()` bytes, now held by the caller alone.
+            unsafe { p.write_bytes(0, layout.size()) };
+        }
+        return p;
+    }
+    make_room(&mut blocks, layout.size());
+    let p = fresh();
+    if !p.is_null() {
+        blocks.fresh(layout.size());
+    }
+    p
+}
+
+/// Gives back to `System` the kept blocks that a fresh block of `size` bytes would take above
+/// the high-water mark.
+fn make_room(blocks: &mut reuse::Blocks, size: usize) {
+    while let Some(b) = blocks.make_room(size) {
+        // SAFETY: a kept block came from `System` with this size and alignment (a valid layout
+        // then) and is no longer kept, so this is its only release.
+        unsafe { System.dealloc(b.addr as *mut u8, Layout::from_size_align_unchecked(b.size, b.align)) };
     }
 }
 
@@ -164,22 +258,30 @@ pub mod census {
         let (peak, groups) = peak();
         let mib = |b: usize| b as f64 / f64::from(1 << 20);
         let list: Vec<String> = groups.iter().map(|(s, n)| format!("{n} x {:.2} MiB", mib(*s))).collect();
-        format!("live blocks peaked at {:.0} MiB; of 1 MiB and more then: {}", mib(peak), list.join(", "))
+        let (held, kept, mark) = super::blocks().bytes();
+        let c = super::blocks().counts;
+        format!(
+            "live blocks peaked at {:.0} MiB; of 1 MiB and more then: {}\nlarge blocks: {:.0} MiB held, {:.0} kept, {:.0} at most; {} reused, {} fresh ({:.0} MiB), {} given back, {} not kept",
+            mib(peak), list.join(", "), mib(held), mib(kept), mib(mark), c.reused, c.fresh, mib(c.fresh_bytes as usize), c.given_back, c.not_kept
+        )
     }
 }
 
-/// Makes glibc map every block of at least `min_bytes` on its own and unmap it when freed
-/// (`mallopt(M_MMAP_THRESHOLD)`), for the rest of the process. Returns whether glibc took it
-/// (always false on other systems, where it does nothing).
+/// Makes glibc map every block of at least `min_bytes` on its own (`mallopt(M_MMAP_THRESHOLD)`),
+/// and [`HugePages`] keep such blocks when they are freed, for the next request of the same
+/// size, as long as that cannot raise the peak ([`reuse`]); for the rest of the process. Returns
+/// whether glibc took the threshold (always false on other systems, where only the reuse
+/// applies). Call it before the program allocates large blocks.
 ///
 /// Why: glibc starts at 128 KiB but raises its threshold to the size of each mapped block
 /// freed, up to 32 MiB. From then on the blocks below that (ReLU masks, the deeper layers'
 /// activations and gradients) come from its heap, and the holes they leave stay resident. At
 /// 1024² a Gatys step's peak RSS was 250 MiB above its peak of live blocks (1,339 against
-/// 1,086 MiB, counted by [`census`]). The price is a fresh, zeroed
-/// mapping for each such block, where glibc would have reused one: measured in
-/// `benches/README.md` ("The 1024² peak, met").
+/// 1,086 MiB, counted by [`census`]). Mapped alone, every block would be a fresh mapping the
+/// kernel zeroes, where glibc would have reused one; kept under the peak, most are not
+/// (`benches/README.md`, "Freed blocks reused under the peak").
 pub fn map_large_blocks_alone(min_bytes: usize) -> bool {
+    REUSED_FROM.store(min_bytes.max(1), Ordering::Relaxed);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let Ok(bytes) = libc::c_int::try_from(min_bytes) else { return false };
@@ -189,7 +291,6 @@ pub fn map_large_blocks_alone(min_bytes: usize) -> bool {
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
-        let _ = min_bytes;
         false
     }
 }

@@ -12,6 +12,7 @@
 //! | `autograd/op.rs` | `Op`: one variant per op, holding exactly its saved state; [`OpKind`], the list a gradient check must cover |
 //! | `autograd/backward.rs` | the backward rule of every op, one exhaustive `match` |
 //! | `huge_pages.rs` | [`HugePages`]: the global allocator the binaries use, and why (page faults) |
+//! | `huge_pages/reuse.rs` | which freed large blocks the allocator keeps for reuse: never above the peak |
 //! | `kernels/` | slices in, slices out: GEMM, convolution, pooling, Gram, padding, upsampling, normalisation, elementwise, reductions, and `reference.rs`, the scalar twin of each |
 //!
 //! ```

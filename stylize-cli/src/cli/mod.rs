@@ -28,15 +28,18 @@ use anyhow::Result;
 
 use args::{Cli, Command};
 
-/// Blocks from this size up are mapped on their own and given back when freed
-/// ([`tensor::huge_pages::map_large_blocks_alone`]) in the commands that run Gatys'
+/// Blocks from this size up are mapped on their own, and kept when freed for the next request
+/// of their size only while that cannot raise the peak
+/// ([`tensor::huge_pages::map_large_blocks_alone`]), in the commands that run Gatys'
 /// optimisation (`run`, `eval`, and `bench` timing its step), whose peak memory decides the
-/// largest picture a machine can paint. Measured (`benches/README.md`, "The 1024² peak, met"): the
-/// step's peak RSS falls from 1,304 to 1,099 MiB at 1024² and from 435 to 402 MiB at 512², for
-/// 4-10% more time at 512² and none measurable at 1024². `apply` and `train`, whose memory
-/// their tiles and crops bound, do the opposite and keep every freed block for reuse
-/// ([`tensor::huge_pages::keep_freed_blocks`]; "Freed blocks kept" there).
-const GATYS_MMAP_THRESHOLD: usize = 8 << 20;
+/// largest picture a machine can paint. Measured (`benches/README.md`, "Freed blocks reused
+/// under the peak"): against glibc's own heap, the step's peak RSS falls from 1,304 to about
+/// 1,070 MiB at 1024² and from 435 to 350 MiB at 512². 1 MiB rather than 8 (the threshold before
+/// reuse) leaves fewer holes in glibc's heap: 350 MiB at 512² against 378 at 4 MiB and 402 at 8;
+/// 256 KiB gained nothing more. `apply` and `train`, whose memory their tiles and crops bound,
+/// let glibc's heap keep every freed block ([`tensor::huge_pages::keep_freed_blocks`]; "Freed
+/// blocks kept" there).
+const GATYS_MMAP_THRESHOLD: usize = 1 << 20;
 
 /// Runs one parsed command; the exit code says how it ended (130 after Ctrl-C).
 pub fn execute(cli: &Cli) -> Result<ExitCode> {

@@ -16,7 +16,7 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
         Op::Leaf => {}
         Op::Conv2d { x, conv, input_shape, weight, bias, input, relu_mask } => {
             let g = match relu_mask {
-                Some(mask) => relu_backward(&g, &mask),
+                Some(mask) => relu_backward(g, &mask),
                 None => g,
             };
             let (n, _, h, w) = input_shape.nchw().expect("conv input is NCHW");
@@ -52,7 +52,7 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
                 out.push((bn, Tensor::from_parts([geo.cout].into(), db)));
             }
         }
-        Op::Relu { x, mask } => out.push((x, relu_backward(&g, &mask))),
+        Op::Relu { x, mask } => out.push((x, relu_backward(g, &mask))),
         Op::MaxPool2 { x, argmax, input_shape } => {
             let (n, c, h, w) = input_shape.nchw().expect("pool input is NCHW");
             let mut dx = kernels::zeroed(input_shape.numel());
@@ -140,9 +140,10 @@ fn normalization_backward(saved: Normalized, dy: &Tensor, out: &mut Vec<(NodeId,
     }
 }
 
-/// `dx = dy ⊙ mask`.
-fn relu_backward(dy: &Tensor, mask: &[u8]) -> Tensor {
-    let mut dx = kernels::zeroed(mask.len());
-    elementwise::relu_backward(dy.data(), mask, &mut dx);
-    Tensor::from_parts(dy.shape(), dx)
+/// `dx = dy ⊙ mask`, in `dy`'s buffer (a copy only if something else still holds it).
+fn relu_backward(dy: Tensor, mask: &[u8]) -> Tensor {
+    let shape = dy.shape();
+    let mut dx = dy.into_vec();
+    elementwise::relu_backward(&mut dx, mask);
+    Tensor::from_parts(shape, dx)
 }
