@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
-# The second stage of a shipped model: models/tune.sh NAME STYLE STAGE1 [extra train flags]
+# A later stage of a shipped model: models/tune.sh NAME STYLE START [STAGE] [extra train flags]
 #
 #   models/tune.sh starry_night examples/style_starry_night.jpg /tmp/stage1/starry_night.safetensors
+#   models/tune.sh starry_night examples/style_starry_night.jpg /tmp/stage2/starry_night.safetensors 3
 #
-# Trains the first stage's network (models/train.sh; copy its model out of models/ first, since
-# this writes there) further with the mirrored border `apply` uses, which the first stage was
-# trained without: 1,600 steps starting from STAGE1 (`--init`), Adam afresh at 5e-4 falling
-# linearly to zero over all of them, on other crops than the first stage's (seed 1). The photos
-# are those of models/photos.sh. Everything is written to models/NAME.* (or $MODELS_DIR/NAME.*):
-# the model, its checkpoint (.ckpt, for --resume), the loss log (.tune.log.csv) and the preview
-# (.preview.png). Run it again with --resume after an interruption.
+# Trains the network of START (copy it out of models/ first, since this writes there) further
+# with the mirrored border `apply` uses, Adam afresh (`--init`) at a rate that falls linearly to
+# zero over the stage, on other crops than the stages before (another seed):
+#   stage 2 (the default): from the first stage (models/train.sh, trained without the border),
+#     1,600 steps from 5e-4, seed 1, log NAME.tune.log.csv;
+#   stage 3: from the second stage, 1,000 steps from 2.5e-4, seed 2, log NAME.tune3.log.csv
+#     (tried and not shipped: no better on unseen photos, see models/README.md).
+# The photos are those of models/photos.sh. Everything is written to models/NAME.* (or
+# $MODELS_DIR/NAME.*): the model, its checkpoint (.ckpt, for --resume), the loss log and the
+# preview (.preview.png). Run it again with --resume after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 3 ] || { sed -n '2,3p' "$0"; exit 2; }
-name=$1 style=$2 stage1=$3
+[ $# -ge 3 ] || { sed -n '2,4p' "$0"; exit 2; }
+name=$1 style=$2 start=$3
 shift 3
+stage=2
+if [ $# -gt 0 ] && [[ $1 != -* ]]; then stage=$1; shift; fi
+case $stage in
+  2) steps=1600 lr=5e-4 seed=1 log=tune ;;
+  3) steps=1000 lr=2.5e-4 seed=2 log=tune3 ;;
+  *) echo "tune.sh: no stage $stage (2 or 3)" >&2; exit 2 ;;
+esac
 dir=${MODELS_DIR:-models}
 . models/photos.sh
-cargo run --release --quiet -- train "$style" --photos "$photos" -o "$dir/$name.safetensors" --init "$stage1" \
-  --size 256 --batch 2 --width 16 --steps 1600 --lr 5e-4 --lr-decay 1600 --seed 1 --border 16 \
-  --checkpoint-every 50 --preview-every 100 --log "$dir/$name.tune.log.csv" "$@"
+cargo run --release --quiet -- train "$style" --photos "$photos" -o "$dir/$name.safetensors" --init "$start" \
+  --size 256 --batch 2 --width 16 --steps $steps --lr $lr --lr-decay $steps --seed $seed --border 16 \
+  --checkpoint-every 50 --preview-every 100 --log "$dir/$name.$log.log.csv" "$@"
