@@ -78,7 +78,7 @@ unsafe impl GlobalAlloc for HugePages {
         let (old_large, new_large) = (layout.size() >= reused_from(), new_size >= reused_from());
         let mut blocks = (old_large || new_large).then(blocks);
         if let (Some(blocks), true) = (&mut blocks, new_large) {
-            make_room(blocks, new_size);
+            blocks.make_room(new_size, give_back);
         }
         // SAFETY: as `dealloc`; the caller upholds `realloc`'s contract on `new_size`.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
@@ -151,7 +151,7 @@ unsafe fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
         }
         return p;
     }
-    make_room(&mut blocks, layout.size());
+    blocks.make_room(layout.size(), give_back);
     let p = fresh();
     if !p.is_null() {
         blocks.fresh(layout.size());
@@ -159,14 +159,11 @@ unsafe fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
     p
 }
 
-/// Gives back to `System` the kept blocks that a fresh block of `size` bytes would take above
-/// the high-water mark.
-fn make_room(blocks: &mut reuse::Blocks, size: usize) {
-    while let Some(b) = blocks.make_room(size) {
-        // SAFETY: a kept block came from `System` with this size and alignment (a valid layout
-        // then) and is no longer kept, so this is its only release.
-        unsafe { System.dealloc(b.addr as *mut u8, Layout::from_size_align_unchecked(b.size, b.align)) };
-    }
+/// Returns a kept block, no longer kept, to `System`.
+fn give_back(b: reuse::Block) {
+    // SAFETY: a kept block came from `System` with this size and alignment (a valid layout
+    // then) and is no longer kept, so this is its only release.
+    unsafe { System.dealloc(b.addr as *mut u8, Layout::from_size_align_unchecked(b.size, b.align)) };
 }
 
 /// A count of the blocks alive, to find where a run's memory peaks and what is alive there

@@ -112,9 +112,10 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
         Op::LeakyRelu { x, mask, slope } => {
-            let mut dx = kernels::zeroed(mask.len());
-            elementwise::leaky_relu_backward(g.data(), &mask, slope, &mut dx);
-            out.push((x, Tensor::from_parts(g.shape(), dx)));
+            let shape = g.shape();
+            let mut dx = g.into_vec();
+            elementwise::leaky_relu_backward(&mut dx, &mask, slope);
+            out.push((x, Tensor::from_parts(shape, dx)));
         }
         Op::InstanceNorm(saved) | Op::BatchNorm(saved) => normalization_backward(saved, &g, &mut out),
     }

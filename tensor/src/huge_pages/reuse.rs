@@ -4,7 +4,7 @@
 //! activation and its gradient). Freed to the system, each comes back as a fresh mapping that
 //! the kernel must zero page by page before the program writes it: `clear_page_erms` was 10%
 //! of the samples of `stylize bench --size 1024`. Keeping every freed block (glibc's
-//! `keep_freed_blocks`, or its tunables) saves that, 8-10% of a step, but raised the peak by 19%
+//! `keep_freed_blocks`, or its tunables) saves that, 7-10% of a step, but raised the peak by 19%
 //! at 512² and 36% at 1024², over issue 11's targets (`benches/README.md`, "Freed blocks reused
 //! under the peak").
 //!
@@ -77,20 +77,21 @@ impl Blocks {
         Some(addr)
     }
 
-    /// The oldest kept block, no longer kept, if a fresh block of `size` bytes would otherwise
-    /// take the program's large blocks above their high-water mark. The caller gives it back to
-    /// the system and asks again until `None`, then allocates.
-    pub fn make_room(&mut self, size: usize) -> Option<Block> {
+    /// Hands `give_back` the oldest kept blocks, no longer kept, until a fresh block of `size`
+    /// bytes would not take the program's large blocks above their high-water mark; the caller
+    /// returns each to the system, then allocates.
+    pub fn make_room(&mut self, size: usize, mut give_back: impl FnMut(Block)) {
         let mark = self.high_water.max(self.held + size);
-        if self.held + size + self.kept <= mark {
-            return None;
+        while self.held + size + self.kept > mark {
+            let Some(oldest) = self.slots.iter_mut().filter(|b| b.addr != 0).min_by_key(|b| b.kept_at) else {
+                return;
+            };
+            let block = *oldest;
+            oldest.addr = 0;
+            self.kept -= block.size;
+            self.counts.given_back += 1;
+            give_back(block);
         }
-        let oldest = self.slots.iter_mut().filter(|b| b.addr != 0).min_by_key(|b| b.kept_at)?;
-        let block = *oldest;
-        oldest.addr = 0;
-        self.kept -= block.size;
-        self.counts.given_back += 1;
-        Some(block)
     }
 
     /// Counts a freshly allocated block of `size` bytes as held.
@@ -147,7 +148,8 @@ mod tests {
         if let Some(addr) = b.take(size, 64) {
             return (addr, vec![]);
         }
-        let evicted: Vec<Block> = std::iter::from_fn(|| b.make_room(size)).collect();
+        let mut evicted = vec![];
+        b.make_room(size, |e| evicted.push(e));
         b.fresh(size);
         *next += 1;
         (*next, evicted)

@@ -47,12 +47,14 @@ pub fn leaky_relu(x: &[f32], slope: f32, y: &mut [f32], mask: &mut [u8]) {
     });
 }
 
-/// `dx = dy` where the mask is set, else `slope·dy`.
-pub fn leaky_relu_backward(dy: &[f32], mask: &[u8], slope: f32, dx: &mut [f32]) {
-    assert!(dy.len() == dx.len() && dy.len() == mask.len());
-    dx.par_chunks_mut(CHUNK).zip(dy.par_chunks(CHUNK)).zip(mask.par_chunks(CHUNK)).for_each(|((dx, dy), m)| {
-        for ((dx, &dy), &m) in dx.iter_mut().zip(dy).zip(m) {
-            *dx = if m != 0 { dy } else { slope * dy };
+/// `dy *= slope` where the mask is clear, in place, as [`relu_backward`] does.
+pub fn leaky_relu_backward(dy: &mut [f32], mask: &[u8], slope: f32) {
+    assert_eq!(dy.len(), mask.len());
+    dy.par_chunks_mut(CHUNK).zip(mask.par_chunks(CHUNK)).for_each(|(dy, m)| {
+        for (dy, &m) in dy.iter_mut().zip(m) {
+            if m == 0 {
+                *dy *= slope;
+            }
         }
     });
 }
