@@ -216,23 +216,34 @@ impl WinogradWeights {
                 let n = COLUMNS.min(cols - k0);
                 for k in k0..k0 + n {
                     // Eight lanes per f64 transform (one VD); MR is 6 or 12.
-                    for l0 in (0..MR).step_by(8) {
-                        // Tap t of lane l's kernel: row panel·MR + l0 + l, column k (zero past
-                        // the last row).
-                        let mut taps = [[0.0f64; 8]; 9];
-                        for (l, i) in lanes.clone().skip(l0).take(8).enumerate() {
+                    for q in 0..LANE_GROUPS {
+                        // Lane l is the kernel of row panel·MR + 8q + l, column k (zero past
+                        // the last row). Each kernel's first eight taps are read as a row and
+                        // transposed into one row per tap; the ninth is gathered.
+                        let (mut rows8, mut tap8) = ([[0.0f32; 8]; 8], [0.0f32; 8]);
+                        for (l, i) in lanes.clone().skip(8 * q).take(8).enumerate() {
                             let g = match pass {
                                 Pass::Forward => self.kernel(i, k),
                                 Pass::InputGradient => self.kernel(k, i),
                             };
-                            for (t, tap) in taps.iter_mut().enumerate() {
-                                tap[l] = g[if flip { 8 - t } else { t }] as f64;
+                            rows8[l] = load8(g);
+                            tap8[l] = g[8];
+                        }
+                        let by_tap = transpose8(rows8);
+                        let taps: [VD; 9] = std::array::from_fn(|t| {
+                            let t = if flip { 8 - t } else { t };
+                            VD::new(if t == 8 { tap8 } else { by_tap[t] }.map(f64::from))
+                        });
+                        // Copies of sizes known at compile time: a variable width made each a
+                        // `memcpy` call, a third of this function's time.
+                        transform_kernels(taps, |xi, u| {
+                            let run = &mut block[xi][k - k0][8 * q..];
+                            if q + 1 < LANE_GROUPS {
+                                run[..8].copy_from_slice(&u);
+                            } else {
+                                run.copy_from_slice(&u[..LAST_GROUP]);
                             }
-                        }
-                        let width = 8.min(MR - l0);
-                        for (b, u) in block.iter_mut().zip(transform_kernels(taps.map(VD::new))) {
-                            b[k - k0][l0..l0 + width].copy_from_slice(&u[..width]);
-                        }
+                        });
                     }
                 }
                 let at = PackedA::index(rows, cols, panel * MR, k0);
@@ -256,6 +267,11 @@ impl WinogradWeights {
 /// Columns of `U` a task of [`WinogradWeights::transform`] transforms before storing them
 /// (36 runs of `COLUMNS·MR` floats, one per matrix: 14 KB in all).
 const COLUMNS: usize = 16;
+
+/// Groups of eight lanes (one `f64x8` each) that cover a micro-panel's MR rows, and the lanes
+/// of the last group that are rows.
+const LANE_GROUPS: usize = MR.div_ceil(8);
+const LAST_GROUP: usize = MR - 8 * (LANE_GROUPS - 1);
 
 /// The buffer every call transforms its weights into, kept between calls and grown to the
 /// largest layer: allocating it per call would fault in every page of it every time. A call
@@ -282,19 +298,22 @@ fn with_transformed<R>(w: &WinogradWeights, pass: Pass, f: impl FnOnce(&[PackedA
 }
 
 /// `G g Gᵀ` for eight 3x3 kernels at once (lane l of `taps[t]`: tap t = 3·row + column of
-/// kernel l), in f64 and rounded once, as 36 values per kernel in ξ = 6·row + column order.
+/// kernel l), in f64 and rounded once: hands `store` the 36 values of each lane, ξ by ξ
+/// (ξ = 6·row + column), without building them into an array first (a returned array of
+/// arrays was moved by `memcpy`).
 #[inline(always)]
-fn transform_kernels(taps: [VD; 9]) -> [[f32; 8]; POINTS] {
+fn transform_kernels(taps: [VD; 9], mut store: impl FnMut(usize, [f32; 8])) {
     let c = |x: f64| VD::splat(x);
     // G g: 6 x 3.
     let gg: [[VD; 3]; WINDOW] = std::array::from_fn(|i| {
         std::array::from_fn(|j| c(G[i][0]) * taps[j] + c(G[i][1]) * taps[3 + j] + c(G[i][2]) * taps[6 + j])
     });
-    std::array::from_fn(|xi| {
-        let (i, j) = (xi / WINDOW, xi % WINDOW);
-        let u = (gg[i][0] * c(G[j][0]) + gg[i][1] * c(G[j][1]) + gg[i][2] * c(G[j][2])).to_array();
-        std::array::from_fn(|l| u[l] as f32)
-    })
+    for (i, gg) in gg.iter().enumerate() {
+        for (j, g) in G.iter().enumerate() {
+            let u = (gg[0] * c(g[0]) + gg[1] * c(g[1]) + gg[2] * c(g[2])).to_array();
+            store(i * WINDOW + j, std::array::from_fn(|l| u[l] as f32));
+        }
+    }
 }
 
 /// What [`conv3x3`] does to each output pixel as it stores it: add the bias, apply the ReLU
