@@ -15,12 +15,11 @@
 //! [`map_large_blocks_alone`] and [`keep_freed_blocks`] are the other half of how large blocks
 //! come and go, two choices of what a freed block becomes:
 //! - a program whose peak decides the largest picture a machine can paint (`stylize run`) maps
-//!   each large block on its own, so that glibc's heap leaves no holes resident, and this
-//!   allocator keeps freed ones for the next request of their size only while that cannot
-//!   raise the peak ([`reuse`]);
+//!   each large block on its own, so that glibc's heap leaves no holes resident: this allocator
+//!   serves them from mappings of its own and keeps freed ones for the next requests, of any
+//!   size, only while that cannot raise the peak ([`reuse`]);
 //! - a program that repeats the same sizes under a bound of its own (`apply`'s tiles,
-//!   `train`'s crops) lets glibc's heap keep everything: it can also split and merge blocks,
-//!   which exact-size reuse cannot.
+//!   `train`'s crops) lets glibc's heap keep everything, with no cap.
 //!
 //! A binary opts in with
 //! `#[global_allocator] static ALLOCATOR: tensor::HugePages = tensor::HugePages;`.
@@ -44,12 +43,15 @@ pub const MIN_BYTES: usize = 2 * HUGE_PAGE;
 /// Bytes of an x86-64 transparent huge page.
 const HUGE_PAGE: usize = 2 << 20;
 
-// SAFETY: every block comes from `System` with the layout the caller gives, or is a block kept
-// by `reuse` that came from `System` with exactly that size and alignment and that the program
-// had freed (so nothing else holds it); a block kept is not given back to `System` until it is
-// evicted, and then with the layout it came with. `advise` only changes how the kernel backs
-// pages of a block just returned (never its contents or ownership), and only whole huge pages
-// lying inside that block.
+// SAFETY: a block is either `System`'s, allocated and freed with the layout the caller gives,
+// or the allocator's own: a page range of an anonymous mapping of this process
+// ([`own`]), at least the size asked and page-aligned, listed in `reuse::Blocks` while the
+// program holds it and while it is kept. A pointer freed is the allocator's own only if it is
+// listed as held (so a `System` block is never unmapped); a kept range is handed out once
+// (taking it ends its listing) and unmapped only when it is no longer listed. Page ranges
+// listed are disjoint: splitting hands out a block's front and keeps its tail, and growing
+// moves a block whole (`mremap`). `advise` only changes how the kernel backs whole huge pages
+// inside a block just handed out, never its contents or ownership.
 unsafe impl GlobalAlloc for HugePages {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
@@ -67,31 +69,36 @@ unsafe impl GlobalAlloc for HugePages {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         census::freed(ptr, layout.size());
-        if layout.size() >= reused_from() && blocks().free(ptr as usize, layout.size(), layout.align()) {
-            return;
+        if layout.size() >= reused_from() {
+            match blocks().free(ptr as usize) {
+                Some(reuse::Freed::Kept) => return,
+                Some(reuse::Freed::GiveBack(block)) => return own::unmap(block),
+                None => {}
+            }
         }
         // SAFETY: `ptr` came from `System` through this allocator, with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let (old_large, new_large) = (layout.size() >= reused_from(), new_size >= reused_from());
-        let mut blocks = (old_large || new_large).then(blocks);
-        if let (Some(blocks), true) = (&mut blocks, new_large) {
-            blocks.make_room(new_size, give_back);
+        let own = layout.size() >= reused_from() && blocks().held_size(ptr as usize).is_some();
+        if own || new_size >= reused_from() {
+            // Through this allocator's own blocks: a new one, the contents copied, the old freed.
+            // SAFETY: the caller upholds `realloc`'s contract: `new_size` is non-zero and, rounded
+            // up to `layout.align()`, does not overflow; `ptr` holds `layout.size()` bytes.
+            unsafe {
+                let new = Layout::from_size_align_unchecked(new_size, layout.align());
+                let p = self.alloc(new);
+                if !p.is_null() {
+                    std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                    self.dealloc(ptr, layout);
+                }
+                return p;
+            }
         }
         // SAFETY: as `dealloc`; the caller upholds `realloc`'s contract on `new_size`.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            if let Some(blocks) = &mut blocks {
-                if old_large {
-                    blocks.released(layout.size());
-                }
-                if new_large {
-                    blocks.fresh(new_size);
-                }
-            }
-            drop(blocks);
             advise(p, new_size);
             census::freed(ptr, layout.size());
             census::allocated(p, new_size);
@@ -100,14 +107,15 @@ unsafe impl GlobalAlloc for HugePages {
     }
 }
 
-/// Smallest block kept for reuse, once [`map_large_blocks_alone`] has set it; none until then.
+/// Smallest block served from the allocator's own mappings and kept for reuse, once
+/// [`map_large_blocks_alone`] has set it; none until then.
 static REUSED_FROM: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 fn reused_from() -> usize {
     REUSED_FROM.load(Ordering::Relaxed)
 }
 
-/// The large blocks kept for reuse ([`reuse`]), shared by every thread.
+/// The large blocks held and kept ([`reuse`]), shared by every thread.
 static BLOCKS: Mutex<reuse::Blocks> = Mutex::new(reuse::Blocks::new());
 
 /// [`BLOCKS`], locked. A `Mutex` on Linux is a futex: taking it allocates nothing, so the
@@ -117,14 +125,16 @@ fn blocks() -> MutexGuard<'static, reuse::Blocks> {
     BLOCKS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A block for `layout`: a kept one of exactly its layout when it is large and there is one
-/// (zeroed here if asked), else a fresh one from `System`, advised huge pages, after giving back
-/// the kept blocks that would take the large ones above their high-water mark.
+/// A block for `layout`. Large ones, once reuse is on, are the allocator's own
+/// ([`reuse`]): a kept block of their size or the front of a larger one (zeroed here if asked),
+/// else the largest kept block grown to their size or a fresh mapping, advised huge pages,
+/// after giving back the kept blocks that would take the large ones above their high-water
+/// mark. Everything else comes from `System`, advised huge pages if large.
 ///
 /// # Safety
 /// `layout` has a non-zero size (`GlobalAlloc::alloc`'s contract).
 unsafe fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
-    let fresh = || {
+    let system = || {
         // SAFETY: forwarded as is (the caller upholds the contract). glibc's calloc does not
         // touch a freshly mapped block (the kernel zeroes it), so the advice comes before the
         // first fault.
@@ -138,32 +148,111 @@ unsafe fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
         advise(p, layout.size());
         p
     };
-    if layout.size() < reused_from() {
-        return fresh();
+    if layout.size() < reused_from() || layout.align() > own::PAGE {
+        return system();
     }
+    let size = layout.size().next_multiple_of(own::PAGE);
     let mut blocks = blocks();
-    if let Some(addr) = blocks.take(layout.size(), layout.align()) {
+    if !blocks.can_hold() {
+        drop(blocks);
+        return system();
+    }
+    if let Some(addr) = blocks.take(size) {
         drop(blocks);
         let p = addr as *mut u8;
         if zeroed {
-            // SAFETY: the block is `layout.size()` bytes, now held by the caller alone.
+            // SAFETY: the block is at least `layout.size()` bytes, now held by the caller alone.
             unsafe { p.write_bytes(0, layout.size()) };
         }
         return p;
     }
-    blocks.make_room(layout.size(), give_back);
-    let p = fresh();
-    if !p.is_null() {
-        blocks.fresh(layout.size());
+    let from = blocks.largest();
+    blocks.make_room(size, own::unmap);
+    let grown = from.map(|b| (own::grow(b, size), b));
+    let (p, grown_from) = match grown {
+        Some((p, b)) if !p.is_null() => (p, Some(b.size)),
+        _ => {
+            if let Some((_, b)) = grown {
+                own::unmap(b);
+            }
+            (own::map(size), None)
+        }
+    };
+    if p.is_null() {
+        return p;
+    }
+    advise(p, size);
+    blocks.fresh(p as usize, size, grown_from);
+    drop(blocks);
+    if let (true, Some(old)) = (zeroed, grown_from) {
+        // SAFETY: the block is `size` bytes, held by the caller alone; its first `old` are the
+        // kept block's pages, the rest fresh (zero) ones.
+        unsafe { p.write_bytes(0, old.min(layout.size())) };
     }
     p
 }
 
-/// Returns a kept block, no longer kept, to `System`.
-fn give_back(b: reuse::Block) {
-    // SAFETY: a kept block came from `System` with this size and alignment (a valid layout
-    // then) and is no longer kept, so this is its only release.
-    unsafe { System.dealloc(b.addr as *mut u8, Layout::from_size_align_unchecked(b.size, b.align)) };
+/// The allocator's own blocks: anonymous mappings, and page ranges of them.
+#[cfg(target_os = "linux")]
+mod own {
+    use super::reuse::Block;
+
+    /// The page size these blocks are split at (x86-64's and most of arm64's; where the system's
+    /// is larger, [`super::map_large_blocks_alone`] leaves reuse off).
+    pub const PAGE: usize = 4096;
+
+    /// A fresh mapping of `size` bytes (zero pages), or null.
+    pub fn map(size: usize) -> *mut u8 {
+        // SAFETY: a new private anonymous mapping; it aliases nothing.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            std::ptr::null_mut()
+        } else {
+            p.cast()
+        }
+    }
+
+    /// `block`'s pages moved to a block of `size` bytes (more), the rest fresh zero pages; null
+    /// if the kernel refuses (then `block` is as it was).
+    pub fn grow(block: Block, size: usize) -> *mut u8 {
+        // SAFETY: `block` is a page range of this allocator's mappings that nothing holds (taken
+        // off the kept list); the kernel moves its pages, without copying, to a new range.
+        let p = unsafe { libc::mremap(block.addr as *mut libc::c_void, block.size, size, libc::MREMAP_MAYMOVE) };
+        if p == libc::MAP_FAILED {
+            std::ptr::null_mut()
+        } else {
+            p.cast()
+        }
+    }
+
+    /// Returns `block`'s pages to the system.
+    pub fn unmap(block: Block) {
+        // SAFETY: as `grow`; the pages are not used again.
+        unsafe { libc::munmap(block.addr as *mut libc::c_void, block.size) };
+    }
+}
+
+/// Elsewhere reuse stays off ([`map_large_blocks_alone`]), so none of these is called.
+#[cfg(not(target_os = "linux"))]
+mod own {
+    use super::reuse::Block;
+    pub const PAGE: usize = 4096;
+    pub fn map(_: usize) -> *mut u8 {
+        std::ptr::null_mut()
+    }
+    pub fn grow(_: Block, _: usize) -> *mut u8 {
+        std::ptr::null_mut()
+    }
+    pub fn unmap(_: Block) {}
 }
 
 /// A count of the blocks alive, to find where a run's memory peaks and what is alive there
@@ -258,17 +347,18 @@ pub mod census {
         let (held, kept, mark) = super::blocks().bytes();
         let c = super::blocks().counts;
         format!(
-            "live blocks peaked at {:.0} MiB; of 1 MiB and more then: {}\nlarge blocks: {:.0} MiB held, {:.0} kept, {:.0} at most; {} reused, {} fresh ({:.0} MiB), {} given back, {} not kept",
-            mib(peak), list.join(", "), mib(held), mib(kept), mib(mark), c.reused, c.fresh, mib(c.fresh_bytes as usize), c.given_back, c.not_kept
+            "live blocks peaked at {:.0} MiB; of 1 MiB and more then: {}\nlarge blocks: {:.0} MiB held, {:.0} kept, {:.0} at most; {} reused, {} split, {} grown, {} fresh ({:.0} MiB fresh pages), {} given back",
+            mib(peak), list.join(", "), mib(held), mib(kept), mib(mark), c.reused, c.split, c.grown, c.fresh, mib(c.fresh_bytes as usize), c.given_back
         )
     }
 }
 
-/// Makes glibc map every block of at least `min_bytes` on its own (`mallopt(M_MMAP_THRESHOLD)`),
-/// and [`HugePages`] keep such blocks when they are freed, for the next request of the same
-/// size, as long as that cannot raise the peak ([`reuse`]); for the rest of the process. Returns
-/// whether glibc took the threshold (always false on other systems, where only the reuse
-/// applies). Call it before the program allocates large blocks.
+/// Makes [`HugePages`] serve every block of at least `min_bytes` from mappings of its own, and
+/// keep them when they are freed for the next requests, as long as that cannot raise the peak
+/// ([`reuse`]); and glibc map such blocks on their own when it serves them
+/// (`mallopt(M_MMAP_THRESHOLD)`: blocks aligned past a page, or past [`reuse`]'s slots); for the
+/// rest of the process. Returns whether glibc took the threshold (always false on other
+/// systems, where reuse stays off too, as it does with pages other than 4 KiB).
 ///
 /// Why: glibc starts at 128 KiB but raises its threshold to the size of each mapped block
 /// freed, up to 32 MiB. From then on the blocks below that (ReLU masks, the deeper layers'
@@ -278,7 +368,11 @@ pub mod census {
 /// kernel zeroes, where glibc would have reused one; kept under the peak, most are not
 /// (`benches/README.md`, "Freed blocks reused under the peak").
 pub fn map_large_blocks_alone(min_bytes: usize) -> bool {
-    REUSED_FROM.store(min_bytes.max(1), Ordering::Relaxed);
+    #[cfg(target_os = "linux")]
+    // SAFETY: sysconf only reads a system constant.
+    if unsafe { libc::sysconf(libc::_SC_PAGESIZE) } == own::PAGE as libc::c_long {
+        REUSED_FROM.store(min_bytes.max(1), Ordering::Relaxed);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let Ok(bytes) = libc::c_int::try_from(min_bytes) else { return false };

@@ -1,8 +1,8 @@
 //! `huge_pages::map_large_blocks_alone`, a process-wide setting, in a test binary of its own so
 //! that no other test allocates meanwhile: once set, glibc maps a block above the threshold on
 //! its own even after a larger one was freed (alone, it would then serve it from its heap), and
-//! `HugePages` keeps a freed one for the next request of its size, giving kept blocks back
-//! before a fresh one would take the program's large blocks above their high-water mark.
+//! `HugePages` serves such blocks from mappings of its own, keeping freed ones for the next
+//! requests: a block of their size, the front of a smaller one, or grown into a larger one.
 
 #![allow(unsafe_code)]
 
@@ -20,10 +20,11 @@ fn mapped_blocks() -> i64 {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn blocks_above_the_threshold_are_mapped_alone_and_reused_under_the_peak() {
-    let threshold = 8 << 20;
+    const MIB: usize = 1 << 20;
+    let threshold = 8 * MIB;
     assert!(map_large_blocks_alone(threshold));
-    let large = Layout::from_size_align(24 << 20, 64).unwrap();
-    let medium = Layout::from_size_align(threshold + 4096, 64).unwrap();
+    let large = Layout::from_size_align(24 * MIB, 64).unwrap();
+    let medium = Layout::from_size_align(2 * threshold + 4096, 64).unwrap();
     // SAFETY: non-zero layouts; each block is freed with the layout it was allocated with, and
     // read or written only within it.
     unsafe {
@@ -39,30 +40,50 @@ fn blocks_above_the_threshold_are_mapped_alone_and_reused_under_the_peak() {
         System.dealloc(q, medium);
         assert_eq!(mapped_blocks(), before, "and unmapped when freed");
 
-        // HugePages keeps a freed block and hands it out again for its layout.
+        // A large block aligned past a page is `System`'s, and goes back to it when freed.
+        let aligned = Layout::from_size_align(16 * MIB, 1 << 16).unwrap();
+        let a = HugePages.alloc(aligned);
+        assert_eq!(mapped_blocks(), before + 1, "from glibc");
+        HugePages.dealloc(a, aligned);
+        assert_eq!(mapped_blocks(), before, "back to glibc");
+
+        // HugePages keeps a freed block and hands it out again for its size.
         let p = HugePages.alloc(large);
         assert!(!p.is_null());
+        assert_eq!(mapped_blocks(), before, "its own mapping, not glibc's");
         p.write_bytes(7, large.size());
         HugePages.dealloc(p, large);
-        assert_eq!(mapped_blocks(), before + 1, "kept, not unmapped");
         let p2 = HugePages.alloc_zeroed(large);
         assert_eq!(p2, p, "the kept block serves the next request of its size");
         assert!(std::slice::from_raw_parts(p2, large.size()).iter().all(|&b| b == 0), "zeroed when asked");
-        // Two blocks held: 24 MiB + 8 MiB is the high-water mark from here on.
         let q = HugePages.alloc(medium);
-        assert_eq!(mapped_blocks(), before + 2);
-        HugePages.dealloc(p2, large);
+        q.write_bytes(9, medium.size());
         HugePages.dealloc(q, medium);
-        assert_eq!(mapped_blocks(), before + 2, "both kept: 32 MiB, at the mark");
-        // A 16 MiB block fits no kept one; fresh, it would take held and kept to 48 MiB, so the
-        // oldest kept block (the 24 MiB one) goes back first, and then the 8 MiB one still fits.
-        let other = Layout::from_size_align(16 << 20, 64).unwrap();
-        let r = HugePages.alloc(other);
-        assert!(!r.is_null());
-        assert_eq!(mapped_blocks(), before + 2, "one given back, one mapped");
-        let q2 = HugePages.alloc(medium);
-        assert_eq!(q2, q, "the younger kept block stayed");
-        HugePages.dealloc(r, other);
-        HugePages.dealloc(q2, medium);
+        // A smaller request: the front of the smallest larger kept block, and then its tail.
+        let small = Layout::from_size_align(threshold, 64).unwrap();
+        let s = HugePages.alloc_zeroed(small);
+        assert_eq!(s, q, "the front of the 16 MiB block, not of the held 24 MiB one");
+        assert!(std::slice::from_raw_parts(s, small.size()).iter().all(|&b| b == 0), "zeroed when asked");
+        let t = HugePages.alloc(small);
+        assert_eq!(t, q.add(small.size()), "the tail");
+        assert_eq!(*t, 9, "its pages as they were (not asked zeroed)");
+        // A larger request than any kept block: the largest one (24 MiB) grown by fresh pages.
+        // The pages it had keep their contents (not asked zeroed); the new ones are zero.
+        p2.write_bytes(5, large.size());
+        HugePages.dealloc(p2, large);
+        let larger = Layout::from_size_align(30 * MIB, 64).unwrap();
+        let g = HugePages.alloc(larger);
+        assert!(!g.is_null());
+        let grown = std::slice::from_raw_parts(g, larger.size());
+        assert!(grown[..large.size()].iter().all(|&b| b == 5), "the kept block's pages, moved");
+        assert!(grown[large.size()..].iter().all(|&b| b == 0), "fresh pages behind them");
+        HugePages.dealloc(g, larger);
+        // Asked zeroed, all of it is.
+        let largest = Layout::from_size_align(36 * MIB, 64).unwrap();
+        let z = HugePages.alloc_zeroed(largest);
+        assert!(std::slice::from_raw_parts(z, largest.size()).iter().all(|&b| b == 0), "zeroed when asked");
+        HugePages.dealloc(z, largest);
+        HugePages.dealloc(s, small);
+        HugePages.dealloc(t, small);
     }
 }

@@ -28,8 +28,8 @@ use anyhow::Result;
 
 use args::{Cli, Command};
 
-/// Blocks from this size up are mapped on their own, and kept when freed for the next request
-/// of their size only while that cannot raise the peak
+/// Blocks from this size up are mapped on their own, and kept when freed for the next requests
+/// (split or grown to their size) only while that cannot raise the peak
 /// ([`tensor::huge_pages::map_large_blocks_alone`]), in the commands that run Gatys'
 /// optimisation (`run`, `eval`, and `bench` timing its step), whose peak memory decides the
 /// largest picture a machine can paint. Measured (`benches/README.md`, "Freed blocks reused
