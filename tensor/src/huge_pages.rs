@@ -168,15 +168,17 @@ unsafe fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
     }
     let from = blocks.largest();
     blocks.make_room(size, own::unmap);
-    let grown = from.map(|b| (own::grow(b, size), b));
-    let (p, grown_from) = match grown {
-        Some((p, b)) if !p.is_null() => (p, Some(b.size)),
-        _ => {
-            if let Some((_, b)) = grown {
-                own::unmap(b);
-            }
-            (own::map(size), None)
+    // The largest kept block grown, unless the kernel refuses (then it goes back); else fresh.
+    let grown = from.and_then(|b| match own::grow(b, size) {
+        p if p.is_null() => {
+            own::unmap(b);
+            None
         }
+        p => Some((p, b.size)),
+    });
+    let (p, grown_from) = match grown {
+        Some((p, old)) => (p, Some(old)),
+        None => (own::map(size), None),
     };
     if p.is_null() {
         return p;
