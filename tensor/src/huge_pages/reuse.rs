@@ -64,13 +64,16 @@ pub struct Blocks {
 /// How often each way was taken, for the memory census's report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Served by a kept block of their size, or the front of a larger one.
+    /// Requests served by a kept block of their size,
     pub reused: u64,
+    /// by the front of a larger one,
     pub split: u64,
-    /// Served by a kept block grown, or by a fresh one; with the fresh bytes of both.
+    /// by the largest kept block grown,
     pub grown: u64,
+    /// and by a fresh mapping; and the fresh bytes of the last two.
     pub fresh: u64,
     pub fresh_bytes: u64,
+    /// Kept blocks given back to the system.
     pub given_back: u64,
 }
 
@@ -167,7 +170,7 @@ impl Blocks {
     /// caller frees it to the system), else whether it is kept, or handed back (every slot
     /// taken: the caller returns it to the system).
     pub fn free(&mut self, addr: usize) -> Option<Freed> {
-        let slot = self.holding.iter_mut().find(|b| b.addr == addr)?;
+        let slot = self.holding.iter_mut().find(|b| b.addr == addr && addr != 0)?;
         let block = std::mem::replace(slot, EMPTY);
         self.held -= block.size;
         let Some(slot) = self.slots.iter_mut().find(|b| b.addr == 0) else {
