@@ -24,16 +24,27 @@ SKIP = ("simd::", "microkernel")
 
 
 def kernel(frames):
-    """`kernel <- caller` for one stack (leaf first), or the leaf when no frame is ours."""
-    named = []
+    """`kernel <- caller` for one stack (leaf first). A stack with no named frame of ours but a
+    closure of ours (a rayon task, whose outer frames are rayon's) is `leaf <- function` of the
+    closure, so that a `memcpy` or a page fault in a task is charged to the kernel that made the
+    task; a stack with neither is its leaf."""
+    named, closure = [], None
     for f in frames:
-        if OURS.search(f) and not f.endswith("}}") and not any(s in f for s in SKIP):
-            short = f if not named else f.split("::")[-1]
-            if not named or named[-1] != short:
-                named.append(short)
+        if not OURS.search(f) or any(s in f for s in SKIP):
+            continue
+        if f.endswith("}}"):
+            closure = closure or f.split("::{{")[0]
+            continue
+        short = f if not named else f.split("::")[-1]
+        if not named or named[-1] != short:
+            named.append(short)
         if len(named) == 2:
             break
-    return " <- ".join(named) if named else frames[0][:60]
+    if named:
+        return " <- ".join(named)
+    if closure:
+        return closure if OURS.search(frames[0]) else f"{frames[0][:30]} <- {closure}"
+    return frames[0][:60]
 
 
 def main():

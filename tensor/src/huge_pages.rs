@@ -43,6 +43,10 @@ pub const MIN_BYTES: usize = 2 * HUGE_PAGE;
 /// Bytes of an x86-64 transparent huge page.
 const HUGE_PAGE: usize = 2 << 20;
 
+/// The page size the allocator's own blocks are split at (x86-64's and most of arm64's; where
+/// the system's is larger, [`map_large_blocks_alone`] leaves reuse off).
+const PAGE: usize = 4096;
+
 // SAFETY: a block is either `System`'s, allocated and freed with the layout the caller gives,
 // or the allocator's own: a page range of an anonymous mapping of this process
 // ([`own`]), at least the size asked and page-aligned, listed in `reuse::Blocks` while the
@@ -148,10 +152,10 @@ unsafe fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
         advise(p, layout.size());
         p
     };
-    if layout.size() < reused_from() || layout.align() > own::PAGE {
+    if layout.size() < reused_from() || layout.align() > PAGE {
         return system();
     }
-    let size = layout.size().next_multiple_of(own::PAGE);
+    let size = layout.size().next_multiple_of(PAGE);
     let mut blocks = blocks();
     if !blocks.can_hold() {
         drop(blocks);
@@ -199,10 +203,6 @@ unsafe fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
 mod own {
     use super::reuse::Block;
 
-    /// The page size these blocks are split at (x86-64's and most of arm64's; where the system's
-    /// is larger, [`super::map_large_blocks_alone`] leaves reuse off).
-    pub const PAGE: usize = 4096;
-
     /// A fresh mapping of `size` bytes (zero pages), or null.
     pub fn map(size: usize) -> *mut u8 {
         // SAFETY: a new private anonymous mapping; it aliases nothing.
@@ -247,7 +247,6 @@ mod own {
 #[cfg(not(target_os = "linux"))]
 mod own {
     use super::reuse::Block;
-    pub const PAGE: usize = 4096;
     pub fn map(_: usize) -> *mut u8 {
         std::ptr::null_mut()
     }
@@ -372,7 +371,7 @@ pub mod census {
 pub fn map_large_blocks_alone(min_bytes: usize) -> bool {
     #[cfg(target_os = "linux")]
     // SAFETY: sysconf only reads a system constant.
-    if unsafe { libc::sysconf(libc::_SC_PAGESIZE) } == own::PAGE as libc::c_long {
+    if unsafe { libc::sysconf(libc::_SC_PAGESIZE) } == PAGE as libc::c_long {
         REUSED_FROM.store(min_bytes.max(1), Ordering::Relaxed);
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -112,10 +112,7 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
         Op::LeakyRelu { x, mask, slope } => {
-            let shape = g.shape();
-            let mut dx = g.into_vec();
-            elementwise::leaky_relu_backward(&mut dx, &mask, slope);
-            out.push((x, Tensor::from_parts(shape, dx)));
+            out.push((x, in_place(g, |dx| elementwise::leaky_relu_backward(dx, &mask, slope))))
         }
         Op::InstanceNorm(saved) | Op::BatchNorm(saved) => normalization_backward(saved, &g, &mut out),
     }
@@ -141,10 +138,16 @@ fn normalization_backward(saved: Normalized, dy: &Tensor, out: &mut Vec<(NodeId,
     }
 }
 
-/// `dx = dy ⊙ mask`, in `dy`'s buffer (a copy only if something else still holds it).
+/// `dx = dy ⊙ mask`, in `dy`'s buffer.
 fn relu_backward(dy: Tensor, mask: &[u8]) -> Tensor {
+    in_place(dy, |dx| elementwise::relu_backward(dx, mask))
+}
+
+/// `f` applied to `dy`'s buffer, made the input's gradient (a copy only if something else still
+/// holds `dy`).
+fn in_place(dy: Tensor, f: impl FnOnce(&mut [f32])) -> Tensor {
     let shape = dy.shape();
     let mut dx = dy.into_vec();
-    elementwise::relu_backward(&mut dx, mask);
+    f(&mut dx);
     Tensor::from_parts(shape, dx)
 }

@@ -101,12 +101,10 @@ impl Blocks {
     /// `None` if every kept block is smaller (then [`Blocks::largest`] and [`Blocks::fresh`]).
     /// `size` is a multiple of the page size. Call only when [`Blocks::can_hold`].
     pub fn take(&mut self, size: usize) -> Option<usize> {
-        let i = match self.slots.iter().position(|b| b.addr != 0 && b.size == size) {
-            Some(i) => i,
-            None => (0..SLOTS)
-                .filter(|&i| self.slots[i].addr != 0 && self.slots[i].size > size)
-                .min_by_key(|&i| self.slots[i].size)?,
-        };
+        // The smallest kept block at least `size` bytes: one of exactly `size` if there is one.
+        let i = (0..SLOTS)
+            .filter(|&i| self.slots[i].addr != 0 && self.slots[i].size >= size)
+            .min_by_key(|&i| self.slots[i].size)?;
         let block = std::mem::replace(&mut self.slots[i], EMPTY);
         self.kept -= block.size;
         if block.size > size {
@@ -151,13 +149,11 @@ impl Blocks {
     pub fn fresh(&mut self, addr: usize, size: usize, grown_from: Option<usize>) {
         self.hold(addr, size);
         self.high_water = self.high_water.max(self.held);
-        let old = grown_from.unwrap_or(0);
-        if grown_from.is_some() {
-            self.counts.grown += 1;
-        } else {
-            self.counts.fresh += 1;
+        match grown_from {
+            Some(_) => self.counts.grown += 1,
+            None => self.counts.fresh += 1,
         }
-        self.counts.fresh_bytes += (size - old.min(size)) as u64;
+        self.counts.fresh_bytes += size.saturating_sub(grown_from.unwrap_or(0)) as u64;
     }
 
     fn hold(&mut self, addr: usize, size: usize) {

@@ -22,14 +22,7 @@ pub fn relu(x: &[f32], y: &mut [f32], mask: &mut [u8]) {
 /// each op its output's), so its input's gradient takes that buffer rather than a new one of
 /// the same size (64 MiB at conv1_1 for a 512² picture).
 pub fn relu_backward(dy: &mut [f32], mask: &[u8]) {
-    assert_eq!(dy.len(), mask.len());
-    dy.par_chunks_mut(CHUNK).zip(mask.par_chunks(CHUNK)).for_each(|(dy, m)| {
-        for (dy, &m) in dy.iter_mut().zip(m) {
-            if m == 0 {
-                *dy = 0.0;
-            }
-        }
-    });
+    where_clear(dy, mask, |_| 0.0);
 }
 
 /// `y = x` where `x > 0`, else `slope·x`; `mask = (x > 0)`: the leaky ReLU of Maas, Hannun and
@@ -49,11 +42,16 @@ pub fn leaky_relu(x: &[f32], slope: f32, y: &mut [f32], mask: &mut [u8]) {
 
 /// `dy *= slope` where the mask is clear, in place, as [`relu_backward`] does.
 pub fn leaky_relu_backward(dy: &mut [f32], mask: &[u8], slope: f32) {
+    where_clear(dy, mask, |d| slope * d);
+}
+
+/// `dy = f(dy)` where the mask is clear, in place: both ReLUs' backward.
+fn where_clear(dy: &mut [f32], mask: &[u8], f: impl Fn(f32) -> f32 + Sync) {
     assert_eq!(dy.len(), mask.len());
     dy.par_chunks_mut(CHUNK).zip(mask.par_chunks(CHUNK)).for_each(|(dy, m)| {
         for (dy, &m) in dy.iter_mut().zip(m) {
             if m == 0 {
-                *dy *= slope;
+                *dy = f(*dy);
             }
         }
     });
