@@ -142,7 +142,8 @@ impl Norm {
         }
     }
 
-    pub fn forward(&self, ctx: &mut Ctx, name: &str, x: &Var) -> Result<Var, Error> {
+    /// Takes x by value: the normalisation writes over it when nothing else holds it.
+    pub fn forward(&self, ctx: &mut Ctx, name: &str, x: Var) -> Result<Var, Error> {
         match self {
             Norm::Instance { gamma, beta } => {
                 let (g, b) = (ctx.bind(format!("{name}.gamma"), gamma), ctx.bind(format!("{name}.beta"), beta));

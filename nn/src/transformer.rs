@@ -180,7 +180,7 @@ impl Transformer {
         }
     }
 
-    fn activate(&self, ctx: &mut Ctx, x: &Var) -> Var {
+    fn activate(&self, ctx: &mut Ctx, x: Var) -> Var {
         match self.variant {
             Variant::InstanceRelu => ctx.tape.relu(x),
             Variant::BatchLeaky => ctx.tape.leaky_relu(x, LEAKY_SLOPE),
@@ -190,8 +190,8 @@ impl Transformer {
     /// conv -> norm -> activation.
     fn block(&self, ctx: &mut Ctx, x: &Var, conv: (&Conv, &str), norm: (&Norm, usize)) -> Result<Var, Error> {
         let y = conv.0.forward(ctx, conv.1, x)?;
-        let y = norm.0.forward(ctx, &format!("{}{}", self.variant.norm_prefix(), norm.1), &y)?;
-        Ok(self.activate(ctx, &y))
+        let y = norm.0.forward(ctx, &format!("{}{}", self.variant.norm_prefix(), norm.1), y)?;
+        Ok(self.activate(ctx, y))
     }
 
     /// The network on images `[n, 3, H, W]` in VGG's space, H and W multiples of 4; the
@@ -204,10 +204,10 @@ impl Transformer {
         for (i, r) in self.res.iter().enumerate() {
             let name = format!("res{}", i + 1);
             let h = r.conv1.forward(ctx, &format!("{name}.conv1"), &y)?;
-            let h = r.norm1.forward(ctx, &format!("{name}.{p}1"), &h)?;
-            let h = self.activate(ctx, &h);
+            let h = r.norm1.forward(ctx, &format!("{name}.{p}1"), h)?;
+            let h = self.activate(ctx, h);
             let h = r.conv2.forward(ctx, &format!("{name}.conv2"), &h)?;
-            let h = r.norm2.forward(ctx, &format!("{name}.{p}2"), &h)?;
+            let h = r.norm2.forward(ctx, &format!("{name}.{p}2"), h)?;
             y = ctx.tape.add(&y, &h)?;
         }
         let y = ctx.tape.upsample_nearest2x(&y)?;

@@ -96,8 +96,7 @@ pub(crate) fn mirror_border(x: &Tensor, border: usize) -> Tensor {
     }
     let (n, c, h, w) = x.shape().nchw().expect("an image");
     let (hp, wp) = (h + 2 * border, w + 2 * border);
-    let mut out = vec![0.0; n * c * hp * wp];
-    tensor::kernels::pad::reflection_pad2d(x.data(), n * c, h, w, border, &mut out);
+    let out = tensor::kernels::pad::reflection_pad2d(x.data(), n * c, h, w, border);
     Tensor::new([n, c, hp, wp], out).expect("a padded image")
 }
 

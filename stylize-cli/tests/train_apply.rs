@@ -366,8 +366,7 @@ fn edges_are_painted_like_the_inside() {
     let (w, h) = size(&rgb);
     let out = stylize::apply::stylize(&net, &rgb, 1024).unwrap();
     let m = 48;
-    let mut wide = vec![0.0; 3 * (w + 2 * m) * (h + 2 * m)];
-    tensor::kernels::pad::reflection_pad2d(rgb.data(), 3, h, w, m, &mut wide);
+    let wide = tensor::kernels::pad::reflection_pad2d(rgb.data(), 3, h, w, m);
     let wide = stylize::apply::stylize(&net, &Tensor::new([1, 3, h + 2 * m, w + 2 * m], wide).unwrap(), 1024).unwrap();
     // Mean |difference| over the pixels at distance `d` from the nearest edge.
     let ring = |d: usize| {

@@ -199,16 +199,10 @@ impl Tape {
         }))
     }
 
-    /// `y = max(x, 0)`.
-    pub fn relu(&mut self, x: &Var) -> Var {
-        let len = x.shape().numel();
-        let (mut y, mut mask) = (kernels::zeroed(len), kernels::zeroed::<u8>(len));
-        elementwise::relu(x.value().data(), &mut y, &mut mask);
-        let value = Tensor::from_parts(x.shape(), y);
-        match x.node() {
-            Some(node) => self.record(value, Op::Relu { x: node, mask }),
-            None => Var::constant(value),
-        }
+    /// `y = max(x, 0)`. Takes x by value: when nothing else holds its data (a norm's output,
+    /// say), y is written over it, and no buffer is allocated or zeroed for y.
+    pub fn relu(&mut self, x: Var) -> Var {
+        self.rectified(x, None)
     }
 
     /// 2x2 max-pool, stride 2, odd sizes floored.
@@ -343,8 +337,7 @@ impl Tape {
             });
         }
         let out_shape = Shape::new(&[n, c, h + 2 * pad, w + 2 * pad]);
-        let mut y = kernels::zeroed(out_shape.numel());
-        pad::reflection_pad2d(x.value().data(), n * c, h, w, pad, &mut y);
+        let y = pad::reflection_pad2d(x.value().data(), n * c, h, w, pad);
         let tracked = x.is_tracked();
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::ReflectionPad2d {
             x: x.node().expect("tracked"),
@@ -384,8 +377,7 @@ impl Tape {
     pub fn upsample_nearest2x(&mut self, x: &Var) -> Result<Var, Error> {
         let (n, c, h, w) = expect_nchw("upsample_nearest2x", x)?;
         let out_shape = Shape::new(&[n, c, 2 * h, 2 * w]);
-        let mut y = kernels::zeroed(out_shape.numel());
-        upsample::nearest2x(x.value().data(), n * c, h, w, &mut y);
+        let y = upsample::nearest2x(x.value().data(), n * c, h, w);
         let tracked = x.is_tracked();
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::UpsampleNearest2x {
             x: x.node().expect("tracked"),
@@ -394,15 +386,43 @@ impl Tape {
     }
 
     /// `y = x` where `x > 0`, else `slope·x` (PyTorch's `LeakyReLU(negative_slope)`, default
-    /// 0.01; DCGAN-style networks use 0.2). Saves a one-byte mask, as [`Tape::relu`] does.
-    pub fn leaky_relu(&mut self, x: &Var, slope: f32) -> Var {
-        let len = x.shape().numel();
-        let (mut y, mut mask) = (kernels::zeroed(len), kernels::zeroed::<u8>(len));
-        elementwise::leaky_relu(x.value().data(), slope, &mut y, &mut mask);
-        let value = Tensor::from_parts(x.shape(), y);
-        match x.node() {
-            Some(node) => self.record(value, Op::LeakyRelu { x: node, mask, slope }),
-            None => Var::constant(value),
+    /// 0.01; DCGAN-style networks use 0.2). Saves a one-byte mask, and reuses x's buffer, as
+    /// [`Tape::relu`] does.
+    pub fn leaky_relu(&mut self, x: Var, slope: f32) -> Var {
+        self.rectified(x, Some(slope))
+    }
+
+    /// ReLU (`slope` None) or leaky ReLU. In place when x's data has no other holder: no op
+    /// saves its output for backward (the ReLUs' own backward needs only the mask), so there
+    /// is nobody to see it change, and a holder that does exist (a layer's output also kept
+    /// for a loss) keeps x as it was, because y then gets a buffer of its own. The mask is
+    /// made only when a gradient will need it.
+    fn rectified(&mut self, x: Var, slope: Option<f32>) -> Var {
+        let (value, node) = x.into_parts();
+        let shape = value.shape();
+        let mut mask = node.map(|_| kernels::zeroed::<u8>(shape.numel()));
+        let y = match value.try_into_vec() {
+            Ok(mut y) => {
+                match slope {
+                    None => elementwise::relu_in_place(&mut y, mask.as_deref_mut()),
+                    Some(slope) => elementwise::leaky_relu_in_place(&mut y, slope, mask.as_deref_mut()),
+                }
+                y
+            }
+            Err(x) => {
+                let mut y = kernels::zeroed(shape.numel());
+                match slope {
+                    None => elementwise::relu(x.data(), &mut y, mask.as_deref_mut()),
+                    Some(slope) => elementwise::leaky_relu(x.data(), slope, &mut y, mask.as_deref_mut()),
+                }
+                y
+            }
+        };
+        let value = Tensor::from_parts(shape, y);
+        match (node, mask, slope) {
+            (Some(x), Some(mask), None) => self.record(value, Op::Relu { x, mask }),
+            (Some(x), Some(mask), Some(slope)) => self.record(value, Op::LeakyRelu { x, mask, slope }),
+            _ => Var::constant(value),
         }
     }
 
@@ -414,9 +434,9 @@ impl Tape {
     /// otherwise; `eps` is added to the variance (PyTorch's default is 1e-5).
     ///
     /// Saves x̂ and `γ/σ` per plane (see `Normalized`), each only when a gradient needs it.
-    pub fn instance_norm(&mut self, x: &Var, gamma: &Var, beta: &Var, eps: f32) -> Result<Var, Error> {
+    pub fn instance_norm(&mut self, x: Var, gamma: &Var, beta: &Var, eps: f32) -> Result<Var, Error> {
         let op = "instance_norm";
-        let (n, c, h, w) = expect_nchw(op, x)?;
+        let (n, c, h, w) = expect_nchw(op, &x)?;
         channel_params(op, c, gamma, beta)?;
         if h * w == 0 && n * c > 0 {
             return Err(Error::BadGeometry { op, reason: format!("a {h}x{w} plane has no mean to subtract") });
@@ -435,9 +455,9 @@ impl Tape {
     ///
     /// Also returns those statistics: the op leaves the running estimates to the layer, which
     /// updates them with [`RunningStats::update`] (see `running_stats.rs` for why).
-    pub fn batch_norm_train(&mut self, x: &Var, gamma: &Var, beta: &Var, eps: f32) -> Result<(Var, BatchStats), Error> {
+    pub fn batch_norm_train(&mut self, x: Var, gamma: &Var, beta: &Var, eps: f32) -> Result<(Var, BatchStats), Error> {
         let op = "batch_norm_train";
-        let (n, c, h, w) = expect_nchw(op, x)?;
+        let (n, c, h, w) = expect_nchw(op, &x)?;
         channel_params(op, c, gamma, beta)?;
         let count = n * h * w;
         if count < 2 && c > 0 {
@@ -459,14 +479,14 @@ impl Tape {
     /// `y = gamma[c]·(x - mean[c])/√(var[c] + eps) + beta[c]` is affine in x.
     pub fn batch_norm_eval(
         &mut self,
-        x: &Var,
+        x: Var,
         gamma: &Var,
         beta: &Var,
         running: &RunningStats,
         eps: f32,
     ) -> Result<Var, Error> {
         let op = "batch_norm_eval";
-        let (n, c, h, w) = expect_nchw(op, x)?;
+        let (n, c, h, w) = expect_nchw(op, &x)?;
         channel_params(op, c, gamma, beta)?;
         if running.channels() != c {
             return Err(Error::ShapeMismatch {
@@ -481,28 +501,40 @@ impl Tape {
     }
 
     /// `y = γ·(x - mean)·inv_std + β` with the given statistics, recorded (as an instance or a
-    /// batch norm, after `g.stats`) with what the tracked inputs' gradients need.
+    /// batch norm, after `g.stats`) with what the tracked inputs' gradients need. Written over
+    /// x when nothing else holds it, as [`Tape::relu`] is: backward needs x̂, never x or y.
     fn normalization(
         &mut self,
-        x: &Var,
+        x: Var,
         gamma: &Var,
         beta: &Var,
         g: NormGeometry,
         mean: &[f32],
         inv_std: &[f32],
     ) -> Var {
-        let keep_xhat = gamma.is_tracked() || (x.is_tracked() && g.stats.from_input());
-        let mut y = kernels::zeroed(g.len());
+        let (x, x_node) = x.into_parts();
+        let shape = x.shape();
+        let keep_xhat = gamma.is_tracked() || (x_node.is_some() && g.stats.from_input());
         let mut xhat = keep_xhat.then(|| kernels::zeroed(g.len()));
         let (gamma_v, beta_v) = (gamma.value().data(), beta.value().data());
         let params = NormParams { mean, inv_std, gamma: gamma_v, beta: beta_v };
-        norm::normalize(x.value().data(), g, params, &mut y, xhat.as_deref_mut());
-        let dx_scale = x
-            .is_tracked()
+        let y = match x.try_into_vec() {
+            Ok(mut y) => {
+                norm::normalize_in_place(&mut y, g, params, xhat.as_deref_mut());
+                y
+            }
+            Err(x) => {
+                let mut y = kernels::zeroed(g.len());
+                norm::normalize(x.data(), g, params, &mut y, xhat.as_deref_mut());
+                y
+            }
+        };
+        let dx_scale = x_node
+            .is_some()
             .then(|| (0..g.groups()).map(|group| gamma_v[g.channel_of_group(group)] * inv_std[group]).collect());
-        let tracked = x.is_tracked() || gamma.is_tracked() || beta.is_tracked();
-        self.output(Tensor::from_parts(x.shape(), y), tracked, || {
-            let saved = Normalized { x: x.node(), gamma: gamma.node(), beta: beta.node(), geometry: g, xhat, dx_scale };
+        let tracked = x_node.is_some() || gamma.is_tracked() || beta.is_tracked();
+        self.output(Tensor::from_parts(shape, y), tracked, || {
+            let saved = Normalized { x: x_node, gamma: gamma.node(), beta: beta.node(), geometry: g, xhat, dx_scale };
             match g.stats {
                 Statistics::Instance => Op::InstanceNorm(saved),
                 Statistics::Batch | Statistics::Running => Op::BatchNorm(saved),

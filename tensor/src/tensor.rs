@@ -62,6 +62,13 @@ impl Tensor {
         Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
     }
 
+    /// The data when this is the only reference to it, else the tensor back: for an op that
+    /// may write its output over its input.
+    pub(crate) fn try_into_vec(self) -> Result<Vec<f32>, Tensor> {
+        let shape = self.shape;
+        Arc::try_unwrap(self.data).map_err(|data| Tensor { shape, data })
+    }
+
     /// The single value of a one-element tensor.
     pub fn item(&self) -> Option<f32> {
         (self.data.len() == 1).then(|| self.data[0])
@@ -69,16 +76,12 @@ impl Tensor {
 
     /// `f` applied to every element (in parallel, see `kernels::elementwise`).
     pub(crate) fn map(&self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
-        let mut out = kernels::zeroed(self.data.len());
-        elementwise::map(&self.data, &mut out, f);
-        Tensor::from_parts(self.shape, out)
+        Tensor::from_parts(self.shape, elementwise::map(&self.data, f))
     }
 
     /// `f(self[i], other[i])` for every element; the shapes must match (callers check).
     pub(crate) fn zip_map(&self, other: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
-        let mut out = kernels::zeroed(self.data.len());
-        elementwise::zip_map(&self.data, &other.data, &mut out, f);
-        Tensor::from_parts(self.shape, out)
+        Tensor::from_parts(self.shape, elementwise::zip_map(&self.data, &other.data, f))
     }
 
     /// True when every element is finite (no NaN, no infinity).

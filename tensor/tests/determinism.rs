@@ -16,10 +16,10 @@ fn run(seed: u64) -> (f32, Vec<f32>) {
     let mut tape = Tape::new();
     let x = tape.leaf(image);
     let h = tape.conv2d(&x, &c1).unwrap();
-    let h = tape.relu(&h);
+    let h = tape.relu(h);
     let h = tape.max_pool2(&h).unwrap();
     let h = tape.conv2d(&h, &c2).unwrap();
-    let h = tape.relu(&h);
+    let h = tape.relu(h);
     let g = tape.gram(&h).unwrap();
     let style = tape.mse(&g, &target).unwrap();
     let dx = tape.neighbour_diff(&x, false).unwrap();
@@ -62,10 +62,10 @@ fn run_layers(seed: u64) -> Vec<u32> {
     let x = tape.leaf(image);
     let (g1, b1, g2, b2) = (tape.leaf(g1), tape.leaf(b1), tape.leaf(g2), tape.leaf(b2));
     let h = tape.reflection_pad2d(&x, 4).unwrap();
-    let h = tape.instance_norm(&h, &g1, &b1, 1e-5).unwrap();
-    let h = tape.leaky_relu(&h, 0.2);
+    let h = tape.instance_norm(h.clone(), &g1, &b1, 1e-5).unwrap();
+    let h = tape.leaky_relu(h, 0.2);
     let h = tape.upsample_nearest2x(&h).unwrap();
-    let (h, stats) = tape.batch_norm_train(&h, &g2, &b2, 1e-5).unwrap();
+    let (h, stats) = tape.batch_norm_train(h.clone(), &g2, &b2, 1e-5).unwrap();
     let h2 = tape.scale(&h, 0.5);
     let h = tape.add(&h, &h2).unwrap();
     let loss = tape.mean_square(&h).unwrap();

@@ -200,7 +200,7 @@ fn conv2d_relu_is_conv2d_then_relu() {
                 tape.conv2d_relu(&xv, &layer).unwrap()
             } else {
                 let c = tape.conv2d(&xv, &layer).unwrap();
-                tape.relu(&c)
+                tape.relu(c)
             };
             let saved = tape.saved_bytes();
             let grads = tape.backward_with(&y, r.clone()).unwrap();
@@ -218,7 +218,7 @@ fn conv2d_relu_is_conv2d_then_relu() {
 fn relu() {
     let mut rng = Rng::new(2);
     let x = Tensor::new([2, 3, 4, 5], vec_away_from_zero(&mut rng, 120, 0.05)).unwrap();
-    gradcheck(OpKind::Relu, "relu", &[x], &|t, v| t.relu(&v[0]));
+    gradcheck(OpKind::Relu, "relu", &[x], &|t, v| t.relu(v[0].clone()));
 }
 
 fn max_pool2() {
@@ -261,7 +261,7 @@ fn add() {
         let conv = Conv2d::frozen(w.clone(), b.clone(), 0).unwrap();
         let h = t.reflection_pad2d(&v[0], 1).unwrap();
         let h = t.conv2d(&h, &conv).unwrap();
-        let h = t.instance_norm(&h, &Var::constant(gamma.clone()), &Var::constant(beta.clone()), 1e-5).unwrap();
+        let h = t.instance_norm(h.clone(), &Var::constant(gamma.clone()), &Var::constant(beta.clone()), 1e-5).unwrap();
         t.add(&v[0], &h).unwrap()
     });
 }
@@ -330,7 +330,7 @@ fn frozen_conv_records_only_shared_weights() {
     let x = tape.leaf(random(&mut rng, &[1, 3, 8, 8]));
     let y = tape.conv2d(&x, &layer).unwrap();
     assert_eq!(tape.saved_bytes(), 0);
-    let _ = tape.relu(&y);
+    let _ = tape.relu(y.clone());
     assert_eq!(tape.saved_bytes(), 4 * 8 * 8);
     let pooled = tape.max_pool2(&y).unwrap();
     assert_eq!(tape.saved_bytes(), 4 * 8 * 8 + pooled.shape().numel());
@@ -423,8 +423,8 @@ fn upsample_nearest2x() {
 fn leaky_relu() {
     let mut rng = Rng::new(14);
     let x = Tensor::new([2, 3, 4, 5], vec_away_from_zero(&mut rng, 120, 0.05)).unwrap();
-    gradcheck(OpKind::LeakyRelu, "leaky_relu 0.2", &[x.clone()], &|t, v| t.leaky_relu(&v[0], 0.2));
-    gradcheck(OpKind::LeakyRelu, "leaky_relu -1.5", &[x], &|t, v| t.leaky_relu(&v[0], -1.5));
+    gradcheck(OpKind::LeakyRelu, "leaky_relu 0.2", &[x.clone()], &|t, v| t.leaky_relu(v[0].clone(), 0.2));
+    gradcheck(OpKind::LeakyRelu, "leaky_relu -1.5", &[x], &|t, v| t.leaky_relu(v[0].clone(), -1.5));
 }
 
 /// γ and β for `c` channels, γ away from zero.
@@ -441,21 +441,21 @@ fn instance_norm() {
     let kind = OpKind::InstanceNorm;
     let c = Var::constant;
     gradcheck(kind, "instance_norm x, gamma, beta", &[x.clone(), gamma.clone(), beta.clone()], &|t, v| {
-        t.instance_norm(&v[0], &v[1], &v[2], 1e-5).unwrap()
+        t.instance_norm(v[0].clone(), &v[1], &v[2], 1e-5).unwrap()
     });
     gradcheck(kind, "instance_norm x (constant affine)", &[x.clone()], &|t, v| {
-        t.instance_norm(&v[0], &c(gamma.clone()), &c(beta.clone()), 1e-5).unwrap()
+        t.instance_norm(v[0].clone(), &c(gamma.clone()), &c(beta.clone()), 1e-5).unwrap()
     });
     gradcheck(kind, "instance_norm gamma, beta (constant x)", &[gamma.clone(), beta.clone()], &|t, v| {
-        t.instance_norm(&c(x.clone()), &v[0], &v[1], 1e-5).unwrap()
+        t.instance_norm(c(x.clone()), &v[0], &v[1], 1e-5).unwrap()
     });
     gradcheck(kind, "instance_norm beta", &[beta.clone()], &|t, v| {
-        t.instance_norm(&c(x.clone()), &c(gamma.clone()), &v[0], 1e-5).unwrap()
+        t.instance_norm(c(x.clone()), &c(gamma.clone()), &v[0], 1e-5).unwrap()
     });
     // A 1x1 plane: x̂ = 0 whatever x, so y = β and dx = 0.
     let x1 = spread(&mut rng, &[2, 3, 1, 1]);
     gradcheck(kind, "instance_norm 1x1 planes", &[x1, gamma, beta], &|t, v| {
-        t.instance_norm(&v[0], &v[1], &v[2], 1e-5).unwrap()
+        t.instance_norm(v[0].clone(), &v[1], &v[2], 1e-5).unwrap()
     });
 }
 
@@ -466,7 +466,7 @@ fn batch_norm() {
     let (gamma, beta) = affine(&mut rng, 2);
     let kind = OpKind::BatchNorm;
     let c = Var::constant;
-    let train = |t: &mut Tape, x: &Var, g: &Var, b: &Var| t.batch_norm_train(x, g, b, 1e-5).unwrap().0;
+    let train = |t: &mut Tape, x: &Var, g: &Var, b: &Var| t.batch_norm_train(x.clone(), g, b, 1e-5).unwrap().0;
     gradcheck(kind, "batch_norm_train x, gamma, beta", &[x.clone(), gamma.clone(), beta.clone()], &|t, v| {
         train(t, &v[0], &v[1], &v[2])
     });
@@ -483,9 +483,9 @@ fn batch_norm() {
     });
     let running = RunningStats::from_parts(vec![0.3, -0.7], vec![0.5, 2.0]).unwrap();
     gradcheck(kind, "batch_norm_eval x, gamma, beta", &[x.clone(), gamma.clone(), beta], &|t, v| {
-        t.batch_norm_eval(&v[0], &v[1], &v[2], &running, 1e-5).unwrap()
+        t.batch_norm_eval(v[0].clone(), &v[1], &v[2], &running, 1e-5).unwrap()
     });
     gradcheck(kind, "batch_norm_eval x", &[x], &|t, v| {
-        t.batch_norm_eval(&v[0], &c(gamma.clone()), &c(Tensor::zeros([2])), &running, 1e-5).unwrap()
+        t.batch_norm_eval(v[0].clone(), &c(gamma.clone()), &c(Tensor::zeros([2])), &running, 1e-5).unwrap()
     });
 }

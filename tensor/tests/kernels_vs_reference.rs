@@ -253,11 +253,19 @@ proptest! {
         let mut rng = Rng::new(seed);
         let x = rng.vec(planes * h * w);
         let (mut y, mut mask) = (vec![f32::NAN; x.len()], vec![7u8; x.len()]);
-        elementwise::relu(&x, &mut y, &mut mask);
+        elementwise::relu(&x, &mut y, Some(&mut mask));
         for i in 0..x.len() {
             prop_assert_eq!(y[i], x[i].max(0.0));
             prop_assert_eq!(mask[i], (x[i] > 0.0) as u8);
         }
+        // In place, with and without the mask: the same bits.
+        let (mut inplace, mut mask2) = (x.clone(), vec![7u8; x.len()]);
+        elementwise::relu_in_place(&mut inplace, Some(&mut mask2));
+        prop_assert_eq!(bits(&inplace), bits(&y));
+        prop_assert_eq!(&mask2, &mask);
+        let mut inplace = x.clone();
+        elementwise::relu_in_place(&mut inplace, None);
+        prop_assert_eq!(bits(&inplace), bits(&y));
         let mut dw = vec![f32::NAN; planes * h * (w - 1)];
         elementwise::neighbour_diff(&x, planes, h, w, false, &mut dw);
         let mut dh = vec![f32::NAN; planes * (h - 1) * w];
@@ -465,8 +473,7 @@ proptest! {
         let (ho, wo) = (h + 2 * pad, w + 2 * pad);
         let mut rng = Rng::new(seed);
         let (x, dy) = (rng.vec(planes * h * w), rng.vec(planes * ho * wo));
-        let mut y = vec![f32::NAN; planes * ho * wo];
-        pad::reflection_pad2d(&x, planes, h, w, pad, &mut y);
+        let y = pad::reflection_pad2d(&x, planes, h, w, pad);
         prop_assert_eq!(bits(&y), bits(&reference::reflection_pad2d(&x, planes, h, w, pad)), "padding copies");
         let mut dx = vec![f32::NAN; x.len()];
         pad::reflection_pad2d_backward(&dy, planes, h, w, pad, &mut dx);
@@ -479,8 +486,7 @@ proptest! {
     fn upsample_matches_reference(planes in 0..=3usize, h in 0..=7usize, w in 0..=19usize, seed: u64) {
         let mut rng = Rng::new(seed);
         let (x, dy) = (rng.vec(planes * h * w), rng.vec(4 * planes * h * w));
-        let mut y = vec![f32::NAN; 4 * x.len()];
-        upsample::nearest2x(&x, planes, h, w, &mut y);
+        let y = upsample::nearest2x(&x, planes, h, w);
         prop_assert_eq!(bits(&y), bits(&reference::upsample_nearest2x(&x, planes, h, w)), "upsampling copies");
         let mut dx = vec![f32::NAN; x.len()];
         upsample::nearest2x_backward(&dy, planes, h, w, &mut dx);
@@ -497,10 +503,22 @@ proptest! {
         let x = with_nans(&mut rng, len, if nans { 7 } else { 0 });
         let dy = rng.vec(len);
         let (mut y, mut mask) = (vec![f32::NAN; len], vec![7u8; len]);
-        elementwise::leaky_relu(&x, slope, &mut y, &mut mask);
+        elementwise::leaky_relu(&x, slope, &mut y, Some(&mut mask));
         let (ey, emask) = reference::leaky_relu(&x, slope);
         prop_assert_eq!(bits(&y), bits(&ey));
         prop_assert_eq!(&mask, &emask);
+        // In place (the mask from x, not from the y written over it: a negative slope turns
+        // the sign), and without a mask.
+        let (mut inplace, mut mask2) = (x.clone(), vec![7u8; len]);
+        elementwise::leaky_relu_in_place(&mut inplace, slope, Some(&mut mask2));
+        prop_assert_eq!(bits(&inplace), bits(&ey));
+        prop_assert_eq!(&mask2, &emask);
+        let mut inplace = x.clone();
+        elementwise::leaky_relu_in_place(&mut inplace, slope, None);
+        prop_assert_eq!(bits(&inplace), bits(&ey));
+        let mut unmasked = vec![f32::NAN; len];
+        elementwise::leaky_relu(&x, slope, &mut unmasked, None);
+        prop_assert_eq!(bits(&unmasked), bits(&ey));
         let mut dx = dy.clone();
         elementwise::leaky_relu_backward(&mut dx, &mask, slope);
         prop_assert_eq!(bits(&dx), bits(&reference::leaky_relu_backward(&dy, &mask, slope)));
@@ -544,6 +562,14 @@ proptest! {
         let mut y_alone = vec![f32::NAN; g.len()];
         norm::normalize(&x, g, p, &mut y_alone, None);
         prop_assert_eq!(bits(&y_alone), bits(&y), "y does not depend on whether x̂ is kept");
+        // In place, with and without x̂: the same bits.
+        let (mut inplace, mut xhat2) = (x.clone(), vec![f32::NAN; g.len()]);
+        norm::normalize_in_place(&mut inplace, g, p, Some(&mut xhat2));
+        prop_assert_eq!(bits(&inplace), bits(&y), "y in place");
+        prop_assert_eq!(bits(&xhat2), bits(&xhat), "x̂ in place");
+        let mut inplace = x.clone();
+        norm::normalize_in_place(&mut inplace, g, p, None);
+        prop_assert_eq!(bits(&inplace), bits(&y), "y in place, no x̂");
         let (ey, exhat) = reference::normalize(&x, g, p);
         // x̂ = fl(fl(x - μ)·(1/σ)): two roundings against the reference's one, ≤ 1.5ε·|x̂|.
         assert_within("x̂", &xhat, &exhat, &exhat.iter().map(|v| 2.0 * f32::EPSILON * v.abs() + f32::MIN_POSITIVE).collect::<Vec<_>>());

@@ -96,7 +96,7 @@ fn instance_norm_uses_the_biased_variance() {
     let x = Var::constant(Tensor::new([1, 1, 2, 2], vec![1., 2., 3., 4.]).unwrap());
     let (gamma, beta) =
         (Var::constant(Tensor::new([1], vec![2.0]).unwrap()), Var::constant(Tensor::new([1], vec![0.5]).unwrap()));
-    let y = Tape::new().instance_norm(&x, &gamma, &beta, 1e-5).unwrap();
+    let y = Tape::new().instance_norm(x.clone(), &gamma, &beta, 1e-5).unwrap();
     for (&got, v) in y.value().data().iter().zip([1.0f64, 2., 3., 4.]) {
         let expected = 2.0 * (v - 2.5) / (1.25f64 + 1e-5).sqrt() + 0.5;
         assert!((got as f64 - expected).abs() <= 4.0 * f32::EPSILON as f64 * expected.abs(), "{got} vs {expected}");
@@ -112,9 +112,9 @@ fn batch_norm_of_one_image_is_instance_norm() {
         let mut tape = Tape::new();
         let (xv, gv, bv) = (tape.leaf(x.clone()), tape.leaf(gamma.clone()), tape.leaf(beta.clone()));
         let y = if batch {
-            tape.batch_norm_train(&xv, &gv, &bv, 1e-5).unwrap().0
+            tape.batch_norm_train(xv.clone(), &gv, &bv, 1e-5).unwrap().0
         } else {
-            tape.instance_norm(&xv, &gv, &bv, 1e-5).unwrap()
+            tape.instance_norm(xv.clone(), &gv, &bv, 1e-5).unwrap()
         };
         let saved = tape.saved_bytes();
         let grads = tape.backward_with(&y, dy.clone()).unwrap();
@@ -130,10 +130,10 @@ fn batch_norm_eval_with_the_batch_statistics_is_the_training_forward() {
     let (x, gamma, beta) = (random(5, &[3, 4, 5, 6]), random(6, &[4]), random(7, &[4]));
     let (gamma, beta) = (Var::constant(gamma), Var::constant(beta));
     let mut tape = Tape::new();
-    let (train, stats) = tape.batch_norm_train(&Var::constant(x.clone()), &gamma, &beta, 1e-5).unwrap();
+    let (train, stats) = tape.batch_norm_train(Var::constant(x.clone()), &gamma, &beta, 1e-5).unwrap();
     assert_eq!(stats.count, 3 * 5 * 6);
     let running = RunningStats::from_parts(stats.mean.clone(), stats.var.clone()).unwrap();
-    let eval = tape.batch_norm_eval(&Var::constant(x), &gamma, &beta, &running, 1e-5).unwrap();
+    let eval = tape.batch_norm_eval(Var::constant(x), &gamma, &beta, &running, 1e-5).unwrap();
     assert_eq!(bits(train.value()), bits(eval.value()));
     assert!(tape.is_empty(), "constants record nothing");
 
@@ -161,13 +161,13 @@ fn bad_shapes_and_sizes_are_typed_errors() {
     assert!(bad_geometry(tape.crop2d(&image, Window { top: 0, left: 2, h: 1, w: 4 })), "past the right");
     assert!(bad_shape(tape.upsample_nearest2x(&Var::constant(Tensor::zeros([4, 5])))));
 
-    assert!(bad_shape(tape.instance_norm(&x, &Var::constant(Tensor::zeros([4])), &c3, 1e-5)), "gamma [4]");
-    assert!(bad_shape(tape.instance_norm(&x, &c3, &Var::constant(Tensor::zeros([1, 3])), 1e-5)), "beta [1, 3]");
-    assert!(bad_geometry(tape.instance_norm(&Var::constant(Tensor::zeros([2, 3, 0, 5])), &c3, &c3, 1e-5)));
+    assert!(bad_shape(tape.instance_norm(x.clone(), &Var::constant(Tensor::zeros([4])), &c3, 1e-5)), "gamma [4]");
+    assert!(bad_shape(tape.instance_norm(x.clone(), &c3, &Var::constant(Tensor::zeros([1, 3])), 1e-5)), "beta [1, 3]");
+    assert!(bad_geometry(tape.instance_norm(Var::constant(Tensor::zeros([2, 3, 0, 5])), &c3, &c3, 1e-5)));
 
     let one_value = Var::constant(Tensor::zeros([1, 3, 1, 1]));
-    assert!(matches!(tape.batch_norm_train(&one_value, &c3, &c3, 1e-5), Err(Error::BadGeometry { .. })));
-    assert!(bad_shape(tape.batch_norm_eval(&x, &c3, &c3, &RunningStats::new(2), 1e-5)));
+    assert!(matches!(tape.batch_norm_train(one_value.clone(), &c3, &c3, 1e-5), Err(Error::BadGeometry { .. })));
+    assert!(bad_shape(tape.batch_norm_eval(x.clone(), &c3, &c3, &RunningStats::new(2), 1e-5)));
     assert!(tape.is_empty());
 }
 
@@ -193,9 +193,9 @@ fn each_op_saves_only_what_its_tracked_inputs_need() {
         let mut var = |t: &Tensor, on: bool| if on { tape.leaf(t.clone()) } else { Var::constant(t.clone()) };
         let (xv, gv, bv) = (var(&x, tracked[0]), var(&gamma, tracked[1]), var(&beta, tracked[2]));
         let _y = match op {
-            "instance" => tape.instance_norm(&xv, &gv, &bv, 1e-5).unwrap(),
-            "train" => tape.batch_norm_train(&xv, &gv, &bv, 1e-5).unwrap().0,
-            _ => tape.batch_norm_eval(&xv, &gv, &bv, &running, 1e-5).unwrap(),
+            "instance" => tape.instance_norm(xv.clone(), &gv, &bv, 1e-5).unwrap(),
+            "train" => tape.batch_norm_train(xv.clone(), &gv, &bv, 1e-5).unwrap().0,
+            _ => tape.batch_norm_eval(xv.clone(), &gv, &bv, &running, 1e-5).unwrap(),
         };
         assert_eq!(tape.saved_bytes(), xhat + dx_scale, "{op} with tracked (x, γ, β) = {tracked:?}");
     }
@@ -205,6 +205,85 @@ fn each_op_saves_only_what_its_tracked_inputs_need() {
     let padded = tape.reflection_pad2d(&xv, 2).unwrap();
     let up = tape.upsample_nearest2x(&padded).unwrap();
     assert_eq!(tape.saved_bytes(), 0, "padding and upsampling keep only shapes");
-    let _ = tape.leaky_relu(&up, 0.2);
+    let _ = tape.leaky_relu(up.clone(), 0.2);
     assert_eq!(tape.saved_bytes(), up.shape().numel(), "a one-byte mask");
+}
+
+/// The ReLUs write over their input when nothing else holds it, and only then: a value that is
+/// also kept elsewhere (a layer's output kept for a loss) stays as it was. Either way y, the
+/// mask, and the gradient are the same; an untracked ReLU saves no mask.
+#[test]
+fn relus_reuse_only_an_unshared_input() {
+    let x = Tensor::new([1, 1, 2, 3], vec![-1.0, 2.0, -3.0, 4.0, 0.0, f32::NAN]).unwrap();
+    for slope in [None, Some(0.5)] {
+        let run = |share: bool| {
+            let mut tape = Tape::new();
+            let leaf = tape.leaf(x.clone());
+            let h = tape.scale(&leaf, 1.0);
+            let kept = share.then(|| h.value().clone());
+            let before = h.value().data().as_ptr();
+            let y = match slope {
+                None => tape.relu(h),
+                Some(s) => tape.leaky_relu(h, s),
+            };
+            let reused = y.value().data().as_ptr() == before;
+            let saved = tape.saved_bytes();
+            let grads = tape.backward_with(&y, Tensor::new([1, 1, 2, 3], vec![1.0; 6]).unwrap()).unwrap();
+            if let Some(kept) = kept {
+                assert_eq!(bits(&kept), bits(&x), "the other holder's value is unchanged");
+            }
+            (bits(y.value()), bits(grads.get(&leaf).unwrap()), saved, reused)
+        };
+        let (alone, shared) = (run(false), run(true));
+        assert!(alone.3 && !shared.3, "{slope:?}: in place exactly when unshared");
+        assert_eq!(alone.0, shared.0, "{slope:?}: y");
+        assert_eq!(alone.1, shared.1, "{slope:?}: dx");
+        assert_eq!((alone.2, shared.2), (6, 6), "{slope:?}: a one-byte mask");
+        let expected: Vec<f32> = match slope {
+            None => vec![0.0, 2.0, 0.0, 4.0, 0.0, 0.0],
+            Some(s) => vec![-s, 2.0, -3.0 * s, 4.0, 0.0, f32::NAN],
+        };
+        assert_eq!(alone.0, bits(&Tensor::new([1, 1, 2, 3], expected).unwrap()), "{slope:?}: values");
+    }
+    let mut tape = Tape::new();
+    let _ = tape.relu(Var::constant(x.clone()));
+    let _ = tape.leaky_relu(Var::constant(x), 0.2);
+    assert_eq!(tape.saved_bytes(), 0, "untracked: no mask");
+}
+
+/// The normalisations write over their input as the ReLUs do, and only when nothing else holds
+/// it: the same y, x̂ and gradients either way.
+#[test]
+fn norms_reuse_only_an_unshared_input() {
+    let x = random(11, &[2, 3, 4, 5]);
+    let (gamma, beta) = (random(12, &[3]), random(13, &[3]));
+    for op in ["instance", "train", "eval"] {
+        let run = |share: bool| {
+            let mut tape = Tape::new();
+            let leaf = tape.leaf(x.clone());
+            let (g, b) = (tape.leaf(gamma.clone()), tape.leaf(beta.clone()));
+            let h = tape.scale(&leaf, 1.0);
+            let kept = share.then(|| h.value().clone());
+            let before = h.value().data().as_ptr();
+            let running = RunningStats::new(3);
+            let y = match op {
+                "instance" => tape.instance_norm(h, &g, &b, 1e-5).unwrap(),
+                "train" => tape.batch_norm_train(h, &g, &b, 1e-5).unwrap().0,
+                _ => tape.batch_norm_eval(h, &g, &b, &running, 1e-5).unwrap(),
+            };
+            let reused = y.value().data().as_ptr() == before;
+            let saved = tape.saved_bytes();
+            let grads = tape.backward_with(&y, random(14, &[2, 3, 4, 5])).unwrap();
+            if let Some(kept) = kept {
+                assert_eq!(bits(&kept), bits(&x), "{op}: the other holder's value is unchanged");
+            }
+            let grads = [&leaf, &g, &b].map(|v| bits(grads.get(v).unwrap()));
+            (bits(y.value()), grads, saved, reused)
+        };
+        let (alone, shared) = (run(false), run(true));
+        assert!(alone.3 && !shared.3, "{op}: in place exactly when unshared");
+        assert_eq!(alone.0, shared.0, "{op}: y");
+        assert_eq!(alone.1, shared.1, "{op}: gradients");
+        assert_eq!(alone.2, shared.2, "{op}: saved bytes");
+    }
 }

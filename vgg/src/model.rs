@@ -179,7 +179,7 @@ impl Vgg19 {
                         tape.conv2d(&h, conv)?
                     }
                 }
-                Layer::Relu { .. } => tape.relu(&h),
+                Layer::Relu { .. } => tape.relu(h),
                 Layer::Pool { .. } => tape.max_pool2(&h)?,
             };
             for (slot, _) in out.iter_mut().zip(&wanted).filter(|(_, &w)| w == i) {

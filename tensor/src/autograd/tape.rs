@@ -44,6 +44,11 @@ impl Var {
     pub fn is_tracked(&self) -> bool {
         self.node.is_some()
     }
+
+    /// The value and its node, for an op that consumes its input.
+    pub(crate) fn into_parts(self) -> (Tensor, Option<NodeId>) {
+        (self.value, self.node)
+    }
 }
 
 /// The record of tracked ops, in the order they ran.

@@ -1,21 +1,23 @@
 //! Elementwise kernels over slices, parallel in fixed-size chunks (so results never depend on
 //! the thread count).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// Elements per parallel chunk: large enough to amortise a task, small enough to balance.
 const CHUNK: usize = 1 << 15;
 
-/// `y = max(x, 0)`, `mask = (x > 0)`: ReLU saves one byte per element for its backward.
-pub fn relu(x: &[f32], y: &mut [f32], mask: &mut [u8]) {
-    assert!(x.len() == y.len() && x.len() == mask.len());
-    y.par_chunks_mut(CHUNK).zip(mask.par_chunks_mut(CHUNK)).zip(x.par_chunks(CHUNK)).for_each(|((y, m), x)| {
-        for ((y, m), &x) in y.iter_mut().zip(m.iter_mut()).zip(x) {
-            let on = x > 0.0;
-            *y = if on { x } else { 0.0 };
-            *m = on as u8;
-        }
-    });
+/// `y = max(x, 0)`, and `mask = (x > 0)` when asked for: ReLU saves one byte per element for
+/// its backward (none at inference). A NaN input gives 0.
+pub fn relu(x: &[f32], y: &mut [f32], mask: Option<&mut [u8]>) {
+    rectify(Some(x), y, mask, |_| 0.0);
+}
+
+/// [`relu`] with x read from y and overwritten: the tape's ReLU when nothing else holds its
+/// input, so that it needs no output buffer of its own.
+pub fn relu_in_place(y: &mut [f32], mask: Option<&mut [u8]>) {
+    rectify(None, y, mask, |_| 0.0);
 }
 
 /// `dy *= mask`, in place: ReLU's backward owns the gradient it is handed (the tape gives
@@ -25,19 +27,44 @@ pub fn relu_backward(dy: &mut [f32], mask: &[u8]) {
     where_clear(dy, mask, |_| 0.0);
 }
 
-/// `y = x` where `x > 0`, else `slope·x`; `mask = (x > 0)`: the leaky ReLU of Maas, Hannun and
-/// Ng, "Rectifier Nonlinearities Improve Neural Network Acoustic Models" (2013), which keeps a
-/// small gradient for negative inputs. Like [`relu`] it saves one byte per element for its
-/// backward, not x. A NaN input gives NaN (`slope·NaN`), as PyTorch's `leaky_relu` does.
-pub fn leaky_relu(x: &[f32], slope: f32, y: &mut [f32], mask: &mut [u8]) {
-    assert!(x.len() == y.len() && x.len() == mask.len());
-    y.par_chunks_mut(CHUNK).zip(mask.par_chunks_mut(CHUNK)).zip(x.par_chunks(CHUNK)).for_each(|((y, m), x)| {
-        for ((y, m), &x) in y.iter_mut().zip(m.iter_mut()).zip(x) {
-            let on = x > 0.0;
-            *y = if on { x } else { slope * x };
-            *m = on as u8;
+/// `y = x` where `x > 0`, else `slope·x`, and `mask = (x > 0)` when asked for: the leaky ReLU of
+/// Maas, Hannun and Ng, "Rectifier Nonlinearities Improve Neural Network Acoustic Models"
+/// (2013), which keeps a small gradient for negative inputs. Like [`relu`] it saves one byte
+/// per element for its backward, not x. A NaN input gives NaN (`slope·NaN`), as PyTorch's
+/// `leaky_relu` does.
+pub fn leaky_relu(x: &[f32], slope: f32, y: &mut [f32], mask: Option<&mut [u8]>) {
+    rectify(Some(x), y, mask, |v| slope * v);
+}
+
+/// [`leaky_relu`] in place, as [`relu_in_place`].
+pub fn leaky_relu_in_place(y: &mut [f32], slope: f32, mask: Option<&mut [u8]>) {
+    rectify(None, y, mask, |v| slope * v);
+}
+
+/// `y = x` where `x > 0`, else `below(x)`, and `mask = (x > 0)`; x is y itself when `None`.
+/// Per chunk the mask is written first, from x, so that it is x's sign whatever `below` does
+/// (a negative slope would turn y's).
+fn rectify(x: Option<&[f32]>, y: &mut [f32], mask: Option<&mut [u8]>, below: impl Fn(f32) -> f32 + Sync) {
+    assert!(x.is_none_or(|x| x.len() == y.len()), "x and y have the same length");
+    assert!(mask.as_ref().is_none_or(|m| m.len() == y.len()), "one mask byte per element");
+    let f = |v: f32| if v > 0.0 { v } else { below(v) };
+    let chunk = |i: usize, y: &mut [f32], mask: Option<&mut [u8]>| {
+        let x = x.map(|x| &x[i * CHUNK..][..y.len()]);
+        if let Some(mask) = mask {
+            for (m, &v) in mask.iter_mut().zip(x.unwrap_or(y)) {
+                *m = (v > 0.0) as u8;
+            }
         }
-    });
+        match x {
+            Some(x) => y.iter_mut().zip(x).for_each(|(y, &x)| *y = f(x)),
+            None => y.iter_mut().for_each(|y| *y = f(*y)),
+        }
+    };
+    let chunks = y.par_chunks_mut(CHUNK);
+    match mask {
+        Some(mask) => chunks.zip(mask.par_chunks_mut(CHUNK)).enumerate().for_each(|(i, (y, m))| chunk(i, y, Some(m))),
+        None => chunks.enumerate().for_each(|(i, y)| chunk(i, y, None)),
+    }
 }
 
 /// `dy *= slope` where the mask is clear, in place, as [`relu_backward`] does.
@@ -57,24 +84,30 @@ fn where_clear(dy: &mut [f32], mask: &[u8], f: impl Fn(f32) -> f32 + Sync) {
     });
 }
 
-/// `out[i] = f(a[i], b[i])`.
-pub fn zip_map(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
-    assert!(a.len() == b.len() && a.len() == out.len());
-    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(|((o, a), b)| {
-        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-            *o = f(a, b);
+/// `f(a[i], b[i])` for every i, in a new buffer written once (`kernels::filled`).
+pub fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert_eq!(a.len(), b.len());
+    let fill = |i: usize, out: &mut [MaybeUninit<f32>]| {
+        let (a, b) = (&a[i * CHUNK..][..out.len()], &b[i * CHUNK..][..out.len()]);
+        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+            o.write(f(a, b));
         }
-    });
+    };
+    // SAFETY: piece i is values i·CHUNK.. of the output, as long as the slices of a and b it is
+    // zipped with, so every value of it is written.
+    unsafe { super::filled(a.len(), CHUNK, fill) }
 }
 
-/// `out[i] = f(a[i])`.
-pub fn map(a: &[f32], out: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
-    assert_eq!(a.len(), out.len());
-    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).for_each(|(o, a)| {
-        for (o, &a) in o.iter_mut().zip(a) {
-            *o = f(a);
+/// `f(a[i])` for every i, in a new buffer written once (`kernels::filled`).
+pub fn map(a: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let fill = |i: usize, out: &mut [MaybeUninit<f32>]| {
+        let a = &a[i * CHUNK..][..out.len()];
+        for (o, &a) in out.iter_mut().zip(a) {
+            o.write(f(a));
         }
-    });
+    };
+    // SAFETY: as in `zip_map`.
+    unsafe { super::filled(a.len(), CHUNK, fill) }
 }
 
 /// `acc[i] += x[i]`: how autograd sums the gradients of a value used twice.

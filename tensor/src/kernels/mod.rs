@@ -32,6 +32,8 @@ pub mod simd;
 pub mod upsample;
 pub mod winograd;
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// `len` zeros, written by every thread when there are many: the buffer an op's kernel then
@@ -46,6 +48,30 @@ pub fn zeroed<T: Copy + Default + Send + Sync>(len: usize) -> Vec<T> {
     }
     let mut v = Vec::with_capacity(len);
     v.par_extend(rayon::iter::repeat_n(T::default(), len));
+    v
+}
+
+/// A new buffer of `len` values, written by `fill` in parallel without being zeroed first:
+/// `fill(i, piece)` gets the `i`-th `chunk`-long piece (the last may be shorter), uninitialised.
+///
+/// Why: a kernel that writes every value of its output gains nothing from [`zeroed`]'s pass of
+/// zeros, which costs a write of the whole buffer to memory before the kernel's own (5% of
+/// `apply` at 512² for the padding and upsampling alone, `benches/README.md`).
+///
+/// # Safety
+/// `fill(i, piece)` must write every value of `piece`.
+pub(crate) unsafe fn filled(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    assert!(chunk > 0 || len == 0, "pieces of no values cannot make up {len}");
+    let mut v = Vec::with_capacity(len);
+    if len > 0 {
+        v.spare_capacity_mut()[..len].par_chunks_mut(chunk).enumerate().for_each(|(i, piece)| fill(i, piece));
+    }
+    // SAFETY: the pieces cover 0..len, and the caller's `fill` wrote every value of each.
+    unsafe { v.set_len(len) };
     v
 }
 

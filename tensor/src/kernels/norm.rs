@@ -205,36 +205,53 @@ pub struct NormParams<'a> {
 /// `y = γ·x̂ + β` with `x̂ = (x - μ)·(1/σ)`, also writing x̂ when it is asked for (backward needs
 /// it for dγ, and for dx when the statistics came from x).
 pub fn normalize(x: &[f32], g: NormGeometry, p: NormParams<'_>, y: &mut [f32], xhat: Option<&mut [f32]>) {
-    assert!(x.len() == g.len() && y.len() == g.len());
+    assert_eq!(x.len(), g.len());
+    normalize_from(Some(x), g, p, y, xhat);
+}
+
+/// [`normalize`] with x read from y and overwritten: the tape's normalisations when nothing
+/// else holds their input.
+pub fn normalize_in_place(y: &mut [f32], g: NormGeometry, p: NormParams<'_>, xhat: Option<&mut [f32]>) {
+    normalize_from(None, g, p, y, xhat);
+}
+
+/// [`normalize`], x being y itself when `None`.
+fn normalize_from(x: Option<&[f32]>, g: NormGeometry, p: NormParams<'_>, y: &mut [f32], xhat: Option<&mut [f32]>) {
+    assert_eq!(y.len(), g.len());
     assert!(p.mean.len() == g.groups() && p.inv_std.len() == g.groups());
     assert!(p.gamma.len() == g.c && p.beta.len() == g.c);
+    assert!(xhat.as_ref().is_none_or(|xhat| xhat.len() == g.len()));
     if g.is_empty() {
         return;
     }
-    // (μ, 1/σ, γ, β) of plane `p`.
-    let coefficients = |plane: usize| {
+    // Plane `plane` of y, with x̂'s when asked for.
+    let one = |plane: usize, y: &mut [f32], xhat: Option<&mut [f32]>| {
         let (group, channel) = (g.group_of_plane(plane), plane % g.c);
-        (p.mean[group], p.inv_std[group], p.gamma[channel], p.beta[channel])
-    };
-    let planes = y.par_chunks_mut(g.m).zip(x.par_chunks(g.m)).enumerate();
-    match xhat {
-        Some(xhat) => {
-            assert_eq!(xhat.len(), g.len());
-            planes.zip(xhat.par_chunks_mut(g.m)).for_each(|((plane, (y, x)), xhat)| {
-                let (mu, inv_std, gamma, beta) = coefficients(plane);
+        let (mu, inv_std, gamma, beta) = (p.mean[group], p.inv_std[group], p.gamma[channel], p.beta[channel]);
+        let x = x.map(|x| &x[g.plane(plane)]);
+        match (x, xhat) {
+            (Some(x), Some(xhat)) => {
                 for ((y, xhat), &x) in y.iter_mut().zip(xhat).zip(x) {
                     let v = (x - mu) * inv_std;
                     *xhat = v;
                     *y = gamma * v + beta;
                 }
-            })
-        }
-        None => planes.for_each(|(plane, (y, x))| {
-            let (mu, inv_std, gamma, beta) = coefficients(plane);
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = gamma * ((x - mu) * inv_std) + beta;
             }
-        }),
+            (None, Some(xhat)) => {
+                for (y, xhat) in y.iter_mut().zip(xhat) {
+                    let v = (*y - mu) * inv_std;
+                    *xhat = v;
+                    *y = gamma * v + beta;
+                }
+            }
+            (Some(x), None) => y.iter_mut().zip(x).for_each(|(y, &x)| *y = gamma * ((x - mu) * inv_std) + beta),
+            (None, None) => y.iter_mut().for_each(|y| *y = gamma * ((*y - mu) * inv_std) + beta),
+        }
+    };
+    let planes = y.par_chunks_mut(g.m).enumerate();
+    match xhat {
+        Some(xhat) => planes.zip(xhat.par_chunks_mut(g.m)).for_each(|((plane, y), xhat)| one(plane, y, Some(xhat))),
+        None => planes.for_each(|(plane, y)| one(plane, y, None)),
     }
 }
 

@@ -8,6 +8,8 @@
 //! Padded coordinate `i` in `[-pad, len + pad)` reads source index `|i|` on the low side and
 //! `2(len - 1) - i` on the high side; `pad < len` keeps both inside the plane.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// The source index of padded coordinate `i` (which may be negative) in an axis of `len`.
@@ -24,28 +26,33 @@ fn reflect(i: isize, len: usize) -> usize {
     r as usize
 }
 
-/// `y [planes, h + 2·pad, w + 2·pad]`: each plane of `x [planes, h, w]` padded by reflection.
+/// `[planes, h + 2·pad, w + 2·pad]`: each plane of `x [planes, h, w]` padded by reflection.
 /// Needs `pad < h` and `pad < w` (PyTorch's condition): one reflection then reaches every pad.
-pub fn reflection_pad2d(x: &[f32], planes: usize, h: usize, w: usize, pad: usize, y: &mut [f32]) {
+/// The output is written once, without zeros first (`kernels::filled`).
+pub fn reflection_pad2d(x: &[f32], planes: usize, h: usize, w: usize, pad: usize) -> Vec<f32> {
     assert!(pad < h && pad < w, "reflection padding {pad} needs a plane larger than it, got {h}x{w}");
     let (ho, wo) = (h + 2 * pad, w + 2 * pad);
-    assert!(x.len() == planes * h * w && y.len() == planes * ho * wo);
-    y.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(y, x)| {
+    assert_eq!(x.len(), planes * h * w);
+    let fill = |plane: usize, y: &mut [MaybeUninit<f32>]| {
+        let x = &x[plane * h * w..][..h * w];
         for (oy, out) in y.chunks_exact_mut(wo).enumerate() {
             let row = &x[reflect(oy as isize - pad as isize, h) * w..][..w];
             let (left, rest) = out.split_at_mut(pad);
             let (middle, right) = rest.split_at_mut(w);
-            middle.copy_from_slice(row);
+            middle.write_copy_of_slice(row);
             // left[j] is column j - pad, which reads pad - j; right[j] is column w + j, which
             // reads w - 2 - j.
             for (j, o) in left.iter_mut().enumerate() {
-                *o = row[pad - j];
+                o.write(row[pad - j]);
             }
             for (j, o) in right.iter_mut().enumerate() {
-                *o = row[w - 2 - j];
+                o.write(row[w - 2 - j]);
             }
         }
-    });
+    };
+    // SAFETY: a piece is one ho x wo plane, whose rows `chunks_exact_mut` covers; each row is
+    // split into left, middle and right, and each part is written whole.
+    unsafe { super::filled(planes * ho * wo, ho * wo, fill) }
 }
 
 /// `dx [planes, h, w]`, the adjoint of [`reflection_pad2d`]: every output pixel's gradient is

@@ -5,23 +5,29 @@
 //!
 //! Output pixel `(i, j)` copies input pixel `(i / 2, j / 2)`; so the backward sums each 2x2 block.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-/// `y [planes, 2h, 2w]`: every pixel of `x [planes, h, w]` repeated into a 2x2 block.
-pub fn nearest2x(x: &[f32], planes: usize, h: usize, w: usize, y: &mut [f32]) {
-    assert!(x.len() == planes * h * w && y.len() == 4 * x.len());
-    if y.is_empty() {
-        return;
-    }
-    y.par_chunks_mut(4 * h * w).zip(x.par_chunks(h * w)).for_each(|(y, x)| {
+/// `[planes, 2h, 2w]`: every pixel of `x [planes, h, w]` repeated into a 2x2 block, written
+/// once, without zeros first (`kernels::filled`).
+pub fn nearest2x(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    assert_eq!(x.len(), planes * h * w);
+    let fill = |plane: usize, y: &mut [MaybeUninit<f32>]| {
+        let x = &x[plane * h * w..][..h * w];
         for (rows, src) in y.chunks_exact_mut(4 * w).zip(x.chunks_exact(w)) {
             let (top, bottom) = rows.split_at_mut(2 * w);
-            for (pair, &v) in top.chunks_exact_mut(2).zip(src) {
-                pair.fill(v);
+            for row in [top, bottom] {
+                for (pair, &v) in row.chunks_exact_mut(2).zip(src) {
+                    pair[0].write(v);
+                    pair[1].write(v);
+                }
             }
-            bottom.copy_from_slice(top);
         }
-    });
+    };
+    // SAFETY: a piece is one 2h x 2w plane, h pairs of output rows; each pair of rows is split
+    // into two-value blocks, each written whole with its source pixel.
+    unsafe { super::filled(4 * x.len(), 4 * h * w, fill) }
 }
 
 /// `dx [planes, h, w]`, the adjoint of [`nearest2x`]: the sum of each 2x2 block of
