@@ -409,6 +409,60 @@ fn fused_relu_mask_is_the_outputs_sign() {
     }
 }
 
+/// The few-output-channel route (`kernels::few_outputs`, stride 1 and at most 4 outputs) on
+/// rows wider than its register blocks (`cout x NV` vectors: 384 pixels for one output on
+/// AVX-512, 96 on AVX2), whose last block overlaps the one before, and on narrower rows, which
+/// take its scalar loop; with and without zero padding, its fused ReLU and the ReLU's mask.
+#[test]
+fn few_output_channels_match_reference() {
+    for (cout, k, pad, h, w) in
+        [(3, 9, 0, 12, 300), (1, 3, 1, 5, 411), (2, 5, 2, 6, 200), (4, 3, 0, 4, 130), (3, 9, 4, 9, 20)]
+    {
+        let g = ConvGeometry { cin: 5, cout, kh: k, kw: k, pad_h: pad, pad_w: pad, stride: 1 };
+        assert!(tensor::kernels::few_outputs::takes(g));
+        check_conv(g, ConvAlgorithm::Direct, 2, h, w, cout as u64);
+
+        let (ho, wo) = g.output_size(h, w).unwrap();
+        let mut rng = Rng::new(9);
+        let (mut x, wt, b) = (rng.vec(2 * 5 * h * w), rng.vec(cout * g.patch_len()), rng.vec(cout));
+        x[2 * w + 7] = f32::NAN;
+        let p = PackedConv::new(&wt, &b, g);
+        let len = 2 * cout * ho * wo;
+        let (mut plain, mut y, mut mask) = (vec![0.0; len], vec![f32::NAN; len], vec![7u8; len]);
+        conv::conv_relu_forward(&p, &x, 2, h, w, &mut plain);
+        conv::conv_relu_mask_forward(&p, &x, 2, h, w, &mut y, &mut mask);
+        assert_eq!(bits(&y), bits(&plain), "{g:?}: the same output");
+        assert_eq!(mask, y.iter().map(|&v| (v > 0.0) as u8).collect::<Vec<_>>(), "{g:?}: mask = (y > 0)");
+        assert!(mask.contains(&0) && mask.contains(&1), "{g:?}: both signs seen");
+    }
+}
+
+/// Each output of the few-output-channel route has the same bits whether a vector block or the
+/// scalar loop computed it: a 12-pixel-wide window of a wide image (scalar) against the wide
+/// image (vectors), both unpadded.
+#[test]
+fn few_output_channels_vector_and_scalar_paths_agree() {
+    let (cin, k, h, w, win) = (4, 9, 10, 520, 20);
+    let g = ConvGeometry { cin, cout: 3, kh: k, kw: k, pad_h: 0, pad_w: 0, stride: 1 };
+    let mut rng = Rng::new(3);
+    let (x, wt, b) = (rng.vec(cin * h * w), rng.vec(3 * g.patch_len()), rng.vec(3));
+    let p = PackedConv::new(&wt, &b, g);
+    let (ho, wo) = g.output_size(h, w).unwrap();
+    let mut wide = vec![0.0; 3 * ho * wo];
+    conv::conv_forward(&p, &x, 1, h, w, &mut wide);
+    for left in [0, 117, w - win] {
+        let narrow_x: Vec<f32> = x.chunks_exact(w).flat_map(|row| &row[left..left + win]).copied().collect();
+        let nwo = win - k + 1;
+        let mut narrow = vec![0.0; 3 * ho * nwo];
+        conv::conv_forward(&p, &narrow_x, 1, h, win, &mut narrow);
+        for (c, (n_plane, w_plane)) in narrow.chunks_exact(ho * nwo).zip(wide.chunks_exact(ho * wo)).enumerate() {
+            for (n_row, w_row) in n_plane.chunks_exact(nwo).zip(w_plane.chunks_exact(wo)) {
+                assert_eq!(bits(n_row), bits(&w_row[left..left + nwo]), "channel {c}, columns from {left}");
+            }
+        }
+    }
+}
+
 /// `conv_backward_input_add` adds the input gradient into the one held, with the bits of
 /// computing it apart and adding (`held + apart`), by every route: Winograd (in its output
 /// transform), the flipped kernel and col2im (apart, then added).

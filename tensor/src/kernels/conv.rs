@@ -39,6 +39,7 @@
 use std::borrow::Cow;
 
 use super::elementwise;
+use super::few_outputs;
 use super::gemm::params::{KC, NR};
 use super::gemm::{gemm, gemm_relu_mask, AOperand, Epilogue, MatRef, PackB, PackedA};
 use super::simd::{load8, transpose8};
@@ -202,6 +203,9 @@ enum Forward {
     Direct(PackedA),
     /// Winograd, over `winograd` ([`Pass::Forward`]).
     Winograd,
+    /// Few output channels: sliding windows over the image, `W` tap-major
+    /// (`kernels::few_outputs`).
+    FewOutputs(few_outputs::TapMajor),
 }
 
 /// The weights of the backward-to-input pass, in the form its route reads.
@@ -235,6 +239,9 @@ impl PackedConv {
         }
         let w = MatRef::row_major(weight, g.cout, g.patch_len());
         let forward = match algorithms.forward {
+            ConvAlgorithm::Direct if few_outputs::takes(g) => {
+                Forward::FewOutputs(few_outputs::TapMajor::new(weight, g.cout, g.cin, g.kh, g.kw))
+            }
             ConvAlgorithm::Direct => Forward::Direct(PackedA::new(w)),
             ConvAlgorithm::Winograd => Forward::Winograd,
         };
@@ -260,6 +267,7 @@ impl PackedConv {
     pub fn bytes(&self) -> usize {
         let forward = match &self.forward {
             Forward::Direct(a) => a.bytes(),
+            Forward::FewOutputs(t) => t.bytes(),
             Forward::Winograd => 0,
         };
         let input_gradient = match &self.input_gradient {
@@ -274,6 +282,7 @@ impl PackedConv {
     /// memory estimates made ahead of loading any weights.
     pub fn bytes_for(g: ConvGeometry, a: ConvAlgorithms) -> usize {
         let forward = match a.forward {
+            ConvAlgorithm::Direct if few_outputs::takes(g) => 4 * g.cout * g.patch_len(),
             ConvAlgorithm::Direct => PackedA::bytes_for(g.cout, g.patch_len()),
             ConvAlgorithm::Winograd => 0,
         };
@@ -377,6 +386,16 @@ fn forward(
             let u = p.winograd.as_ref().expect("Winograd weights kept");
             let epilogue = winograd::Epilogue { bias: Some(&p.bias), relu, mask, accumulate: false };
             return winograd::conv3x3(u, Pass::Forward, (g.pad_h, g.pad_w), x, (n, h, w), y, epilogue);
+        }
+        Forward::FewOutputs(taps) => {
+            let image = g.cout * ho * wo;
+            let mut masks = mask.map(|m| m.chunks_exact_mut(image));
+            for (x, y) in x.chunks_exact(g.cin * h * w).zip(y.chunks_exact_mut(image)) {
+                let (planes, hp, wp) = planes(x, g, h, w);
+                let mask = masks.as_mut().and_then(Iterator::next);
+                few_outputs::forward(taps, &p.bias, &planes, (hp, wp), y, relu, mask);
+            }
+            return;
         }
     };
     let epilogue = Epilogue { bias: Some(&p.bias), relu, ..Epilogue::default() };

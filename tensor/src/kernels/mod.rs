@@ -6,6 +6,8 @@
 //! - [`gemm`]: packed, blocked, parallel GEMM with its micro-kernel
 //! - [`conv`]: convolution as an implicit GEMM (im2col panels read in place from the padded
 //!   image), and its backward passes
+//! - [`few_outputs`]: sliding-window convolution for layers with at most 4 output channels
+//!   (the style network's last), which as a GEMM would fill a quarter of the micro-kernel's tile
 //! - [`winograd`]: Winograd F(4x4, 3x3) convolution for 3x3 stride-1 layers (four times
 //!   fewer multiplications), forward and backward to the input
 //! - [`pool`]: 2x2 max-pooling and its backward
@@ -21,6 +23,7 @@
 
 pub mod conv;
 pub mod elementwise;
+pub mod few_outputs;
 pub mod gemm;
 pub mod gram;
 pub mod norm;
