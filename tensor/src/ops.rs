@@ -178,16 +178,10 @@ impl Tape {
             });
         };
         let out_shape = Shape::new(&[n, g.cout, ho, wo]);
-        let mut y = kernels::zeroed(out_shape.numel());
         let tracked = x.is_tracked() || !layer.is_frozen();
         // The ReLU's mask, for the backward pass, comes out of the same write-back as y.
-        let mut relu_mask = (relu && tracked).then(|| kernels::zeroed::<u8>(y.len()));
-        let x_data = x.value().data();
-        match (&mut relu_mask, relu) {
-            (Some(mask), _) => conv::conv_relu_mask_forward(&layer.packed, x_data, n, h, w, &mut y, mask),
-            (None, true) => conv::conv_relu_forward(&layer.packed, x_data, n, h, w, &mut y),
-            (None, false) => conv::conv_forward(&layer.packed, x_data, n, h, w, &mut y),
-        }
+        let mut relu_mask = (relu && tracked).then(|| kernels::zeroed::<u8>(out_shape.numel()));
+        let y = conv::conv_forward_new(&layer.packed, x.value().data(), n, h, w, relu, relu_mask.as_deref_mut());
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Conv2d {
             x: x.node(),
             conv: Arc::clone(&layer.packed),

@@ -437,6 +437,39 @@ fn few_output_channels_match_reference() {
     }
 }
 
+/// `conv_forward_new` (an output never zeroed, only written, as the tape's convolutions run)
+/// has the bits of `conv_forward` into a buffer filled with NaN, with and without the ReLU and
+/// its mask, on every route: the GEMM with one K block and with several (K = 360 > KC, so later
+/// blocks add onto what the first wrote), stride 2, Winograd and the sliding windows.
+#[test]
+fn conv_into_a_new_buffer_matches_conv_into_a_held_one() {
+    let few = ConvGeometry { cin: 5, cout: 3, kh: 9, kw: 9, pad_h: 4, pad_w: 4, stride: 1 };
+    let strided = ConvGeometry { cin: 6, cout: 10, kh: 3, kw: 3, pad_h: 1, pad_w: 1, stride: 2 };
+    for (g, algorithm) in [
+        (ConvGeometry::same3x3(8, 20), ConvAlgorithm::Direct),
+        (ConvGeometry::same3x3(40, 20), ConvAlgorithm::Direct),
+        (strided, ConvAlgorithm::Direct),
+        (ConvGeometry::same3x3(40, 36), ConvAlgorithm::Winograd),
+        (few, ConvAlgorithm::Direct),
+    ] {
+        let (n, h, w) = (2, 13, 150);
+        let (ho, wo) = g.output_size(h, w).unwrap();
+        let len = n * g.cout * ho * wo;
+        let mut rng = Rng::new(5);
+        let (x, wt, b) = (rng.vec(n * g.cin * h * w), rng.vec(g.cout * g.patch_len()), rng.vec(g.cout));
+        let p = PackedConv::with_algorithms(&wt, &b, g, ConvAlgorithms::both(algorithm));
+        let mut held = vec![f32::NAN; len];
+        conv::conv_forward(&p, &x, n, h, w, &mut held);
+        assert_eq!(bits(&conv::conv_forward_new(&p, &x, n, h, w, false, None)), bits(&held), "{g:?} {algorithm:?}");
+        let (mut held, mut held_mask, mut mask) = (vec![f32::NAN; len], vec![7u8; len], vec![9u8; len]);
+        conv::conv_relu_mask_forward(&p, &x, n, h, w, &mut held, &mut held_mask);
+        let new = conv::conv_forward_new(&p, &x, n, h, w, true, Some(&mut mask));
+        assert_eq!(bits(&new), bits(&held), "{g:?} {algorithm:?}, ReLU");
+        assert_eq!(mask, held_mask, "{g:?} {algorithm:?}, mask");
+        assert!(held_mask.contains(&0) && held_mask.contains(&1));
+    }
+}
+
 /// Each output of the few-output-channel route has the same bits whether a vector block or the
 /// scalar loop computed it: a 12-pixel-wide window of a wide image (scalar) against the wide
 /// image (vectors), both unpadded.

@@ -37,11 +37,12 @@
 //! layer.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use super::elementwise;
 use super::few_outputs;
 use super::gemm::params::{KC, NR};
-use super::gemm::{gemm, gemm_relu_mask, AOperand, Epilogue, MatRef, PackB, PackedA};
+use super::gemm::{gemm, gemm_uninit, AOperand, Epilogue, MatRef, PackB, PackedA};
 use super::simd::{load8, transpose8};
 use super::winograd::{self, Pass, WinogradWeights};
 use rayon::prelude::*;
@@ -349,22 +350,49 @@ fn flipped(weight: &[f32], g: ConvGeometry) -> Vec<f32> {
 
 /// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) + b`.
 pub fn conv_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32]) {
-    forward(p, x, n, h, w, y, false, None);
+    // SAFETY: `forward` writes only computed values into y.
+    forward(p, x, n, h, w, unsafe { super::as_write_only(y) }, false, None);
+}
+
+/// [`conv_forward`], or with the ReLU ([`conv_relu_forward`]) and its mask
+/// ([`conv_relu_mask_forward`]) when asked for, into a new buffer that is only written, never
+/// zeroed first: what the tape's convolutions run.
+pub fn conv_forward_new(
+    p: &PackedConv,
+    x: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    relu: bool,
+    mask: Option<&mut [u8]>,
+) -> Vec<f32> {
+    let g = p.geometry;
+    let (ho, wo) = g.output_size(h, w).expect("kernel larger than the image");
+    let len = n * g.cout * ho * wo;
+    let mut y = Vec::with_capacity(len);
+    forward(p, x, n, h, w, &mut y.spare_capacity_mut()[..len], relu, mask);
+    // SAFETY: every route of `forward` writes every value of its output: the GEMM (never with
+    // `upper`), Winograd (each tile's pixels, clipped at the edges) and the sliding windows
+    // (each pixel); the reference tests run each route into outputs filled with NaN.
+    unsafe { y.set_len(len) };
+    y
 }
 
 /// `y = max(conv(x, W) + b, 0)`: the ReLU done in the GEMM's write-back (see [`Epilogue::relu`]).
 pub fn conv_relu_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32]) {
-    forward(p, x, n, h, w, y, true, None);
+    // SAFETY: `forward` writes only computed values into y.
+    forward(p, x, n, h, w, unsafe { super::as_write_only(y) }, true, None);
 }
 
 /// [`conv_relu_forward`], writing also the ReLU's mask `mask = (y > 0)` (one byte per value,
 /// what its backward reads) in the same write-back, not by a second pass over `y`.
 pub fn conv_relu_mask_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32], mask: &mut [u8]) {
-    assert_eq!(mask.len(), y.len(), "one mask byte per output value");
-    forward(p, x, n, h, w, y, true, Some(mask));
+    // SAFETY: `forward` writes only computed values into y.
+    forward(p, x, n, h, w, unsafe { super::as_write_only(y) }, true, Some(mask));
 }
 
-/// One GEMM per image (each parallel over blocks of its output).
+/// One GEMM per image (each parallel over blocks of its output), or the Winograd or
+/// sliding-window routes; y is only written, every value of it.
 #[allow(clippy::too_many_arguments)]
 fn forward(
     p: &PackedConv,
@@ -372,7 +400,7 @@ fn forward(
     n: usize,
     h: usize,
     w: usize,
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
     relu: bool,
     mask: Option<&mut [u8]>,
 ) {
@@ -380,12 +408,13 @@ fn forward(
     let (ho, wo) = g.output_size(h, w).expect("kernel larger than the image");
     assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
     assert_eq!(y.len(), n * g.cout * ho * wo, "conv output is [n, cout, ho, wo]");
+    assert!(mask.as_ref().is_none_or(|m| relu && m.len() == y.len()), "a mask needs the ReLU, one byte per output");
     let forward = match &p.forward {
         Forward::Direct(forward) => forward,
         Forward::Winograd => {
             let u = p.winograd.as_ref().expect("Winograd weights kept");
             let epilogue = winograd::Epilogue { bias: Some(&p.bias), relu, mask, accumulate: false };
-            return winograd::conv3x3(u, Pass::Forward, (g.pad_h, g.pad_w), x, (n, h, w), y, epilogue);
+            return winograd::conv3x3_uninit(u, Pass::Forward, (g.pad_h, g.pad_w), x, (n, h, w), y, epilogue);
         }
         Forward::FewOutputs(taps) => {
             let image = g.cout * ho * wo;
@@ -403,10 +432,7 @@ fn forward(
     let mut masks = mask.map(|m| m.chunks_exact_mut(image));
     for (x, y) in x.chunks_exact(g.cin * h * w).zip(y.chunks_exact_mut(image)) {
         let b = Im2col::new(x, g, h, w);
-        match masks.as_mut().and_then(Iterator::next) {
-            Some(mask) => gemm_relu_mask(AOperand::Packed(forward.view()), &b, y, epilogue, mask),
-            None => gemm(AOperand::Packed(forward.view()), &b, y, epilogue),
-        }
+        gemm_uninit(AOperand::Packed(forward.view()), &b, y, epilogue, masks.as_mut().and_then(Iterator::next));
     }
 }
 

@@ -16,6 +16,8 @@
 //! order; the last block of a wider row is shifted left to end at the row's end (the pixels it
 //! shares with the block before are computed twice, identically).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::gemm::SharedC;
@@ -65,13 +67,13 @@ impl TapMajor {
 
 /// `y [cout, ho, wo] = bias + conv(x, W)` for one padded image `x [cin, hp, wp]` (stride 1,
 /// ho = hp - kh + 1, wo = wp - kw + 1), then the ReLU and its mask when asked for (as the
-/// GEMM's epilogue: NaN becomes 0, `mask = (y > 0)`).
+/// GEMM's epilogue: NaN becomes 0, `mask = (y > 0)`). y is only written, every value of it.
 pub fn forward(
     w: &TapMajor,
     bias: &[f32],
     x: &[f32],
     (hp, wp): (usize, usize),
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
     relu: bool,
     mask: Option<&mut [u8]>,
 ) {
@@ -80,7 +82,7 @@ pub fn forward(
     assert_eq!(x.len(), w.cin * hp * wp, "x is [cin, hp, wp]");
     assert_eq!(y.len(), w.cout * ho * wo, "y is [cout, ho, wo]");
     assert_eq!(bias.len(), w.cout, "one bias per output channel");
-    let y = SharedC::new(y, wo);
+    let y = SharedC::from_uninit(y, wo);
     let mask = mask.map(|m| {
         assert_eq!(m.len(), w.cout * ho * wo, "one mask byte per output");
         SharedC::new(m, wo)
@@ -121,21 +123,23 @@ impl Image<'_> {
         let block = NV * LANES;
         let mut out = [[0.0f32; LANES]; NV];
         let write = |c: usize, x0: usize, values: &[f32]| {
+            let stored = |v: f32| match relu {
+                true if v > 0.0 => v,
+                true => 0.0, // NaN too, as `elementwise::relu`
+                false => v,
+            };
             // SAFETY: each task writes only its own output rows (`ROWS_PER_TASK` of them, for
-            // every channel), so the ranges of different tasks are disjoint.
-            let row = unsafe { y.row(c * self.ho + oy, x0, values.len()) };
+            // every channel), so the ranges of different tasks are disjoint; they are only
+            // written.
+            let row = unsafe { y.row_uninit(c * self.ho + oy, x0, values.len()) };
             for (o, &v) in row.iter_mut().zip(values) {
-                *o = match relu {
-                    true if v > 0.0 => v,
-                    true => 0.0, // NaN too, as `elementwise::relu`
-                    false => v,
-                };
+                o.write(stored(v));
             }
             if let Some(mask) = mask {
-                // SAFETY: as above.
+                // SAFETY: as above (the mask is initialised).
                 let m = unsafe { mask.row(c * self.ho + oy, x0, values.len()) };
-                for (m, &v) in m.iter_mut().zip(row.iter()) {
-                    *m = (v > 0.0) as u8;
+                for (m, &v) in m.iter_mut().zip(values) {
+                    *m = (stored(v) > 0.0) as u8;
                 }
             }
         };

@@ -78,6 +78,17 @@ pub(crate) unsafe fn filled(
     v
 }
 
+/// `y` seen as memory a kernel only writes (`&mut [MaybeUninit<f32>]`), so that one kernel
+/// serves both outputs made for it uninitialised and buffers the caller already holds.
+///
+/// # Safety
+/// Whatever receives the view writes only initialised values into it (never
+/// `MaybeUninit::uninit()`), so that y stays initialised.
+pub(crate) unsafe fn as_write_only(y: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: MaybeUninit<f32> has f32's layout; the caller keeps every value initialised.
+    unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
 /// Smallest buffer [`zeroed`] zeroes on several threads (below, the tasks cost more than the
 /// memset saves).
 const PARALLEL_BYTES: usize = 1 << 20;

@@ -49,6 +49,7 @@
 use rayon::prelude::*;
 
 use super::gemm::params::NR;
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use super::gemm::params::MR;
@@ -338,8 +339,45 @@ pub fn conv3x3(
     pass: Pass,
     pad: (usize, usize),
     x: &[f32],
-    (n, h, w): (usize, usize, usize),
+    dims: (usize, usize, usize),
     y: &mut [f32],
+    epilogue: Epilogue,
+) {
+    let (len, image) = (y.len(), y.len() / dims.0.max(1));
+    let wo = (dims.2 + 2 * pad.1).saturating_sub(2);
+    let outs = y.chunks_mut(image.max(1)).map(|y| SharedC::new(y, wo)).collect();
+    conv3x3_with(weights, pass, pad, x, dims, (len, outs), epilogue);
+}
+
+/// [`conv3x3`] into uninitialised memory, which it only writes (so not `accumulate`): every
+/// value of y is written.
+pub fn conv3x3_uninit(
+    weights: &WinogradWeights,
+    pass: Pass,
+    pad: (usize, usize),
+    x: &[f32],
+    dims: (usize, usize, usize),
+    y: &mut [MaybeUninit<f32>],
+    epilogue: Epilogue,
+) {
+    assert!(!epilogue.accumulate, "conv3x3_uninit only writes its output");
+    let (len, image) = (y.len(), y.len() / dims.0.max(1));
+    let wo = (dims.2 + 2 * pad.1).saturating_sub(2);
+    let outs = y.chunks_mut(image.max(1)).map(|y| SharedC::from_uninit(y, wo)).collect();
+    conv3x3_with(weights, pass, pad, x, dims, (len, outs), epilogue);
+}
+
+/// The convolution into `outs`, one output image each (`len` values in all), which are
+/// initialised wherever they are read: everywhere when `epilogue.accumulate` (only
+/// [`conv3x3`] accumulates, on initialised memory), else each value is written before the
+/// mask reads it back.
+fn conv3x3_with(
+    weights: &WinogradWeights,
+    pass: Pass,
+    pad: (usize, usize),
+    x: &[f32],
+    (n, h, w): (usize, usize, usize),
+    (len, outs): (usize, Vec<SharedC<'_>>),
     epilogue: Epilogue,
 ) {
     let Epilogue { bias, relu, mask, accumulate } = epilogue;
@@ -350,12 +388,12 @@ pub fn conv3x3(
     assert!(hp >= 3 && wp >= 3, "kernel larger than the image");
     let (ho, wo) = (hp - 2, wp - 2);
     assert_eq!(x.len(), n * cin * h * w, "conv input is [n, cin, h, w]");
-    assert_eq!(y.len(), n * cout * ho * wo, "conv output is [n, cout, ho, wo]");
+    assert_eq!(len, n * cout * ho * wo, "conv output is [n, cout, ho, wo]");
     if let Some(b) = bias {
         assert_eq!(b.len(), cout, "one bias per output channel");
     }
     if let Some(m) = &mask {
-        assert!(relu && m.len() == y.len(), "a mask needs the ReLU, one byte per output value");
+        assert!(relu && m.len() == len, "a mask needs the ReLU, one byte per output value");
     }
     let tiles = Tiles::new(ho, wo);
     let batch = batch_tiles(cin, cout, tiles.count);
@@ -363,11 +401,10 @@ pub fn conv3x3(
     let image = cout * ho * wo;
     let mut masks = mask.map(|m| m.chunks_exact_mut(image));
     with_transformed(weights, pass, |u| {
-        for (x, y) in x.chunks_exact(cin * h * w).zip(y.chunks_exact_mut(image)) {
+        for (x, out) in x.chunks_exact(cin * h * w).zip(&outs) {
             let windows = Windows { x, cin, h, w, pad, tiles: &tiles };
             // The output (and its mask) as `cout·ho` rows of `wo`, written by every task, each
             // only its own tiles.
-            let out = SharedC::new(y, wo);
             let mask = masks.as_mut().and_then(Iterator::next).map(|m| SharedC::new(m, wo));
             starts.par_iter().for_each(|&t0| {
                 SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf, band }| {
@@ -377,7 +414,7 @@ pub fn conv3x3(
                         let b = InPlace::new(&v[xi * cin * batch..][..cin * batch], cin, batch);
                         gemm_serial(*u, &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
                     }
-                    let store = Store { relu, accumulate, out: &out, mask: mask.as_ref() };
+                    let store = Store { relu, accumulate, out, mask: mask.as_ref() };
                     transform_output(m, cout, batch, t0, &tiles, bias, store);
                 })
             });
@@ -761,13 +798,16 @@ fn transform_output(
                 // LANES whole tiles side by side: each output row is one run of 4·LANES floats.
                 for (r, row) in pixels.iter().enumerate() {
                     let run = interleave_tiles(row).map(relu);
-                    // SAFETY: these pixels belong to tiles t0 + j.. t0 + j + LANES alone, and each
-                    // tile is in exactly one batch, so no other task writes them (nor their mask).
-                    let dst = unsafe { out.row(co * tiles.ho + oy + r, ox, TILE * LANES) };
+                    let (i, len) = (co * tiles.ho + oy + r, TILE * LANES);
                     if accumulate {
+                        // SAFETY: these pixels belong to tiles t0 + j.. t0 + j + LANES alone, and
+                        // each tile is in exactly one batch, so no other task writes them (nor
+                        // their mask); accumulating, the output is initialised (`conv3x3_with`).
+                        let dst = unsafe { out.row(i, ox, len) };
                         dst.iter_mut().zip(&run).for_each(|(d, v)| *d += v);
                     } else {
-                        dst.copy_from_slice(&run);
+                        // SAFETY: as above; the range is only written.
+                        unsafe { out.row_uninit(i, ox, len) }.write_copy_of_slice(&run);
                     }
                     if let Some(mask) = mask {
                         // SAFETY: as above.
@@ -784,10 +824,23 @@ fn transform_output(
                 let cols = TILE.min(tiles.wo - ox);
                 for (r, row) in rows.iter().enumerate().take(TILE.min(tiles.ho - oy)) {
                     // SAFETY: these pixels belong to tile t0 + j + l alone, and each tile is in
-                    // exactly one batch, so no other task writes them.
-                    let dst = unsafe { out.row(co * tiles.ho + oy + r, ox, cols) };
-                    for (d, &v) in dst.iter_mut().zip(&row[TILE * l..][..cols]) {
-                        *d = if accumulate { *d + v } else { relu(v) };
+                    // exactly one batch, so no other task writes them. The range is initialised
+                    // when accumulating (see `conv3x3_with`), and written before it is read
+                    // otherwise.
+                    let dst = unsafe {
+                        if !accumulate {
+                            for (d, &v) in
+                                out.row_uninit(co * tiles.ho + oy + r, ox, cols).iter_mut().zip(&row[TILE * l..])
+                            {
+                                d.write(relu(v));
+                            }
+                        }
+                        out.row(co * tiles.ho + oy + r, ox, cols)
+                    };
+                    if accumulate {
+                        for (d, &v) in dst.iter_mut().zip(&row[TILE * l..][..cols]) {
+                            *d += v;
+                        }
                     }
                     if let Some(mask) = mask {
                         // SAFETY: as above.

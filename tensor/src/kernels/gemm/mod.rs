@@ -21,6 +21,7 @@ mod pack;
 pub mod params;
 
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -74,7 +75,26 @@ pub struct Epilogue<'a> {
 
 /// `C (m x n, row-major) = A (m x k) · B (k x n) [+ bias] [+ C]`, then `max(C, 0)` if asked.
 pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
-    gemm_with(a, b, c, epilogue, None);
+    let n = b.cols();
+    gemm_with(a, b, SharedC::new(c, n), epilogue, None);
+}
+
+/// [`gemm`] into uninitialised memory, which it only writes: `accumulate` (which reads C) and
+/// `upper` (which leaves tiles unwritten) must be off. Every element of C is written, so the
+/// caller may then take C as initialised. With `mask`, the ReLU's mask as [`gemm_relu_mask`].
+pub fn gemm_uninit(
+    a: AOperand,
+    b: &impl PackB,
+    c: &mut [MaybeUninit<f32>],
+    epilogue: Epilogue,
+    mask: Option<&mut [u8]>,
+) {
+    assert!(!epilogue.accumulate && !epilogue.upper, "gemm_uninit: C is only written, and all of it");
+    if let Some(mask) = &mask {
+        assert!(epilogue.relu && mask.len() == c.len(), "gemm: a ReLU mask needs the ReLU, one byte per element of C");
+    }
+    let n = b.cols();
+    gemm_with(a, b, SharedC::from_uninit(c, n), epilogue, mask);
 }
 
 /// [`gemm`] with its ReLU (`epilogue.relu` must be set), writing also `mask = (C > 0)`, one
@@ -83,13 +103,18 @@ pub fn gemm(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue) {
 pub fn gemm_relu_mask(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue, mask: &mut [u8]) {
     assert!(epilogue.relu, "gemm: a ReLU mask needs the ReLU");
     assert_eq!(mask.len(), c.len(), "gemm: one mask byte per element of C");
-    gemm_with(a, b, c, epilogue, Some(mask));
+    let n = b.cols();
+    gemm_with(a, b, SharedC::new(c, n), epilogue, Some(mask));
 }
 
-fn gemm_with(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue, mask: Option<&mut [u8]>) {
+/// The GEMM into `c`, which is initialised wherever it is read: everywhere when
+/// `epilogue.accumulate` ([`gemm`] and [`gemm_relu_mask`] pass initialised memory, and
+/// [`gemm_uninit`] refuses to accumulate); else each element is written (by the first K block)
+/// before anything reads it.
+fn gemm_with(a: AOperand, b: &impl PackB, c: SharedC<'_>, epilogue: Epilogue, mask: Option<&mut [u8]>) {
     let (m, k, n) = (a.rows(), a.cols(), b.cols());
     assert_eq!(b.rows(), k, "gemm: A is {m}x{k} but B has {} rows", b.rows());
-    assert_eq!(c.len(), m * n, "gemm: C must be {m}x{n}");
+    assert!(c.len == m * n && c.cols == n, "gemm: C must be {m}x{n}");
     if let Some(bias) = epilogue.bias {
         assert_eq!(bias.len(), m, "gemm: one bias per row of C");
     }
@@ -97,17 +122,26 @@ fn gemm_with(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue, mas
         return;
     }
     if k == 0 {
-        for (i, row) in c.chunks_exact_mut(n).enumerate() {
+        let mut masks = mask.map(|m| m.chunks_exact_mut(n));
+        for i in 0..m {
             let b = epilogue.bias.map_or(0.0, |bias| bias[i]);
+            // SAFETY: no task runs, so row i is this loop's alone; it is initialised when
+            // accumulating (see `gemm_with`), and written whole before `row` reads it otherwise.
+            let row = unsafe {
+                if !epilogue.accumulate {
+                    c.row_uninit(i, 0, n).iter_mut().for_each(|v| _ = v.write(0.0));
+                }
+                c.row(i, 0, n)
+            };
             for v in row.iter_mut() {
                 *v = if epilogue.accumulate { *v + b } else { b };
             }
             if epilogue.relu {
                 relu_in_place(row);
             }
-        }
-        if let Some(mask) = mask {
-            positive_mask_into(c, mask);
+            if let Some(mask) = masks.as_mut().and_then(Iterator::next) {
+                positive_mask_into(row, mask);
+            }
         }
         return;
     }
@@ -140,7 +174,6 @@ fn gemm_with(a: AOperand, b: &impl PackB, c: &mut [f32], epilogue: Epilogue, mas
         AOperand::View(_) => MC.min(mt).div_ceil(MR) * MR * kc_max,
     };
     let b_len = nc.div_ceil(NR) * NR * kc_max;
-    let c = SharedC::new(c, n);
     let mask = mask.map(|mask| SharedC::new(mask, n));
     tasks.into_par_iter().for_each_init(
         || (vec![0.0; a_len], vec![0.0; b_len]),
@@ -236,12 +269,9 @@ fn block(
                         (None, false) => microkernel(a_panel, b_panel.chunks_exact(NR), &mut tile),
                     }
                     for (r, t) in tile.iter().enumerate().take(mr) {
-                        // SAFETY: row i + r, columns j..j+nr lie inside this task's block of C,
-                        // and the blocks of different tasks are disjoint.
-                        let out = unsafe { c.row(i + r, j, nr) };
                         // SAFETY: the mask has C's shape, and the same block is this task's.
                         let mask = mask.filter(|_| last).map(|m| unsafe { m.row(i + r, j, nr) });
-                        write_back(out, &t[..nr], first, last, epilogue, i + r, mask);
+                        write_back(c, (i + r, j), &t[..nr], first, last, epilogue, mask);
                     }
                 }
             }
@@ -249,33 +279,39 @@ fn block(
     }
 }
 
-/// Stores one row of a tile: the first K block overwrites (or accumulates into) C and adds
-/// the bias; later K blocks add their partial sums; the last one applies the ReLU and writes
-/// the row's `mask` (given for the last block only).
+/// Stores one row of a tile into C at `(row, j)`: the first K block overwrites (or accumulates
+/// into) C and adds the bias; later K blocks add their partial sums; the last one applies the
+/// ReLU and writes the row's `mask` (given for the last block only).
 #[inline(always)]
 fn write_back(
-    out: &mut [f32],
+    c: &SharedC,
+    (row, j): (usize, usize),
     tile: &[f32],
     first: bool,
     last: bool,
     epilogue: Epilogue,
-    row: usize,
     mask: Option<&mut [u8]>,
 ) {
+    let bias = epilogue.bias.map_or(0.0, |b| b[row]);
+    // SAFETY: row `row`, columns j..j+len lie inside the calling task's block of C, and the
+    // blocks of different tasks are disjoint. The range is initialised wherever it is read
+    // (`row`): by the caller when accumulating (see `gemm_with`), else by the first K block,
+    // which only writes it (`row_uninit`).
+    let out = unsafe {
+        if first && !epilogue.accumulate {
+            for (o, t) in c.row_uninit(row, j, tile.len()).iter_mut().zip(tile) {
+                o.write(t + bias);
+            }
+        }
+        c.row(row, j, tile.len())
+    };
     if !first {
         for (o, t) in out.iter_mut().zip(tile) {
             *o += t;
         }
-    } else {
-        let bias = epilogue.bias.map_or(0.0, |b| b[row]);
-        if epilogue.accumulate {
-            for (o, t) in out.iter_mut().zip(tile) {
-                *o += t + bias;
-            }
-        } else {
-            for (o, t) in out.iter_mut().zip(tile) {
-                *o = t + bias;
-            }
+    } else if epilogue.accumulate {
+        for (o, t) in out.iter_mut().zip(tile) {
+            *o += t + bias;
         }
     }
     if last && epilogue.relu {
@@ -321,11 +357,32 @@ impl<'a, T> SharedC<'a, T> {
         SharedC { ptr: c.as_mut_ptr(), len: c.len(), cols, _borrow: PhantomData }
     }
 
+    /// Over memory not yet written: ranges may be taken by [`SharedC::row_uninit`] to write
+    /// them, and by [`SharedC::row`] only once written.
+    pub(crate) fn from_uninit(c: &'a mut [MaybeUninit<T>], cols: usize) -> Self {
+        // MaybeUninit<T> has T's layout.
+        SharedC { ptr: c.as_mut_ptr().cast(), len: c.len(), cols, _borrow: PhantomData }
+    }
+
+    /// Row `i`, columns `j..j + len`, to write (its values may be uninitialised).
+    ///
+    /// # Safety
+    /// As [`SharedC::row`], but the range need not be initialised.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn row_uninit(&self, i: usize, j: usize, len: usize) -> &mut [MaybeUninit<T>] {
+        let start = i * self.cols + j;
+        assert!(j + len <= self.cols && start + len <= self.len, "write outside C");
+        // SAFETY: in bounds (asserted above) and unaliased (the caller's contract); MaybeUninit
+        // asks nothing of the values.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start).cast(), len) }
+    }
+
     /// Row `i`, columns `j..j + len`.
     ///
     /// # Safety
     /// No other live reference may overlap that range: each task asks only for ranges inside
-    /// its own block of C, and blocks are disjoint.
+    /// its own block of C, and blocks are disjoint. Every value in the range is initialised
+    /// (always so for a `SharedC::new`; after being written for a `SharedC::from_uninit`).
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn row(&self, i: usize, j: usize, len: usize) -> &mut [T] {
         let start = i * self.cols + j;
