@@ -440,7 +440,8 @@ fn few_output_channels_match_reference() {
 /// `conv_forward_new` (an output never zeroed, only written, as the tape's convolutions run)
 /// has the bits of `conv_forward` into a buffer filled with NaN, with and without the ReLU and
 /// its mask, on every route: the GEMM with one K block and with several (K = 360 > KC, so later
-/// blocks add onto what the first wrote), stride 2, Winograd and the sliding windows.
+/// blocks add onto what the first wrote), stride 2, Winograd and the sliding windows; and
+/// `conv_backward_input_new` against `conv_backward_input` on the same layers.
 #[test]
 fn conv_into_a_new_buffer_matches_conv_into_a_held_one() {
     let few = ConvGeometry { cin: 5, cout: 3, kh: 9, kw: 9, pad_h: 4, pad_w: 4, stride: 1 };
@@ -467,6 +468,13 @@ fn conv_into_a_new_buffer_matches_conv_into_a_held_one() {
         assert_eq!(bits(&new), bits(&held), "{g:?} {algorithm:?}, ReLU");
         assert_eq!(mask, held_mask, "{g:?} {algorithm:?}, mask");
         assert!(held_mask.contains(&0) && held_mask.contains(&1));
+
+        // The input gradient likewise, by the layer's own route (Winograd's, the flipped
+        // kernel's, or col2im's for stride 2).
+        let dy = rng.vec(len);
+        let mut held = vec![f32::NAN; x.len()];
+        conv::conv_backward_input(&p, &dy, n, h, w, &mut held);
+        assert_eq!(bits(&conv::conv_backward_input_new(&p, &dy, n, h, w)), bits(&held), "{g:?} {algorithm:?}, dx");
     }
 }
 

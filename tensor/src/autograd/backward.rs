@@ -32,11 +32,7 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
                         conv::conv_backward_input_add(&conv, g.data(), n, h, w, &mut dx);
                         dx
                     }
-                    None => {
-                        let mut dx = kernels::zeroed(input_shape.numel());
-                        conv::conv_backward_input(&conv, g.data(), n, h, w, &mut dx);
-                        dx
-                    }
+                    None => conv::conv_backward_input_new(&conv, g.data(), n, h, w),
                 };
                 out.push((x, Tensor::from_parts(input_shape, dx)));
             }

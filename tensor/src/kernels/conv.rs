@@ -532,6 +532,41 @@ fn winograd_input_gradient(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
 /// image, whose gradient is 0.8 MB).
 const DCOL_BAND_FLOATS: usize = 1 << 18;
 
+/// [`conv_backward_input`] into a new buffer, what the tape's backward pass runs. The Winograd
+/// and flipped-kernel routes only write dx, so it is never zeroed first; col2im adds its bands
+/// into dx, which it gets zeroed.
+pub fn conv_backward_input_new(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
+    let g = p.geometry;
+    let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
+    assert_eq!(dy.len(), n * g.cout * ho * wo, "conv output gradient is [n, cout, ho, wo]");
+    let len = n * g.cin * h * w;
+    let mut dx = Vec::with_capacity(len);
+    let out = &mut dx.spare_capacity_mut()[..len];
+    match &p.input_gradient {
+        InputGradient::Winograd => {
+            let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
+            let epilogue = winograd::Epilogue::default();
+            winograd::conv3x3_uninit(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), out, epilogue);
+        }
+        InputGradient::Flipped(a) => {
+            let images = dy.chunks_exact(g.cout * ho * wo).zip(out.chunks_exact_mut(g.cin * h * w));
+            for (dy, dx) in images {
+                let b = Im2col::new(dy, g.transposed(), ho, wo);
+                gemm_uninit(AOperand::Packed(a.view()), &b, dx, Epilogue::default(), None);
+            }
+        }
+        InputGradient::Col2im(_) => {
+            let mut dx = super::zeroed(len);
+            conv_backward_input(p, dy, n, h, w, &mut dx);
+            return dx;
+        }
+    }
+    // SAFETY: both routes write every value of dx: Winograd each tile's pixels of every image
+    // (clipped at the edges), the GEMM every element of each image's C.
+    unsafe { dx.set_len(len) };
+    dx
+}
+
 /// `dx [n, cin, h, w] = ∂L/∂x` from `dy [n, cout, ho, wo]`, for `h x w` inputs.
 pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: &mut [f32]) {
     let g = p.geometry;
