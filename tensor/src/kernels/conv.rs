@@ -509,19 +509,17 @@ fn zero_pad(x: &[f32], c: usize, (h, w): (usize, usize), (pad_h, pad_w): (usize,
 /// pass's peak); the direct routes compute apart and add.
 pub fn conv_backward_input_add(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: &mut [f32]) {
     if let InputGradient::Winograd = p.input_gradient {
-        winograd_input_gradient(p, dy, n, h, w, dx, true);
+        winograd_input_gradient_add(p, dy, n, h, w, dx);
     } else {
-        let mut apart = super::zeroed(dx.len());
-        conv_backward_input(p, dy, n, h, w, &mut apart);
-        elementwise::add_assign(dx, &apart);
+        elementwise::add_assign(dx, &conv_backward_input_new(p, dy, n, h, w));
     }
 }
 
-/// The Winograd route of the backward pass to the input: `dx = conv(dy, W')`, or `dx +=` it.
-fn winograd_input_gradient(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: &mut [f32], add: bool) {
+/// The Winograd route of the backward pass to the input, `dx += conv(dy, W')`.
+fn winograd_input_gradient_add(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: &mut [f32]) {
     let (t, u) = (p.geometry.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
     let (ho, wo) = p.geometry.output_size(h, w).expect("forward ran on this size");
-    let epilogue = winograd::Epilogue { accumulate: add, ..winograd::Epilogue::default() };
+    let epilogue = winograd::Epilogue { accumulate: true, ..winograd::Epilogue::default() };
     // conv3x3 checks dy's and dx's lengths against (n, ho, wo) and the channels.
     winograd::conv3x3(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, epilogue);
 }
@@ -532,53 +530,41 @@ fn winograd_input_gradient(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
 /// image, whose gradient is 0.8 MB).
 const DCOL_BAND_FLOATS: usize = 1 << 18;
 
-/// [`conv_backward_input`] into a new buffer, what the tape's backward pass runs. The Winograd
-/// and flipped-kernel routes only write dx, so it is never zeroed first; col2im adds its bands
-/// into dx, which it gets zeroed.
+/// [`conv_backward_input`] into a new buffer, what the tape's backward pass runs: the Winograd
+/// and flipped-kernel routes write dx whole, so it is zeroed only for col2im, which adds into it.
 pub fn conv_backward_input_new(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
-    let g = p.geometry;
-    let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
-    assert_eq!(dy.len(), n * g.cout * ho * wo, "conv output gradient is [n, cout, ho, wo]");
-    let len = n * g.cin * h * w;
+    let len = n * p.geometry.cin * h * w;
     let mut dx = Vec::with_capacity(len);
-    let out = &mut dx.spare_capacity_mut()[..len];
-    match &p.input_gradient {
-        InputGradient::Winograd => {
-            let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
-            let epilogue = winograd::Epilogue::default();
-            winograd::conv3x3_uninit(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), out, epilogue);
-        }
-        InputGradient::Flipped(a) => {
-            let images = dy.chunks_exact(g.cout * ho * wo).zip(out.chunks_exact_mut(g.cin * h * w));
-            for (dy, dx) in images {
-                let b = Im2col::new(dy, g.transposed(), ho, wo);
-                gemm_uninit(AOperand::Packed(a.view()), &b, dx, Epilogue::default(), None);
-            }
-        }
-        InputGradient::Col2im(_) => {
-            let mut dx = super::zeroed(len);
-            conv_backward_input(p, dy, n, h, w, &mut dx);
-            return dx;
-        }
-    }
-    // SAFETY: both routes write every value of dx: Winograd each tile's pixels of every image
-    // (clipped at the edges), the GEMM every element of each image's C.
+    input_gradient(p, dy, n, h, w, &mut dx.spare_capacity_mut()[..len]);
+    // SAFETY: every route writes every value of dx (`input_gradient`).
     unsafe { dx.set_len(len) };
     dx
 }
 
 /// `dx [n, cin, h, w] = ∂L/∂x` from `dy [n, cout, ho, wo]`, for `h x w` inputs.
 pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: &mut [f32]) {
+    // SAFETY: `input_gradient` writes only computed values (and col2im's zeros) into dx.
+    input_gradient(p, dy, n, h, w, unsafe { super::as_write_only(dx) });
+}
+
+/// `dx = ∂L/∂x` by the layer's route, dx only written: Winograd and the flipped kernel write each
+/// value once; col2im's dx is zeroed (on every thread) before its bands are added into it.
+fn input_gradient(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: &mut [MaybeUninit<f32>]) {
     let g = p.geometry;
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
     assert_eq!(dy.len(), n * g.cout * ho * wo, "conv output gradient is [n, cout, ho, wo]");
     assert_eq!(dx.len(), n * g.cin * h * w, "conv input gradient is [n, cin, h, w]");
     let images = dy.chunks_exact(g.cout * ho * wo).zip(dx.chunks_exact_mut(g.cin * h * w));
     match &p.input_gradient {
-        InputGradient::Winograd => winograd_input_gradient(p, dy, n, h, w, dx, false),
+        InputGradient::Winograd => {
+            let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
+            let epilogue = winograd::Epilogue::default();
+            winograd::conv3x3_uninit(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, epilogue);
+        }
         InputGradient::Flipped(a) => {
             for (dy, dx) in images {
-                gemm(AOperand::Packed(a.view()), &Im2col::new(dy, g.transposed(), ho, wo), dx, Epilogue::default());
+                let b = Im2col::new(dy, g.transposed(), ho, wo);
+                gemm_uninit(AOperand::Packed(a.view()), &b, dx, Epilogue::default(), None);
             }
         }
         InputGradient::Col2im(wt) => {
@@ -587,6 +573,9 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
             let band = (DCOL_BAND_FLOATS / (g.patch_len() * wo).max(1)).clamp(1, ho);
             let mut dcol = vec![0.0; g.patch_len() * band * wo];
             for (dy, dx) in images {
+                dx.par_chunks_mut(w.max(1)).for_each(|row| row.iter_mut().for_each(|v| _ = v.write(0.0)));
+                // SAFETY: every value was just written.
+                let dx = unsafe { &mut *(dx as *mut [MaybeUninit<f32>] as *mut [f32]) };
                 let dy = MatRef::row_major(dy, g.cout, ho * wo);
                 for oy in (0..ho).step_by(band) {
                     let rows = band.min(ho - oy);
@@ -600,7 +589,7 @@ pub fn conv_backward_input(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: us
 }
 
 /// `dx [cin, h, w] +=` the patch rows of `dcol` (`[cin·kh·kw, rows·wo]`, output rows `oy`)
-/// put back where im2col took them from (`dx =` for the first band, `oy.start == 0`).
+/// put back where im2col took them from.
 ///
 /// One task per row of dx (per channel and input row `iy`) gathers what the band sends it:
 /// for each kernel row ky whose output row `oy = (iy + pad_h - ky) / s` is in the band, the
@@ -612,9 +601,6 @@ fn col2im(dcol: &[f32], g: ConvGeometry, (h, w): (usize, usize), oy: std::ops::R
     let (s, pixels) = (g.stride, oy.len() * wo);
     dx.par_chunks_mut(w).enumerate().for_each(|(r, out)| {
         let (ci, iy) = (r / h, r % h);
-        if oy.start == 0 {
-            out.fill(0.0);
-        }
         for ky in 0..g.kh {
             let Some(t) = (iy + g.pad_h).checked_sub(ky).filter(|t| t % s == 0) else { continue };
             let Some(band_row) = (t / s).checked_sub(oy.start).filter(|&b| b < oy.len()) else { continue };

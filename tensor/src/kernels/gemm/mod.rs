@@ -129,12 +129,12 @@ fn gemm_with(a: AOperand, b: &impl PackB, c: SharedC<'_>, epilogue: Epilogue, ma
             // accumulating (see `gemm_with`), and written whole before `row` reads it otherwise.
             let row = unsafe {
                 if !epilogue.accumulate {
-                    c.row_uninit(i, 0, n).iter_mut().for_each(|v| _ = v.write(0.0));
+                    c.row_uninit(i, 0, n).iter_mut().for_each(|v| _ = v.write(b));
                 }
                 c.row(i, 0, n)
             };
-            for v in row.iter_mut() {
-                *v = if epilogue.accumulate { *v + b } else { b };
+            if epilogue.accumulate {
+                row.iter_mut().for_each(|v| *v += b);
             }
             if epilogue.relu {
                 relu_in_place(row);
