@@ -13,7 +13,7 @@
 //!   reduced copy has a little less fine detail than the picture, so strokes come out slightly
 //!   weaker than in a whole-picture pass (mean difference 7 against a spread of 53 for a 2x
 //!   reduction, with no seams); a mosaic of full-resolution crops did worse (22), its crop edges
-//!   dominating the statistics. Hence tiles as large as memory allows ([`DEFAULT_TILE`]).
+//!   dominating the statistics. Hence tiles as large as memory allows ([`default_tile`]).
 //!
 //! The picture itself gets a mirrored border before any of this ([`BORDER`]), cut away after.
 
@@ -26,11 +26,20 @@ use crate::image::{resize_exact, resize_longest, size};
 use crate::tiles::map_tiles;
 use crate::Error;
 
-/// Tile side for pictures larger than it, and the side of the copy whose statistics the tiles
-/// share. A 1024x1024 pass of the full-width network peaks at 1.17 GB (0.64 GB at half width,
-/// measured with `/usr/bin/time`), which keeps a 3840x2160 picture in tiles under 2 GB, and most
-/// photos go through whole.
-pub const DEFAULT_TILE: usize = 1024;
+/// Memory one pass of the network may take by default, the whole picture's or one tile's:
+/// 1.2 GiB, what the full-width network's pass over a 1024x1024 picture (with its border)
+/// takes. Tiles cost time twice: the statistics pass over a reduced copy, and the overlap
+/// computed twice (at 1920x1080 in 1024-pixel tiles, 40% more pixels than one whole pass).
+/// So pictures go through whole whenever this allows, and otherwise in tiles as large as it
+/// allows (see [`default_tile`]).
+pub const PASS_BYTES: usize = (12 << 30) / 10;
+/// Peak memory of a pass per pixel: a part that does not depend on the network's width (the
+/// picture's own planes, before and after) and a part per channel of its first layer (every
+/// activation's channels are a multiple of it). Fitted to peak RSS of whole passes (`/usr/bin/time
+/// stylize apply MODEL IN -o OUT --tile 4096`, Xeon, 2026-11-27): 342, 649 and 1,247 MiB at
+/// 0.57, 1.12 and 2.17 million pixels (border included) at width 16, 643, 1,235 and 2,379 MiB at
+/// width 32; 575 and 1,100 bytes a pixel.
+const PASS_BYTES_PER_PIXEL: (usize, usize) = (50, 33);
 /// Overlap between tiles: a quarter of it is discarded at each inner edge, the rest blended.
 pub const TILE_OVERLAP: usize = 64;
 /// The smallest tile: below it a tile would be mostly overlap. Smaller requests are raised to it.
@@ -50,7 +59,24 @@ pub const MIN_SIDE: usize = 8;
 /// Night's pictures score 5-27% worse without it (`models/README.md`) while looking better.
 pub const BORDER: usize = 16;
 
-/// `net`'s picture of `rgb` (`[1, 3, H, W]`, 0..255), in tiles of at most `tile` pixels.
+/// The side of the largest square a pass of `width` channels takes in [`PASS_BYTES`] (a
+/// multiple of 4, at least [`MIN_TILE`]): 1,076 pixels at full width (32), 1,492 at half width
+/// (16), where a 1920x1080 photo with its border (1952x1112) goes through whole.
+pub fn default_tile(width: usize) -> usize {
+    let (fixed, per_channel) = PASS_BYTES_PER_PIXEL;
+    let pixels = PASS_BYTES / (fixed + per_channel * width);
+    (pixels.isqrt() / 4 * 4).max(MIN_TILE)
+}
+
+/// Whether a `w x h` picture (its border included) goes through in one pass when passes may
+/// take `tile x tile` pixels: memory grows with the pixels, not with the longest side.
+pub fn goes_whole(w: usize, h: usize, tile: usize) -> bool {
+    w.saturating_mul(h) <= tile.saturating_mul(tile)
+}
+
+/// `net`'s picture of `rgb` (`[1, 3, H, W]`, 0..255): whole if it has no more pixels than a
+/// `tile x tile` square, border included ([`goes_whole`]), else in tiles of at most `tile`
+/// pixels a side.
 pub fn stylize(net: &Transformer, rgb: &Tensor, tile: usize) -> Result<Tensor, Error> {
     stylize_tiled(net, rgb, tile, tile)
 }
@@ -64,13 +90,11 @@ pub fn stylize_tiled(net: &Transformer, rgb: &Tensor, tile: usize, stats_side: u
         return Err(Error::TooSmallToApply { width: w, height: h, min: MIN_SIDE });
     }
     let tile = tile.max(MIN_TILE);
-    // A picture that fits in a tile goes through whole, border and all (up to 2·BORDER more).
-    let whole = w.max(h) <= tile;
     // Reflection needs a side longer than the border, which stays on the 4-pixel grid.
     let border = BORDER.min((w.min(h) - 1) / 4 * 4);
     let x = mirror_border(&Vgg19::preprocess(rgb)?, border);
     let (w, h) = size(&x);
-    let y = if whole {
+    let y = if goes_whole(w, h, tile) {
         forward(net, &x, NormStats::Own)?.0
     } else {
         let sample = if w.max(h) <= stats_side {
@@ -133,5 +157,46 @@ pub fn at_size(rgb: &Tensor, size: Option<usize>) -> Tensor {
     match size {
         Some(s) => resize_longest(rgb, s),
         None => rgb.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The picture `apply` runs for a `w x h` photo: with its border on every side.
+    fn bordered(w: usize, h: usize) -> (usize, usize) {
+        (w + 2 * BORDER, h + 2 * BORDER)
+    }
+
+    #[test]
+    fn a_full_hd_photo_goes_whole_at_half_width_and_4k_in_tiles() {
+        let half = default_tile(16);
+        let (w, h) = bordered(1920, 1080);
+        assert!(goes_whole(w, h, half), "1920x1080 in one pass of {half}² pixels");
+        let (w, h) = bordered(3840, 2160);
+        assert!(!goes_whole(w, h, half), "3840x2160 in tiles");
+        // The full-width network takes about twice the memory a pixel: Full HD is tiled there,
+        // and a 1024x1024 picture still goes whole, as before tiles were sized by memory.
+        let full = default_tile(32);
+        assert!(!goes_whole(1952, 1112, full) && goes_whole(1056, 1056, full), "full width: {full}");
+    }
+
+    #[test]
+    fn tiles_shrink_with_the_width_and_stay_on_the_grid() {
+        let tiles: Vec<usize> = [1, 8, 16, 32, 64, 1024].iter().map(|&c| default_tile(c)).collect();
+        assert!(tiles.windows(2).all(|t| t[0] > t[1]), "{tiles:?}");
+        assert!(tiles.iter().all(|&t| t % 4 == 0 && t >= MIN_TILE), "{tiles:?}");
+        for (c, t) in [16, 32].into_iter().zip([default_tile(16), default_tile(32)]) {
+            let (fixed, per_channel) = PASS_BYTES_PER_PIXEL;
+            assert!(t * t * (fixed + per_channel * c) <= PASS_BYTES, "width {c}: {t}² over the budget");
+        }
+    }
+
+    #[test]
+    fn whole_is_decided_by_pixels_not_by_the_longest_side() {
+        assert!(goes_whole(2000, 500, 1024), "a long strip of 1 M pixels fits a 1024² pass");
+        assert!(!goes_whole(1025, 1024, 1024));
+        assert!(goes_whole(usize::MAX, 1, usize::MAX), "no overflow");
     }
 }

@@ -43,9 +43,9 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
 
-    /// Pictures larger than this go through in overlapping tiles of at most this side, in bounded memory: a 1024 tile of the full-width network needs about 1.2 GB, 512 about a quarter (at least 64)
-    #[arg(long, value_name = "PX", default_value_t = apply::DEFAULT_TILE, value_parser = parse_tile)]
-    pub tile: usize,
+    /// Pictures with more pixels than a PX x PX square go through in overlapping tiles of at most PX a side, so memory stays bounded: a pass needs about 575 bytes a pixel at half width, 1,100 at full width (at least 64) [default: the side of a 1.2 GiB pass: 1492 at half width, where a 1920x1080 photo goes whole; 1076 at full width]
+    #[arg(long, value_name = "PX", value_parser = parse_tile)]
+    pub tile: Option<usize>,
 
     /// List the shipped models and exit
     #[arg(long)]
@@ -115,6 +115,7 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     let path = resolve(model)?;
     let mut file = ModelFile::read(&path)?;
     let net = Transformer::from_model_file(&mut file)?;
+    let tile = args.tile.unwrap_or_else(|| apply::default_tile(net.width));
     let jobs = batch::jobs(&args.inputs, out, args.shard)?;
     // Every output is checked before the first picture: a folder made, then probed.
     for job in &jobs {
@@ -128,7 +129,7 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     for job in &jobs {
         let result = (|| -> Result<()> {
             let rgb = apply::at_size(&image::load_rgb(&job.input)?, args.size);
-            let styled = apply::stylize(&net, &rgb, args.tile)?;
+            let styled = apply::stylize(&net, &rgb, tile)?;
             let styled = if args.preserve_colors { color::preserve_colors(&rgb, &styled) } else { styled };
             image::save_or_rescue(&styled, &job.output)?;
             Ok(())

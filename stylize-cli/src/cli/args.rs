@@ -68,7 +68,7 @@ pub enum Command {
     Train(super::TrainArgs),
     /// Repaint photos with a trained network: files, folders, or one slice of a folder
     #[command(long_about = "Repaint each INPUT with MODEL in one forward pass of the network.\n\n\
-        Pictures larger than --tile go through in overlapping tiles, so any size runs in bounded memory. \
+        Pictures with more pixels than a --tile square go through in overlapping tiles, so any size runs in bounded memory. \
         --shard K/N takes every N-th input starting at K, for job arrays (Slurm, Kubernetes).\n\n\
         Example: stylize apply starry_night photo.jpg -o out.png")]
     Apply(super::ApplyArgs),
