@@ -81,6 +81,13 @@ impl Default for TrainSettings {
 }
 
 impl TrainSettings {
+    /// `stylize train`'s `--lr-decay` when none is given: the rate falls over the second half
+    /// of the run (the shipped models' schedule, 2,000 of 4,000 steps; see [`TrainSettings::lr_at`]).
+    /// `Default` keeps the rate constant, so that a run of any length can be made from it.
+    pub fn default_lr_decay(steps: usize) -> usize {
+        steps / 2
+    }
+
     /// The learning rate of step `step` (1-based): `lr` until the last `lr_decay` steps, then
     /// falling linearly, `lr · (steps + 1 - step) / (lr_decay + 1)`, to `lr / (lr_decay + 1)` at
     /// the last step.

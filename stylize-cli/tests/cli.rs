@@ -473,7 +473,9 @@ fn train_then_apply_as_a_user_would() {
         args.extend(extra);
         stylize(&args)
     };
-    let o = train(&["--steps", "2"]);
+    // The rate kept constant: a run resumed with more steps must have had, at every step it
+    // took, the rate the longer run gives it (by default the rate falls over the second half).
+    let o = train(&["--steps", "2", "--lr-decay", "0"]);
     assert!(o.status.success(), "{}", stderr(&o));
     for f in ["m.safetensors", "m.safetensors.ckpt", "m.safetensors.preview.png", "log.csv"] {
         assert!(dir.path().join(f).is_file(), "{f} was not written");
@@ -482,7 +484,7 @@ fn train_then_apply_as_a_user_would() {
     // A row logged after the last checkpoint, as if the run had died at step 3: the resumed
     // run drops it, does step 3 again, and continues the same log.
     std::fs::write(&log, std::fs::read_to_string(&log).unwrap() + "3,0,0,0,0,0\n").unwrap();
-    let o = train(&["--steps", "4", "--resume"]);
+    let o = train(&["--steps", "4", "--lr-decay", "0", "--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = std::fs::read_to_string(&log).unwrap();
     let steps: Vec<&str> = rows.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
@@ -494,7 +496,7 @@ fn train_then_apply_as_a_user_would() {
     let tuned = dir.path().join("tuned.safetensors");
     let further = |width: &str| {
         let (photos, tuned, model) = (photos.to_str().unwrap(), tuned.to_str().unwrap(), model.to_str().unwrap());
-        let args = ["--size", "32", "--batch", "1", "--width", width, "--steps", "1", "--init", model, "-q"];
+        let args = ["--size", "32", "--batch", "1", "--width", width, "--steps", "2", "--init", model, "-q"];
         stylize(&[&["train", &style, "--photos", photos, "-o", tuned][..], &args].concat())
     };
     let o = further("4");
@@ -502,6 +504,7 @@ fn train_then_apply_as_a_user_would() {
     let made = nn::model_file::ModelFile::read(&tuned).unwrap();
     assert_eq!((made.meta("init.file").unwrap(), made.meta("init.steps").unwrap()), ("m.safetensors", "4"));
     assert_eq!(made.meta("init.sha256").unwrap().len(), 64);
+    assert_eq!(made.meta("train.lr_decay").unwrap(), "1", "without --lr-decay the rate falls over the last half");
     let o = further("8");
     assert!(!o.status.success() && stderr(&o).contains("--width"), "{}", stderr(&o));
 

@@ -55,9 +55,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "LR", default_value_t = TrainSettings::default().lr, value_parser = parse_positive_f32)]
     pub lr: f32,
 
-    /// Lower the learning rate linearly towards zero over the last N steps (0: keep it constant). Small batches leave noise in every step at a constant rate; letting the rate fall at the end settles the network lower (models/README.md)
-    #[arg(long, value_name = "N", default_value_t = TrainSettings::default().lr_decay)]
-    pub lr_decay: usize,
+    /// Lower the learning rate linearly towards zero over the last N steps (0: keep it constant). Small batches leave noise in every step at a constant rate; letting the rate fall at the end settles the network lower: a fifth lower loss for the shipped models (models/README.md). To resume a run with more --steps, give the first run's N [default: half of --steps]
+    #[arg(long, value_name = "N")]
+    pub lr_decay: Option<usize>,
 
     /// Seed of the network's initialisation and of the crops: the same seed and --threads give the same model bit for bit
     #[arg(long, value_name = "N", default_value_t = TrainSettings::default().seed)]
@@ -169,7 +169,7 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
         steps: args.steps,
         batch: args.batch,
         lr: args.lr,
-        lr_decay: args.lr_decay,
+        lr_decay: args.lr_decay.unwrap_or(TrainSettings::default_lr_decay(args.steps)),
         seed: args.seed,
         weights: args.loss.weights(),
         layers: Layers { content: args.content_layer.clone(), style: args.style_layers.0.clone() },
@@ -204,8 +204,12 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
     } else {
         Trainer::new(&vgg, &styles, settings.clone(), metadata)?
     };
+    let rate = match settings.lr_decay {
+        0 => format!("rate {}", settings.lr),
+        n => format!("rate {}, falling over the last {n}", settings.lr),
+    };
     say(format!(
-        "training a network ({}, width {}, {} parameters) on {} photos, {} steps of {} crops of {}x{}",
+        "training a network ({}, width {}, {} parameters) on {} photos, {} steps of {} crops of {}x{}, {rate}",
         settings.variant.name(),
         settings.width,
         trainer.net.num_params(),
