@@ -59,12 +59,18 @@ pub const MIN_SIDE: usize = 8;
 /// Night's pictures score 5-27% worse without it (`models/README.md`) while looking better.
 pub const BORDER: usize = 16;
 
-/// The side of the largest square a pass of `width` channels takes in [`PASS_BYTES`] (a
-/// multiple of 4, at least [`MIN_TILE`]): 1,076 pixels at full width (32), 1,492 at half width
-/// (16), where a 1920x1080 photo with its border (1952x1112) goes through whole.
+/// The side of the largest square a pass of `width` channels takes in [`PASS_BYTES`]: 1,076
+/// pixels at full width (32), 1,492 at half width (16), where a 1920x1080 photo with its border
+/// (1952x1112) goes through whole.
 pub fn default_tile(width: usize) -> usize {
+    tile_for(width, PASS_BYTES)
+}
+
+/// The side of the largest square a pass of `width` channels takes in `pass_bytes` (a multiple
+/// of 4, at least [`MIN_TILE`]).
+pub fn tile_for(width: usize, pass_bytes: usize) -> usize {
     let (fixed, per_channel) = PASS_BYTES_PER_PIXEL;
-    let pixels = PASS_BYTES / (fixed + per_channel * width);
+    let pixels = pass_bytes / (fixed + per_channel * width);
     (pixels.isqrt() / 4 * 4).max(MIN_TILE)
 }
 
@@ -191,6 +197,14 @@ mod tests {
             let (fixed, per_channel) = PASS_BYTES_PER_PIXEL;
             assert!(t * t * (fixed + per_channel * c) <= PASS_BYTES, "width {c}: {t}² over the budget");
         }
+    }
+
+    #[test]
+    fn less_memory_gives_smaller_tiles_down_to_the_smallest() {
+        let half = default_tile(16);
+        let small = tile_for(16, PASS_BYTES / 4);
+        assert!(small < half && small.abs_diff(half / 2) <= 4, "a quarter of the memory, half the side: {small}");
+        assert_eq!(tile_for(16, 0), MIN_TILE);
     }
 
     #[test]
