@@ -59,18 +59,16 @@ pub const MIN_SIDE: usize = 8;
 /// Night's pictures score 5-27% worse without it (`models/README.md`) while looking better.
 pub const BORDER: usize = 16;
 
-/// The side of the largest square a pass of `width` channels takes in [`PASS_BYTES`]: 1,076
-/// pixels at full width (32), 1,492 at half width (16), where a 1920x1080 photo with its border
-/// (1952x1112) goes through whole.
-pub fn default_tile(width: usize) -> usize {
-    tile_for(width, PASS_BYTES)
-}
-
-/// The side of the largest square a pass of `width` channels takes in `pass_bytes` (a multiple
-/// of 4, at least [`MIN_TILE`]).
-pub fn tile_for(width: usize, pass_bytes: usize) -> usize {
+/// The side of the largest square one pass of a network of `width` channels may take: in
+/// [`PASS_BYTES`], or in three quarters of `free_bytes` (the memory available now, if known)
+/// when that is less, so that a small machine gets smaller tiles rather than the OOM killer.
+/// A multiple of 4, at least [`MIN_TILE`]. With memory to spare: 1,076 pixels at full width
+/// (32), 1,492 at half width (16), where a 1920x1080 photo with its border (1952x1112) goes
+/// through whole.
+pub fn default_tile(width: usize, free_bytes: Option<u64>) -> usize {
+    let free = free_bytes.map_or(usize::MAX, |b| usize::try_from(b / 4 * 3).unwrap_or(usize::MAX));
     let (fixed, per_channel) = PASS_BYTES_PER_PIXEL;
-    let pixels = pass_bytes / (fixed + per_channel * width);
+    let pixels = PASS_BYTES.min(free) / (fixed + per_channel * width);
     (pixels.isqrt() / 4 * 4).max(MIN_TILE)
 }
 
@@ -177,34 +175,39 @@ mod tests {
 
     #[test]
     fn a_full_hd_photo_goes_whole_at_half_width_and_4k_in_tiles() {
-        let half = default_tile(16);
+        let half = default_tile(16, None);
         let (w, h) = bordered(1920, 1080);
         assert!(goes_whole(w, h, half), "1920x1080 in one pass of {half}² pixels");
         let (w, h) = bordered(3840, 2160);
         assert!(!goes_whole(w, h, half), "3840x2160 in tiles");
         // The full-width network takes about twice the memory a pixel: Full HD is tiled there,
         // and a 1024x1024 picture still goes whole, as before tiles were sized by memory.
-        let full = default_tile(32);
+        let full = default_tile(32, None);
         assert!(!goes_whole(1952, 1112, full) && goes_whole(1056, 1056, full), "full width: {full}");
+        // The sides `--tile`'s help and the docs give.
+        assert_eq!((half, full), (1492, 1076));
     }
 
     #[test]
     fn tiles_shrink_with_the_width_and_stay_on_the_grid() {
-        let tiles: Vec<usize> = [1, 8, 16, 32, 64, 1024].iter().map(|&c| default_tile(c)).collect();
+        let tiles: Vec<usize> = [1, 8, 16, 32, 64, 1024].iter().map(|&c| default_tile(c, None)).collect();
         assert!(tiles.windows(2).all(|t| t[0] > t[1]), "{tiles:?}");
         assert!(tiles.iter().all(|&t| t % 4 == 0 && t >= MIN_TILE), "{tiles:?}");
-        for (c, t) in [16, 32].into_iter().zip([default_tile(16), default_tile(32)]) {
-            let (fixed, per_channel) = PASS_BYTES_PER_PIXEL;
+        let (fixed, per_channel) = PASS_BYTES_PER_PIXEL;
+        for c in [16, 32] {
+            let t = default_tile(c, None);
             assert!(t * t * (fixed + per_channel * c) <= PASS_BYTES, "width {c}: {t}² over the budget");
         }
     }
 
     #[test]
-    fn less_memory_gives_smaller_tiles_down_to_the_smallest() {
-        let half = default_tile(16);
-        let small = tile_for(16, PASS_BYTES / 4);
+    fn less_free_memory_gives_smaller_tiles_down_to_the_smallest() {
+        let half = default_tile(16, None);
+        assert_eq!(default_tile(16, Some(u64::MAX)), half, "plenty free: the default pass");
+        // Three quarters of this is a quarter of the default pass: half the side.
+        let small = default_tile(16, Some(PASS_BYTES as u64 / 3));
         assert!(small < half && small.abs_diff(half / 2) <= 4, "a quarter of the memory, half the side: {small}");
-        assert_eq!(tile_for(16, 0), MIN_TILE);
+        assert_eq!(default_tile(16, Some(0)), MIN_TILE);
     }
 
     #[test]

@@ -320,6 +320,7 @@ fn batch_norm_models_round_trip_with_their_running_statistics() {
 /// photo's), and still holding the photo (content loss under 85% of the painting's own, pasted at
 /// the photo's size: the default weights reward content so little that the painting itself
 /// scores a total close to the model's; see models/README.md).
+/// And the picture saved to a file scores within 2% of the network's raw output.
 #[test]
 fn shipped_models_repaint_a_photo_they_never_saw() {
     let vgg = vgg();
@@ -332,12 +333,23 @@ fn shipped_models_repaint_a_photo_they_never_saw() {
         let styles = [(resize_longest(&painting, 256), 1.0)];
         let objective = Objective::new(&vgg, &photo, &styles, Layers::default(), Weights::default()).unwrap();
         let score = |x: &Tensor| objective.evaluate_rgb(x).unwrap().0;
-        let (out, at_photo, pasted) = (
-            score(&stylize::apply::stylize(&net, &photo, 1024).unwrap()),
-            score(&photo),
-            score(&stylize::image::resize_exact(&painting, w, h)),
+        let picture = stylize::apply::stylize(&net, &photo, 1024).unwrap();
+        // The picture as the user gets it: saved (rounded, clamped to 0..255) and read back.
+        let dir = tempfile::tempdir().unwrap();
+        save(&picture, &dir.path().join("out.png")).unwrap();
+        let saved = load_rgb(&dir.path().join("out.png")).unwrap();
+        let (out, at_photo, pasted, as_saved) =
+            (score(&picture), score(&photo), score(&stylize::image::resize_exact(&painting, w, h)), score(&saved));
+        eprintln!("{name}: output {out:?}, saved {as_saved:?}, photo {at_photo:?}, painting {pasted:?}");
+        // Training minimises the loss of the raw output, which may leave 0..255; a network that
+        // learns to carry its style in such values loses it to the clamp (a one-photo network
+        // lost a quarter of its loss, models/README.md). The shipped ones lose 1.0% and 0.3%.
+        assert!(
+            as_saved.total < 1.02 * out.total,
+            "{name}: the saved picture scores {} against the raw output's {}",
+            as_saved.total,
+            out.total
         );
-        eprintln!("{name}: output {out:?}, photo {at_photo:?}, painting {pasted:?}");
         assert!(
             out.style < 0.15 * at_photo.style,
             "{name}: style {} against the photo's {}",

@@ -115,12 +115,7 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     let path = resolve(model)?;
     let mut file = ModelFile::read(&path)?;
     let net = Transformer::from_model_file(&mut file)?;
-    // A pass takes at most three quarters of the memory free now, on a machine with less than
-    // the default's 1.2 GiB to spare.
-    let tile = args.tile.unwrap_or_else(|| {
-        let free = memory::available_bytes().map_or(usize::MAX, |b| usize::try_from(b / 4 * 3).unwrap_or(usize::MAX));
-        apply::tile_for(net.width, apply::PASS_BYTES.min(free))
-    });
+    let tile = args.tile.unwrap_or_else(|| apply::default_tile(net.width, memory::available_bytes()));
     let jobs = batch::jobs(&args.inputs, out, args.shard)?;
     // Every output is checked before the first picture: a folder made, then probed.
     for job in &jobs {
