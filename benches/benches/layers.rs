@@ -150,6 +150,38 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The bounded output: the network's 3-channel picture, a training batch at 256² and one
+    // 1920x1080 photo at apply. Forward with the slope (training) and without (apply), in place
+    // from a fresh copy each pass; backward, in place.
+    let mut group = c.benchmark_group("soft_clamp");
+    group.sample_size(20);
+    let bounds =
+        [(-103.939, 151.061), (-116.779, 138.221), (-123.68, 131.32)].map(|(lo, hi)| elementwise::Bounds { lo, hi });
+    for (name, n, h, w) in [("4x3x256x256", N, 256, 256), ("1x3x1080x1920", 1, 1080, 1920)] {
+        let len = n * 3 * h * w;
+        let (x, dy) = (data(len, 1).iter().map(|v| 200.0 * v).collect::<Vec<f32>>(), data(len, 2));
+        let mut slope = vec![0.0; len];
+        group.throughput(Throughput::Elements(len as u64));
+        group.bench_function(format!("{name} forward"), |b| {
+            b.iter_batched_ref(
+                || x.clone(),
+                |y| elementwise::soft_clamp(y, h * w, &bounds, Some(&mut slope)),
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_function(format!("{name} forward, no slope"), |b| {
+            b.iter_batched_ref(
+                || x.clone(),
+                |y| elementwise::soft_clamp(y, h * w, &bounds, None),
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_function(format!("{name} backward"), |b| {
+            b.iter_batched_ref(|| dy.clone(), |d| elementwise::soft_clamp_backward(d, &slope), BatchSize::LargeInput)
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, bench);

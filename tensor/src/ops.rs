@@ -386,6 +386,36 @@ impl Tape {
         self.rectified(x, Some(slope))
     }
 
+    /// A smooth clamp of each channel of `x [n, c, h, w]` into `bounds[c]`:
+    /// `y = mid + half·tanh((x - mid)/half)` (see `kernels::elementwise::soft_clamp` for why).
+    /// Saves the slope `1 - tanh²` when x is tracked; reuses x's buffer when nothing else holds
+    /// it, as [`Tape::relu`] does.
+    pub fn soft_clamp(&mut self, x: Var, bounds: &[elementwise::Bounds]) -> Result<Var, Error> {
+        let op = "soft_clamp";
+        let (_, c, h, w) = expect_nchw(op, &x)?;
+        if bounds.len() != c {
+            return Err(Error::BadGeometry { op, reason: format!("{} bounds for {c} channels", bounds.len()) });
+        }
+        if let Some(b) = bounds.iter().find(|b| !(b.lo < b.hi && b.lo.is_finite() && b.hi.is_finite())) {
+            return Err(Error::BadGeometry {
+                op,
+                reason: format!("the bounds {}..{} are not a finite range", b.lo, b.hi),
+            });
+        }
+        let (value, node) = x.into_parts();
+        let shape = value.shape();
+        let mut y = value.try_into_vec().unwrap_or_else(|x| x.data().to_vec());
+        let mut slope = node.map(|_| kernels::zeroed(shape.numel()));
+        if !y.is_empty() {
+            elementwise::soft_clamp(&mut y, h * w, bounds, slope.as_deref_mut());
+        }
+        let value = Tensor::from_parts(shape, y);
+        Ok(match (node, slope) {
+            (Some(x), Some(slope)) => self.record(value, Op::SoftClamp { x, slope }),
+            _ => Var::constant(value),
+        })
+    }
+
     /// ReLU (`slope` None) or leaky ReLU. In place when x's data has no other holder: no op
     /// saves its output for backward (the ReLUs' own backward needs only the mask), so there
     /// is nobody to see it change, and a holder that does exist (a layer's output also kept

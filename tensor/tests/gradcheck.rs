@@ -23,6 +23,7 @@ mod common;
 
 use common::vec_away_from_zero;
 use tensor::kernels::conv::{ConvAlgorithm, ConvAlgorithms};
+use tensor::kernels::elementwise::Bounds;
 use tensor::kernels::pad::Window;
 use tensor::{Conv2d, Error, OpKind, Rng, RunningStats, Shape, Tape, Tensor, Var};
 
@@ -114,6 +115,7 @@ fn check(kind: OpKind) {
         OpKind::LeakyRelu => leaky_relu(),
         OpKind::InstanceNorm => instance_norm(),
         OpKind::BatchNorm => batch_norm(),
+        OpKind::SoftClamp => soft_clamp(),
     }
 }
 
@@ -425,6 +427,15 @@ fn leaky_relu() {
     let x = Tensor::new([2, 3, 4, 5], vec_away_from_zero(&mut rng, 120, 0.05)).unwrap();
     gradcheck(OpKind::LeakyRelu, "leaky_relu 0.2", &[x.clone()], &|t, v| t.leaky_relu(v[0].clone(), 0.2));
     gradcheck(OpKind::LeakyRelu, "leaky_relu -1.5", &[x], &|t, v| t.leaky_relu(v[0].clone(), -1.5));
+}
+
+/// Smooth, not quadratic: the central difference is off by `(h²/6)` times the third
+/// derivative, about `(h/half)²` of the derivative, far inside the tolerance with half-widths
+/// from 0.5; the inputs reach past every bound, where the slope is small.
+fn soft_clamp() {
+    let bounds = [Bounds { lo: -1.5, hi: 2.0 }, Bounds { lo: -0.5, hi: 0.5 }, Bounds { lo: 0.0, hi: 3.0 }];
+    let x = Tensor::new([2, 3, 4, 5], Rng::new(18).vec(120).iter().map(|v| 3.0 * v).collect()).unwrap();
+    gradcheck(OpKind::SoftClamp, "soft_clamp", &[x], &|t, v| t.soft_clamp(v[0].clone(), &bounds).unwrap());
 }
 
 /// γ and β for `c` channels, γ away from zero.

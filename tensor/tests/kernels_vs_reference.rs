@@ -620,6 +620,42 @@ proptest! {
     }
 
     #[test]
+    fn soft_clamp_matches_reference(
+        n in 0..=3usize, c in 1..=3usize, plane in prop_oneof![1..=40usize, 20_000..=40_000usize], nans: bool, seed: u64,
+    ) {
+        // Planes that a parallel chunk starts inside of, and chunks that span several planes
+        // (each element must take its own channel's bounds); NaNs must stay NaN.
+        let mut rng = Rng::new(seed);
+        let len = n * c * plane;
+        let x: Vec<f32> = with_nans(&mut rng, len, if nans { 7 } else { 0 }).iter().map(|v| 300.0 * v).collect();
+        let bounds: Vec<(f32, f32)> = (0..c)
+            .map(|_| {
+                let lo = -200.0 * rng.uniform().abs();
+                (lo, lo + 1.0 + 255.0 * rng.uniform().abs())
+            })
+            .collect();
+        let kernel_bounds: Vec<elementwise::Bounds> = bounds.iter().map(|&(lo, hi)| elementwise::Bounds { lo, hi }).collect();
+        let (ey, eslope) = reference::soft_clamp(&x, plane, &bounds);
+        let (mut y, mut slope) = (x.clone(), vec![f32::NAN; len]);
+        elementwise::soft_clamp(&mut y, plane, &kernel_bounds, Some(&mut slope));
+        prop_assert_eq!(bits(&y), bits(&ey));
+        prop_assert_eq!(bits(&slope), bits(&eslope));
+        let mut unsloped = x.clone();
+        elementwise::soft_clamp(&mut unsloped, plane, &kernel_bounds, None);
+        prop_assert_eq!(bits(&unsloped), bits(&ey));
+        // Every value inside its own channel's bounds, up to the rounding of `mid + half·t`.
+        for (i, &v) in y.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
+            let (lo, hi) = bounds[(i / plane) % c];
+            let ulps = 2.0 * f32::EPSILON * lo.abs().max(hi.abs());
+            prop_assert!(lo - ulps <= v && v <= hi + ulps, "{} outside {}..{}", v, lo, hi);
+        }
+        let dy = rng.vec(len);
+        let mut dx = dy.clone();
+        elementwise::soft_clamp_backward(&mut dx, &slope);
+        prop_assert_eq!(bits(&dx), bits(&reference::soft_clamp_backward(&dy, &slope)));
+    }
+
+    #[test]
     fn normalization_matches_reference(
         n in 1..=3usize, c in 1..=4usize, h in 1..=6usize, w in 1..=19usize,
         stats in prop_oneof![Just(Statistics::Instance), Just(Statistics::Batch), Just(Statistics::Running)],

@@ -111,6 +111,7 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
             out.push((x, in_place(g, |dx| elementwise::leaky_relu_backward(dx, &mask, slope))))
         }
         Op::InstanceNorm(saved) | Op::BatchNorm(saved) => normalization_backward(saved, &g, &mut out),
+        Op::SoftClamp { x, slope } => out.push((x, in_place(g, |dx| elementwise::soft_clamp_backward(dx, &slope)))),
     }
     out
 }

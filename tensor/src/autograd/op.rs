@@ -55,6 +55,7 @@ enum_with_all! {
         LeakyRelu,
         InstanceNorm,
         BatchNorm,
+        SoftClamp,
     }
 }
 
@@ -139,6 +140,11 @@ pub(crate) enum Op {
     InstanceNorm(Normalized),
     /// Batch normalisation, with the batch's statistics (training) or running ones (inference).
     BatchNorm(Normalized),
+    /// `y = mid + half·tanh((x - mid)/half)` per channel; `slope[i] = 1 - tanh²`, dy/dx.
+    SoftClamp {
+        x: NodeId,
+        slope: Vec<f32>,
+    },
 }
 
 /// What the backward of a normalisation keeps ([`Op::InstanceNorm`], [`Op::BatchNorm`]): x̂
@@ -175,6 +181,7 @@ impl Op {
             Op::LeakyRelu { .. } => OpKind::LeakyRelu,
             Op::InstanceNorm(_) => OpKind::InstanceNorm,
             Op::BatchNorm(_) => OpKind::BatchNorm,
+            Op::SoftClamp { .. } => OpKind::SoftClamp,
         }
     }
 
@@ -190,6 +197,7 @@ impl Op {
             Op::Leaf | Op::Add { .. } | Op::Scale { .. } | Op::NeighbourDiff { .. } => 0,
             Op::ReflectionPad2d { .. } | Op::Crop2d { .. } | Op::UpsampleNearest2x { .. } => 0,
             Op::LeakyRelu { mask, .. } => mask.len(),
+            Op::SoftClamp { slope, .. } => std::mem::size_of_val(slope.as_slice()),
             Op::InstanceNorm(norm) | Op::BatchNorm(norm) => {
                 let floats = |v: &Option<Vec<f32>>| v.as_ref().map_or(0, |v| v.len() * std::mem::size_of::<f32>());
                 floats(&norm.xhat) + floats(&norm.dx_scale)

@@ -84,6 +84,70 @@ fn where_clear(dy: &mut [f32], mask: &[u8], f: impl Fn(f32) -> f32 + Sync) {
     });
 }
 
+/// A range `lo..hi` that [`soft_clamp`] bounds a channel to, `lo < hi`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bounds {
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Bounds {
+    /// The middle and the half-width: `y = mid + half·tanh((x - mid)/half)`.
+    fn mid_half(self) -> (f32, f32) {
+        ((self.lo + self.hi) / 2.0, (self.hi - self.lo) / 2.0)
+    }
+}
+
+/// `y = mid + half·tanh((x - mid)/half)` in place, per channel of `[n, c, plane]` values
+/// (`bounds[c]` is channel c's), and `slope = dy/dx = 1 - tanh²` when asked for.
+///
+/// Why: a style network's picture is clamped to 0..255 when saved, but a network trained on its
+/// raw output learns to put some of the style into values out of that range, which the saved
+/// picture loses (models/README.md, "the clamp is the next wall"). A bound the loss sees makes
+/// the training loss that of the saved picture. It is the identity near the middle (slope 1, as
+/// Johnson et al.'s `150·tanh` output), and stays inside `lo..hi` up to the rounding of the last
+/// add, so clamping it when saved changes nothing that shows. A NaN stays NaN.
+///
+/// Saves the slope, not x: backward is `dx = dy·slope`, with no tanh to recompute.
+pub fn soft_clamp(y: &mut [f32], plane: usize, bounds: &[Bounds], slope: Option<&mut [f32]>) {
+    assert!(plane > 0 && !bounds.is_empty(), "a plane and a channel at least");
+    assert!(y.len().is_multiple_of(plane * bounds.len()), "whole samples of [c, plane]");
+    assert!(slope.as_ref().is_none_or(|s| s.len() == y.len()), "one slope per element");
+    // Chunk i holds elements i·CHUNK..; each run of it within one plane shares a channel.
+    let chunk = |i: usize, y: &mut [f32], mut slope: Option<&mut [f32]>| {
+        let mut at = 0;
+        while at < y.len() {
+            let global = i * CHUNK + at;
+            let end = (plane - global % plane).min(y.len() - at) + at;
+            let (mid, half) = bounds[(global / plane) % bounds.len()].mid_half();
+            for k in at..end {
+                let t = ((y[k] - mid) / half).tanh();
+                y[k] = mid + half * t;
+                if let Some(s) = slope.as_deref_mut() {
+                    s[k] = 1.0 - t * t;
+                }
+            }
+            at = end;
+        }
+    };
+    let chunks = y.par_chunks_mut(CHUNK);
+    match slope {
+        Some(s) => chunks.zip(s.par_chunks_mut(CHUNK)).enumerate().for_each(|(i, (y, s))| chunk(i, y, Some(s))),
+        None => chunks.enumerate().for_each(|(i, y)| chunk(i, y, None)),
+    }
+}
+
+/// `dy *= slope`, in place: [`soft_clamp`]'s backward, in the gradient's own buffer as
+/// [`relu_backward`] does.
+pub fn soft_clamp_backward(dy: &mut [f32], slope: &[f32]) {
+    assert_eq!(dy.len(), slope.len());
+    dy.par_chunks_mut(CHUNK).zip(slope.par_chunks(CHUNK)).for_each(|(dy, s)| {
+        for (dy, &s) in dy.iter_mut().zip(s) {
+            *dy *= s;
+        }
+    });
+}
+
 /// `f(a[i], b[i])` for every i, in a new buffer written once (`kernels::filled`).
 pub fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     assert_eq!(a.len(), b.len());

@@ -15,7 +15,8 @@
 //!   backward passes
 //! - [`norm`]: instance and batch normalisation (statistics, normalise, backward)
 //! - [`gram`]: Gram matrices and their backward
-//! - [`elementwise`], [`reduce`]: ReLU and leaky ReLU, maps, neighbour differences;
+//! - [`elementwise`], [`reduce`]: ReLU and leaky ReLU, the soft clamp of the style network's
+//!   output, maps, neighbour differences;
 //!   fixed-partition sums
 //! - [`reference`](mod@reference): the scalar twin of each of the above, for tests and benches to hold the
 //!   fast kernels to; no fast kernel calls it, so the twins stay independent

@@ -365,6 +365,25 @@ pub fn leaky_relu_backward(dy: &[f32], mask: &[u8], slope: f32) -> Vec<f32> {
     dy.iter().zip(mask).map(|(&g, &m)| if m != 0 { g } else { slope * g }).collect()
 }
 
+/// `y = mid + half·tanh((x - mid)/half)` with channel c's `(lo, hi)` giving `mid = (lo + hi)/2`
+/// and `half = (hi - lo)/2`, elements in `[n, c, plane]` order, and the slope `1 - tanh²`.
+pub fn soft_clamp(x: &[f32], plane: usize, bounds: &[(f32, f32)]) -> (Vec<f32>, Vec<f32>) {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (lo, hi) = bounds[(i / plane) % bounds.len()];
+            let (mid, half) = ((lo + hi) / 2.0, (hi - lo) / 2.0);
+            let t = ((v - mid) / half).tanh();
+            (mid + half * t, 1.0 - t * t)
+        })
+        .unzip()
+}
+
+/// `dx` of [`soft_clamp`]: `dy·slope`.
+pub fn soft_clamp_backward(dy: &[f32], slope: &[f32]) -> Vec<f32> {
+    dy.iter().zip(slope).map(|(&g, &s)| g * s).collect()
+}
+
 /// Where padded coordinate `i` of an axis of `len` reads from: mirrored about the first and the
 /// last element, which are not repeated.
 fn reflect(i: isize, len: usize) -> usize {
