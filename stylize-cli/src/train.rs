@@ -16,7 +16,7 @@ use std::time::Instant;
 use nn::layers::Ctx;
 use nn::model_file::{ModelError, ModelFile};
 use nn::optim::{Adam, AdamConfig, AdamState};
-use nn::transformer::{Transformer, Variant, META_ARCH, META_VARIANT, META_WIDTH};
+use nn::transformer::{OutputRange, Transformer, Variant, META_ARCH, META_VARIANT, META_WIDTH};
 use tensor::kernels::pad::Window;
 use tensor::{Rng, Tape, Tensor, Var};
 use vgg::Vgg19;
@@ -52,6 +52,9 @@ pub struct TrainSettings {
     /// variant").
     pub width: usize,
     pub variant: Variant,
+    /// The network's output: [`OutputRange::Soft`], so that the loss is the saved picture's;
+    /// [`OutputRange::Clamp`] reproduces the first shipped models' first stages.
+    pub output: OutputRange,
     /// Pixels of each crop's mirror image added on every side before the network, and cut off
     /// its output before the loss: `apply`'s [`BORDER`], so the network learns on what `apply`
     /// shows it. Why: without it the network learns to paint a chequered band along every edge,
@@ -75,6 +78,7 @@ impl Default for TrainSettings {
             style_scale: 1.0,
             width: 16,
             variant: Variant::InstanceRelu,
+            output: OutputRange::Soft,
             border: BORDER,
         }
     }
@@ -164,7 +168,8 @@ impl<'v> Trainer<'v> {
         let styles: Vec<(Tensor, f32)> =
             styles.iter().map(|(s, b)| (crate::image::resize_longest(s, style_side), *b)).collect();
         let targets = StyleTargets::new(vgg, &styles, &settings.layers)?;
-        let net = Transformer::new(settings.width, settings.variant, settings.seed);
+        let mut net = Transformer::new(settings.width, settings.variant, settings.seed);
+        net.output = settings.output;
         let adam = Adam::new(AdamConfig { lr: settings.lr, ..AdamConfig::default() });
         let rng = Rng::new(settings.seed ^ 0x5eed_c0de_cafe_f00d);
         Ok(Trainer { vgg, styles: targets, settings, metadata, net, adam, rng, step: 0, last: None })
@@ -173,8 +178,9 @@ impl<'v> Trainer<'v> {
     /// A fresh run that starts from a trained network instead of the seed's initialisation: the
     /// network of `model` (a model file or a checkpoint), with Adam's moments at zero and the
     /// step count at 0. The run's own settings (border, rate, weights) apply from its first step,
-    /// so a shipped model can be trained further under settings it was not made with. `model`
-    /// must have the run's width and variant; the seed still chooses the crops.
+    /// so a shipped model can be trained further under settings it was not made with, its output
+    /// range included (a network trained with [`OutputRange::Clamp`] learns to work under the
+    /// bound). `model` must have the run's width and variant; the seed still chooses the crops.
     pub fn starting_from(
         vgg: &'v Vgg19,
         styles: &[(Tensor, f32)],
@@ -190,6 +196,7 @@ impl<'v> Trainer<'v> {
             return Err(Error::InitMismatch { path: model.path.clone(), model: describe(net.width, net.variant), run });
         }
         t.net = net;
+        t.net.output = t.settings.output;
         Ok(t)
     }
 
@@ -247,6 +254,14 @@ impl<'v> Trainer<'v> {
             });
         }
         t.net = Transformer::from_model_file(&mut checkpoint)?;
+        if t.net.output != t.settings.output {
+            return Err(Error::ResumeMismatch {
+                path: checkpoint.path.clone(),
+                key: META_ARCH.into(),
+                checkpoint: t.net.output.arch().into(),
+                now: t.settings.output.arch().into(),
+            });
+        }
         let shapes: Vec<_> = t.net.params().iter().map(|(_, p)| p.shape()).collect();
         let (mut m, mut v) = (Vec::new(), Vec::new());
         for ((name, _), shape) in t.net.params().iter().zip(&shapes) {

@@ -505,6 +505,19 @@ fn train_then_apply_as_a_user_would() {
     assert_eq!((made.meta("init.file").unwrap(), made.meta("init.steps").unwrap()), ("m.safetensors", "4"));
     assert_eq!(made.meta("init.sha256").unwrap().len(), 64);
     assert_eq!(made.meta("train.lr_decay").unwrap(), "1", "without --lr-decay the rate falls over the last half");
+    assert_eq!(made.meta("arch").unwrap(), "johnson2016-sb", "the output is bounded by default");
+    let (photos_arg, tuned_arg, model_arg) =
+        (photos.to_str().unwrap(), tuned.to_str().unwrap(), model.to_str().unwrap());
+    let raw = ["--size", "32", "--batch", "1", "--width", "4", "--steps", "1", "--init", model_arg, "-q"];
+    let o = stylize(
+        &[&["train", &style, "--photos", photos_arg, "-o", tuned_arg, "--output-range", "clamp"][..], &raw].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(nn::model_file::ModelFile::read(&tuned).unwrap().meta("arch").unwrap(), "johnson2016-s");
+    let o = stylize(
+        &[&["train", &style, "--photos", photos_arg, "-o", tuned_arg, "--output-range", "tanh"][..], &raw].concat(),
+    );
+    assert!(!o.status.success() && stderr(&o).contains("use soft or clamp"), "{}", stderr(&o));
     let o = further("8");
     assert!(!o.status.success() && stderr(&o).contains("--width"), "{}", stderr(&o));
 

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use nn::model_file::{ModelError, ModelFile};
-use nn::transformer::{Transformer, Variant};
+use nn::transformer::{picture_bounds, OutputRange, Transformer, Variant};
 use stylize::image::{load_rgb, resize_longest, save, size};
 use stylize::objective::{Layers, Objective, Weights};
 use stylize::photos::Photos;
@@ -78,6 +78,10 @@ fn training_lowers_the_loss_and_resumes_exactly() {
     let other = TrainSettings { lr: 5e-3, ..settings(8) };
     let err = Trainer::resume(&vgg, &style(), other, meta.clone(), checkpoint).err().expect("refused");
     assert!(err.to_string().contains("train.lr"), "{err}");
+    let checkpoint = ModelFile::from_bytes(&bytes, std::path::Path::new("t.ckpt")).unwrap();
+    let clamped = TrainSettings { output: OutputRange::Clamp, ..settings(8) };
+    let err = Trainer::resume(&vgg, &style(), clamped, meta.clone(), checkpoint).err().expect("refused");
+    assert!(err.to_string().contains("johnson2016-sb") && err.to_string().contains("arch"), "{err}");
 
     // A run of 4 steps at a constant rate, resumed as an 8-step run whose rate falls over its
     // last 4 steps, is that 8-step run; a decay that would have changed a step already taken
@@ -120,7 +124,8 @@ fn training_lowers_the_loss_and_resumes_exactly() {
 }
 
 /// A run can start from a trained network: it begins with that network's parameters (so its
-/// first batch, the one the trained network learnt first, scores lower than from a fresh start),
+/// first batch, the one the trained network learnt first, scores lower than from a fresh start:
+/// measured 1.07e8 against 1.17e8 after 8 steps),
 /// only a network of the run's width and variant is taken, and a checkpoint of such a run
 /// resumes only as one (metadata the checkpoint has and the run lacks is a mismatch).
 #[test]
@@ -140,7 +145,7 @@ fn training_can_start_from_a_trained_network() {
     }
     let (from_fresh, from_trained) = (fresh.step(&photos).unwrap(), tuned.step(&photos).unwrap());
     assert!(
-        from_trained.losses.total < 0.9 * from_fresh.losses.total,
+        from_trained.losses.total < 0.95 * from_fresh.losses.total,
         "the first batch scores lower from the trained network: {} against {}",
         from_trained.losses.total,
         from_fresh.losses.total
@@ -150,6 +155,19 @@ fn training_can_start_from_a_trained_network() {
     let err = Trainer::starting_from(&vgg, &style(), wider, meta.clone(), &mut read(&bytes)).err().expect("refused");
     assert!(matches!(err, stylize::Error::InitMismatch { .. }), "{err}");
     assert!(err.to_string().contains("width-4 instance-relu"), "{err}");
+
+    // A network trained on its raw output can be trained further under the bound, and the
+    // other way round: the run's output range is the one that applies.
+    let raw = TrainSettings { output: OutputRange::Clamp, ..settings(2) };
+    let mut raw_trained = Trainer::new(&vgg, &style(), raw.clone(), meta.clone()).unwrap();
+    raw_trained.step(&photos).unwrap();
+    let raw_bytes = raw_trained.model().to_bytes();
+    assert_eq!(read(&raw_bytes).meta("arch").unwrap(), "johnson2016-s");
+    let bounded = Trainer::starting_from(&vgg, &style(), settings(2), meta.clone(), &mut read(&raw_bytes)).unwrap();
+    assert_eq!(bounded.net.output, OutputRange::Soft);
+    assert_eq!(bounded.model().meta("arch").unwrap(), "johnson2016-sb");
+    let unbounded = Trainer::starting_from(&vgg, &style(), raw, meta.clone(), &mut read(&bytes)).unwrap();
+    assert_eq!(unbounded.net.output, OutputRange::Clamp);
 
     let mut with_init = meta.clone();
     with_init.insert("init.sha256".into(), "abc".into());
@@ -265,6 +283,65 @@ fn tiled_apply_matches_whole_apply() {
             );
         }
     }
+}
+
+/// A new network bounds its output to the picture's range, so saving (which clamps to 0..255)
+/// changes nothing; a network whose last layer overshoots by far shows it. Model files say which
+/// output a network has: files from before the bound (`johnson2016-s`) still load, as raw.
+#[test]
+fn the_bounded_output_stays_in_the_pictures_range() {
+    let mut net = Transformer::new(4, Variant::InstanceRelu, 3);
+    assert_eq!(net.output, OutputRange::Soft);
+    for (name, p) in net.params_mut() {
+        if name.starts_with("deconv3") {
+            *p = Tensor::new(p.shape(), p.data().iter().map(|v| 20.0 * v).collect()).unwrap();
+        }
+    }
+    let x = tensor::Var::constant(Tensor::uniform([2, 3, 24, 16], -120.0, 150.0, 4));
+    let forward = |net: &Transformer| {
+        let mut tape = tensor::Tape::new();
+        net.forward(&mut nn::layers::Ctx::new(&mut tape, false), &x).unwrap().value().clone()
+    };
+    let outside = |y: &Tensor, slack: f32| {
+        let plane = 24 * 16;
+        let bounds = picture_bounds();
+        y.data()
+            .iter()
+            .enumerate()
+            .filter(|&(i, &v)| {
+                let b = bounds[(i / plane) % 3];
+                !(b.lo - slack <= v && v <= b.hi + slack)
+            })
+            .count()
+    };
+    let bounded = forward(&net);
+    assert_eq!(outside(&bounded, 1e-3), 0, "every value in range");
+    let here = std::path::Path::new("m.safetensors");
+    let mut file = net.to_model_file();
+    assert_eq!(file.metadata["arch"], "johnson2016-sb");
+    file.metadata.insert("arch".into(), "johnson2016-s".into());
+    let mut m = ModelFile::from_bytes(&file.to_bytes(), here).unwrap();
+    let raw_net = Transformer::from_model_file(&mut m).unwrap();
+    assert_eq!(raw_net.output, OutputRange::Clamp);
+    let raw = forward(&raw_net);
+    assert!(outside(&raw, 1.0) > raw.data().len() / 10, "the raw output overshoots");
+    // Near the middle of the range the bound is nearly the identity.
+    let middle: Vec<(f32, f32)> = bounded
+        .data()
+        .iter()
+        .zip(raw.data())
+        .enumerate()
+        .filter(|&(i, (_, &r))| (r - (picture_bounds()[(i / (24 * 16)) % 3].lo + 127.5)).abs() < 10.0)
+        .map(|(_, (&b, &r))| (b, r))
+        .collect();
+    assert!(!middle.is_empty());
+    for (b, r) in middle {
+        assert!((b - r).abs() < 0.03, "{b} against {r}");
+    }
+    file.metadata.insert("arch".into(), "johnson2016".into());
+    let mut m = ModelFile::from_bytes(&file.to_bytes(), here).unwrap();
+    let err = Transformer::from_model_file(&mut m).err().unwrap();
+    assert!(err.to_string().contains("johnson2016-sb") && err.to_string().contains("johnson2016-s`"), "{err}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use nn::model_file::ModelFile;
-use nn::transformer::Variant;
+use nn::transformer::{OutputRange, Variant};
 use sha2::{Digest, Sha256};
 use stylize::objective::Layers;
 use stylize::photos::Photos;
@@ -71,6 +71,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "instance-relu|batch-leaky", default_value = TrainSettings::default().variant.name(), value_parser = parse_variant)]
     pub variant: Variant,
 
+    /// The network's last step: `soft` bounds its picture to 0..255 with a scaled tanh, so that training lowers the loss of the picture that is saved; `clamp` leaves the raw output, which is clamped only when saved and in which a network learns to hide style that the saved picture loses (models/README.md). `clamp` reproduces the first stage of the shipped models (models/train.sh)
+    #[arg(long, value_name = "soft|clamp", default_value = TrainSettings::default().output.name(), value_parser = parse_output_range)]
+    pub output_range: OutputRange,
+
     /// Pixels of mirrored border around each crop, cut off the network's output before the loss, as `apply` does (a multiple of 4; 0 for none). Without it the network learns to paint a band along the edges that lowers the loss but not the picture's quality (models/README.md)
     #[arg(long, value_name = "PX", default_value_t = TrainSettings::default().border)]
     pub border: usize,
@@ -116,6 +120,10 @@ pub struct TrainArgs {
     /// Print nothing but errors and warnings
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+fn parse_output_range(s: &str) -> Result<OutputRange, String> {
+    OutputRange::from_name(s).ok_or_else(|| format!("'{s}' is not an output range; use soft or clamp"))
 }
 
 fn parse_variant(s: &str) -> Result<Variant, String> {
@@ -176,6 +184,7 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
         style_scale: args.style_scale,
         width: args.width,
         variant: args.variant,
+        output: args.output_range,
         border: args.border,
     };
     let (photos, skipped) = Photos::open(&args.photos, args.size)?;
@@ -209,9 +218,10 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
         n => format!("rate {}, falling over the last {n}", settings.lr),
     };
     say(format!(
-        "training a network ({}, width {}, {} parameters) on {} photos, {} steps of {} crops of {}x{}, {rate}",
+        "training a network ({}, width {}, {} output, {} parameters) on {} photos, {} steps of {} crops of {}x{}, {rate}",
         settings.variant.name(),
         settings.width,
+        settings.output.name(),
         trainer.net.num_params(),
         photos.len(),
         settings.steps,
