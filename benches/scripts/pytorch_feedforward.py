@@ -12,7 +12,9 @@ picture or crop before the network and cut them off its output (stylize-cli/src/
 
 The network (nn/src/transformer.rs): reflection-padded 9x9 conv, two stride-2 3x3 convs, five
 residual blocks, two nearest-upsample + 3x3 conv stages and a 9x9 conv, instance norm (affine) and
-ReLU after every conv but the last. The training step is the one `stylize bench --train` times:
+ReLU after every conv but the last, its output scaled and bounded by a tanh to the picture's
+range. (Before 2026-11-28 the script and stylize ended with the scale alone; in stylize the
+bound takes 0.4 ms of a 512² pass, benches/README.md.) The training step is the one `stylize bench --train` times:
 batch 1, the network forward, VGG19 to relu5_1 for the content (relu4_2) and style (relu1_1 ..
 relu5_1) losses, backward, and Adam. VGG19's weights are random here (only the time matters), and
 frozen, as ours are. Prints one JSON object per measurement: the median of --repeats timings
@@ -69,7 +71,10 @@ class Transformer(nn.Module):
         )
 
     def forward(self, x):
-        return 128.0 * self.net(x)
+        # The output bounded to a picture's range per channel in VGG's space (BGR minus the
+        # ImageNet mean), as stylize's networks since arch johnson2016-sb end (OutputRange::Soft).
+        mid = (127.5 - torch.tensor([103.939, 116.779, 123.68])).view(1, 3, 1, 1)
+        return mid + 127.5 * torch.tanh((128.0 * self.net(x) - mid) / 127.5)
 
 
 def vgg19_to_relu5_1():

@@ -79,8 +79,8 @@ pub enum OutputRange {
     /// ([`Tape::soft_clamp`](tensor::Tape::soft_clamp) to [`picture_bounds`]): the loss sees the
     /// picture that is saved. Why: on the raw output a network learns to put some of the style
     /// into values outside 0..255, which the saved picture loses; one trained on one photo for
-    /// 3,000 steps had 2.5-2.9% of its values out of range, and clamping cost its picture 34% of
-    /// its loss. In a paired run the bound lowered the saved picture's loss by 19%
+    /// 3,000 steps had 2.5-2.9% of its values out of range, and clamping raised its picture's
+    /// loss by a third. In a paired run the bound lowered the saved picture's loss by 19%
     /// (models/README.md, "the clamp is the next wall"). Model files say `johnson2016-sb`.
     Soft,
     /// The raw output, clamped to 0..255 only when saved, as the reference implementations do.
