@@ -12,7 +12,8 @@
 #   stage 3: from the second stage, 1,000 steps from 2.5e-4, seed 2, log NAME.tune3.log.csv
 #     (tried and not shipped: no better on unseen photos, see models/README.md);
 #   stage 4: from the second stage, with the output bounded (`--output-range soft`, so the loss
-#     is the saved picture's), 1,600 steps from 5e-4, seed 3, log NAME.tune4.log.csv.
+#     is the saved picture's), 1,600 steps from 5e-4, seed 3, log NAME.tune4.log.csv (tried and
+#     not shipped: no better on unseen photos, see models/README.md).
 # Stages 2 and 3 keep the raw output the first stage was trained with (`--output-range clamp`).
 # The photos are those of models/photos.sh. Everything is written to models/NAME.* (or
 # $MODELS_DIR/NAME.*): the model, its checkpoint (.ckpt, for --resume), the loss log and the
