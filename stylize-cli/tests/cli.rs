@@ -552,6 +552,8 @@ fn shipped_models_are_listed_and_used_by_name() {
     let list = String::from_utf8_lossy(&o.stdout);
     for (name, style) in [("great_wave", "style_great_wave.jpg"), ("starry_night", "style_starry_night.jpg")] {
         assert!(list.lines().any(|l| l.starts_with(name) && l.contains(style)), "{name} with {style} in:\n{list}");
+        // The shipped models are a second stage: 1,600 steps after the first stage's 4,000.
+        assert!(list.lines().any(|l| l.starts_with(name) && l.contains("1600 steps after 4000")), "{list}");
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("styled.png");

@@ -74,12 +74,14 @@ fn shipped() -> Vec<String> {
 }
 
 /// What a model file says of itself, for `--list`: "  (style_x.jpg, width 16, 1400 steps)",
-/// or why it cannot be read.
+/// "  (style_x.jpg, width 16, 1600 steps after 4000)" for a model trained further from another
+/// (`train --init`), or why it cannot be read.
 fn describe(path: &Path) -> String {
     match ModelFile::read(path) {
         Ok(m) => {
             let get = |k: &str| m.meta(k).unwrap_or("?").to_string();
-            format!("  ({}, width {}, {} steps)", get("style.0.file"), get("width"), get("train.step"))
+            let before = m.meta("init.steps").map(|s| format!(" after {s}")).unwrap_or_default();
+            format!("  ({}, width {}, {} steps{before})", get("style.0.file"), get("width"), get("train.step"))
         }
         Err(e) => format!("  (unreadable: {e})"),
     }
