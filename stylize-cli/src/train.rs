@@ -257,9 +257,9 @@ impl<'v> Trainer<'v> {
         if t.net.output != t.settings.output {
             return Err(Error::ResumeMismatch {
                 path: checkpoint.path.clone(),
-                key: META_ARCH.into(),
-                checkpoint: t.net.output.arch().into(),
-                now: t.settings.output.arch().into(),
+                key: "--output-range".into(),
+                checkpoint: t.net.output.name().into(),
+                now: t.settings.output.name().into(),
             });
         }
         let shapes: Vec<_> = t.net.params().iter().map(|(_, p)| p.shape()).collect();
