@@ -13,8 +13,10 @@ picture or crop before the network and cut them off its output (stylize-cli/src/
 The network (nn/src/transformer.rs): reflection-padded 9x9 conv, two stride-2 3x3 convs, five
 residual blocks, two nearest-upsample + 3x3 conv stages and a 9x9 conv, instance norm (affine) and
 ReLU after every conv but the last, its output scaled and bounded by a tanh to the picture's
-range. (Before 2026-11-28 the script and stylize ended with the scale alone; in stylize the
-bound takes 0.4 ms of a 512² pass, benches/README.md.) The training step is the one `stylize bench --train` times:
+range (`--output-range soft`, as `stylize train` makes them since 2026-11-28; in stylize the
+bound takes 0.4 ms of a 512² pass, benches/README.md), or with the scale alone
+(`--output-range clamp`, as the shipped models do, which `stylize bench --apply` runs). The
+training step is the one `stylize bench --train` times:
 batch 1, the network forward, VGG19 to relu5_1 for the content (relu4_2) and style (relu1_1 ..
 relu5_1) losses, backward, and Adam. VGG19's weights are random here (only the time matters), and
 frozen, as ours are. Prints one JSON object per measurement: the median of --repeats timings
@@ -55,8 +57,9 @@ class Residual(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, w):
+    def __init__(self, w, output_range="soft"):
         super().__init__()
+        self.bounded = output_range == "soft"
         block = lambda cin, cout, k, **kw: nn.Sequential(  # noqa: E731
             ConvLayer(cin, cout, k, **kw), nn.InstanceNorm2d(cout, affine=True), nn.ReLU()
         )
@@ -71,10 +74,13 @@ class Transformer(nn.Module):
         )
 
     def forward(self, x):
+        y = 128.0 * self.net(x)
+        if not self.bounded:
+            return y
         # The output bounded to a picture's range per channel in VGG's space (BGR minus the
         # ImageNet mean), as stylize's networks since arch johnson2016-sb end (OutputRange::Soft).
         mid = (127.5 - torch.tensor([103.939, 116.779, 123.68])).view(1, 3, 1, 1)
-        return mid + 127.5 * torch.tanh((128.0 * self.net(x) - mid) / 127.5)
+        return mid + 127.5 * torch.tanh((y - mid) / 127.5)
 
 
 def vgg19_to_relu5_1():
@@ -136,6 +142,12 @@ def main():
         metavar="PX",
         help="mirror PX pixels around each input and cut them off the output, as stylize's apply and train do (16)",
     )
+    ap.add_argument(
+        "--output-range",
+        choices=["soft", "clamp"],
+        default="soft",
+        help="end with the bound (soft, stylize train's default) or the scaled output alone (clamp, the shipped models)",
+    )
     args = ap.parse_args()
     b = args.border
 
@@ -147,9 +159,16 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    net = Transformer(args.width)
+    net = Transformer(args.width, args.output_range)
     params = sum(p.numel() for p in net.parameters())
-    common = {"torch": torch.__version__, "threads": args.threads, "width": args.width, "params": params, "border": b}
+    common = {
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "width": args.width,
+        "params": params,
+        "border": b,
+        "output_range": args.output_range,
+    }
     for px in args.apply:
         x = torch.rand(1, 3, px, px) * 255 - 128
 
