@@ -29,8 +29,8 @@
 
 use std::collections::BTreeMap;
 
-use tensor::kernels::elementwise::Bounds;
 use tensor::{Error, Rng, Tensor, Var};
+use vgg::Vgg19;
 
 use crate::layers::{Conv, Ctx, Norm, BATCH_NORM_MOMENTUM};
 use crate::model_file::{ModelError, ModelFile};
@@ -76,7 +76,8 @@ impl Variant {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputRange {
     /// A smooth clamp into the picture's range, per channel in VGG's space
-    /// ([`Tape::soft_clamp`](tensor::Tape::soft_clamp) to [`picture_bounds`]): the loss sees the
+    /// ([`Tape::soft_clamp`](tensor::Tape::soft_clamp) to
+    /// [`Vgg19::pixel_bounds`](vgg::Vgg19::pixel_bounds)): the loss sees the
     /// picture that is saved. Why: on the raw output a network learns to put some of the style
     /// into values outside 0..255, which the saved picture loses; one trained on one photo for
     /// 3,000 steps had 2.5-2.9% of its values out of range, and clamping raised its picture's
@@ -89,6 +90,8 @@ pub enum OutputRange {
 }
 
 impl OutputRange {
+    pub const ALL: [OutputRange; 2] = [OutputRange::Soft, OutputRange::Clamp];
+
     pub fn name(self) -> &'static str {
         match self {
             OutputRange::Soft => "soft",
@@ -97,7 +100,7 @@ impl OutputRange {
     }
 
     pub fn from_name(s: &str) -> Option<OutputRange> {
-        [OutputRange::Soft, OutputRange::Clamp].into_iter().find(|o| o.name() == s)
+        OutputRange::ALL.into_iter().find(|o| o.name() == s)
     }
 
     /// The model file's `arch`: Johnson et al.'s network, `-s` its output scaled by
@@ -110,14 +113,8 @@ impl OutputRange {
     }
 
     fn from_arch(s: &str) -> Option<OutputRange> {
-        [OutputRange::Soft, OutputRange::Clamp].into_iter().find(|o| o.arch() == s)
+        OutputRange::ALL.into_iter().find(|o| o.arch() == s)
     }
-}
-
-/// The picture's range 0..255 in VGG's space, per channel (BGR minus
-/// [`MEAN_BGR`](vgg::model::MEAN_BGR)): what [`OutputRange::Soft`] bounds the output to.
-pub fn picture_bounds() -> [Bounds; 3] {
-    vgg::model::MEAN_BGR.map(|m| Bounds { lo: -m, hi: 255.0 - m })
 }
 
 /// Slope of the leaky ReLU of [`Variant::BatchLeaky`] (PyTorch's default).
@@ -268,7 +265,7 @@ impl Transformer {
         let y = self.deconv3.forward(ctx, "deconv3", &y)?;
         let y = ctx.tape.scale(&y, OUTPUT_SCALE);
         match self.output {
-            OutputRange::Soft => ctx.tape.soft_clamp(y, &picture_bounds()),
+            OutputRange::Soft => ctx.tape.soft_clamp(y, &Vgg19::pixel_bounds()),
             OutputRange::Clamp => Ok(y),
         }
     }
@@ -374,7 +371,7 @@ impl Transformer {
         let arch = m.meta(META_ARCH)?;
         let Some(output) = OutputRange::from_arch(arch) else {
             let (path, value) = (m.path.clone(), arch.to_string());
-            let known = [OutputRange::Soft, OutputRange::Clamp].map(|o| format!("`{}`", o.arch()));
+            let known = OutputRange::ALL.map(|o| format!("`{}`", o.arch()));
             return Err(ModelError::BadMetadata {
                 path,
                 key: META_ARCH.into(),

@@ -494,31 +494,24 @@ fn train_then_apply_as_a_user_would() {
     // Training further from that model: the new model names where it started, and a network of
     // another width is refused, naming the flag to change.
     let tuned = dir.path().join("tuned.safetensors");
-    let further = |width: &str| {
+    let further = |extra: &[&str]| {
         let (photos, tuned, model) = (photos.to_str().unwrap(), tuned.to_str().unwrap(), model.to_str().unwrap());
-        let args = ["--size", "32", "--batch", "1", "--width", width, "--steps", "2", "--init", model, "-q"];
-        stylize(&[&["train", &style, "--photos", photos, "-o", tuned][..], &args].concat())
+        let args = ["--size", "32", "--batch", "1", "--steps", "2", "--init", model, "-q"];
+        stylize(&[&["train", &style, "--photos", photos, "-o", tuned][..], &args, extra].concat())
     };
-    let o = further("4");
+    let o = further(&["--width", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let made = nn::model_file::ModelFile::read(&tuned).unwrap();
     assert_eq!((made.meta("init.file").unwrap(), made.meta("init.steps").unwrap()), ("m.safetensors", "4"));
     assert_eq!(made.meta("init.sha256").unwrap().len(), 64);
     assert_eq!(made.meta("train.lr_decay").unwrap(), "1", "without --lr-decay the rate falls over the last half");
     assert_eq!(made.meta("arch").unwrap(), "johnson2016-sb", "the output is bounded by default");
-    let (photos_arg, tuned_arg, model_arg) =
-        (photos.to_str().unwrap(), tuned.to_str().unwrap(), model.to_str().unwrap());
-    let raw = ["--size", "32", "--batch", "1", "--width", "4", "--steps", "1", "--init", model_arg, "-q"];
-    let o = stylize(
-        &[&["train", &style, "--photos", photos_arg, "-o", tuned_arg, "--output-range", "clamp"][..], &raw].concat(),
-    );
+    let o = further(&["--width", "4", "--output-range", "clamp"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(nn::model_file::ModelFile::read(&tuned).unwrap().meta("arch").unwrap(), "johnson2016-s");
-    let o = stylize(
-        &[&["train", &style, "--photos", photos_arg, "-o", tuned_arg, "--output-range", "tanh"][..], &raw].concat(),
-    );
+    let o = further(&["--width", "4", "--output-range", "tanh"]);
     assert!(!o.status.success() && stderr(&o).contains("use soft or clamp"), "{}", stderr(&o));
-    let o = further("8");
+    let o = further(&["--width", "8"]);
     assert!(!o.status.success() && stderr(&o).contains("--width"), "{}", stderr(&o));
 
     let out = dir.path().join("styled.png");

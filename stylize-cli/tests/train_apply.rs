@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use nn::model_file::{ModelError, ModelFile};
-use nn::transformer::{picture_bounds, OutputRange, Transformer, Variant};
+use nn::transformer::{OutputRange, Transformer, Variant};
 use stylize::image::{load_rgb, resize_longest, save, size};
 use stylize::objective::{Layers, Objective, Weights};
 use stylize::photos::Photos;
@@ -304,7 +304,7 @@ fn the_bounded_output_stays_in_the_pictures_range() {
     };
     let outside = |y: &Tensor, slack: f32| {
         let plane = 24 * 16;
-        let bounds = picture_bounds();
+        let bounds = Vgg19::pixel_bounds();
         y.data()
             .iter()
             .enumerate()
@@ -331,7 +331,7 @@ fn the_bounded_output_stays_in_the_pictures_range() {
         .iter()
         .zip(raw.data())
         .enumerate()
-        .filter(|&(i, (_, &r))| (r - (picture_bounds()[(i / (24 * 16)) % 3].lo + 127.5)).abs() < 10.0)
+        .filter(|&(i, (_, &r))| (r - (Vgg19::pixel_bounds()[(i / (24 * 16)) % 3].lo + 127.5)).abs() < 10.0)
         .map(|(_, (&b, &r))| (b, r))
         .collect();
     assert!(!middle.is_empty());

@@ -17,6 +17,7 @@
 use std::path::Path;
 
 use tensor::kernels::conv::{ConvAlgorithm, ConvAlgorithms, ConvGeometry};
+use tensor::kernels::elementwise::Bounds;
 use tensor::{Conv2d, Tape, Tensor, Var};
 
 use crate::table::{self, Layer};
@@ -126,10 +127,17 @@ impl Vgg19 {
         permute_to_bgr(&shift_channels(x.clone(), MEAN_BGR))
     }
 
+    /// The range of each BGR channel `c` of a preprocessed picture whose pixels lie in 0..255:
+    /// `-mean_c..255 - mean_c`.
+    pub fn pixel_bounds() -> [Bounds; 3] {
+        MEAN_BGR.map(|m| Bounds { lo: -m, hi: 255.0 - m })
+    }
+
     /// The preprocessed image nearest to `x` whose pixels all lie in 0..255: the projection
-    /// onto the pictures a file can hold (each BGR channel `c` within `-mean_c..255 - mean_c`).
+    /// onto the pictures a file can hold ([`Vgg19::pixel_bounds`]).
     pub fn clamp_to_pixels(x: Tensor) -> Tensor {
-        map_channels(x, |c, v| v.clamp(-MEAN_BGR[c], 255.0 - MEAN_BGR[c]))
+        let bounds = Vgg19::pixel_bounds();
+        map_channels(x, |c, v| v.clamp(bounds[c].lo, bounds[c].hi))
     }
 
     /// `∂L/∂rgb` from `∂L/∂x` for `x = preprocess(rgb)`: the shift has derivative 1, and the
