@@ -1,5 +1,5 @@
 //! Convolution forward and backward-to-input for every distinct VGG19 layer shape at a 512x512
-//! input, and forward, backward-to-input and backward-to-weights for the layers of the
+//! input (and of the deepest at a 256x256 training crop), and forward, backward-to-input and backward-to-weights for the layers of the
 //! feed-forward network (Johnson et al. 2016) at a 256x256 training crop (its 3x3 stride-1
 //! layers' weight gradient by both algorithms, and that of larger 3x3 layers). Throughput is in
 //! FLOPs (2·cout·cin·kh·kw·Ho·Wo, the same for every pass): read "Gelem/s" as GFLOP/s. The VGG
@@ -40,6 +40,37 @@ fn vgg(c: &mut Criterion) {
                 continue; // 3-deep products: see winograd::pays
             }
             let algorithms = ConvAlgorithms::both(algorithm);
+            let packed = PackedConv::with_algorithms(&data(cout * cin * 9, 1), &data(cout, 2), g, algorithms);
+            let id = format!("{name} {cin}->{cout} @{side} {algorithm:?}");
+            group.bench_function(format!("{id} forward"), |b| {
+                b.iter(|| conv_forward(&packed, &x, 1, side, side, &mut y))
+            });
+            group.bench_function(format!("{id} backward-input"), |b| {
+                b.iter(|| conv_backward_input(&packed, &dy, 1, side, side, &mut dx))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// (name, cin, cout, side) of VGG19's deepest layers on a 256x256 training crop: few tiles
+/// per image (64 at 32x32, 16 at 16x16), so the Winograd route splits each image's products
+/// by output channels rather than by tiles (`winograd::Split`).
+const TRAINING_CROP: &[(&str, usize, usize, usize)] =
+    &[("conv4_1", 256, 512, 32), ("conv4_x", 512, 512, 32), ("conv5_1", 512, 512, 16)];
+
+/// Forward and backward-to-input of [`TRAINING_CROP`]'s layers by both routes, the Winograd
+/// transforms kept as `stylize train` keeps them.
+fn training_crop(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv3x3-crop");
+    for &(name, cin, cout, side) in TRAINING_CROP {
+        let g = ConvGeometry::same3x3(cin, cout);
+        let x = data(cin * side * side, 3);
+        let dy = data(cout * side * side, 4);
+        let (mut y, mut dx) = (vec![0.0; cout * side * side], vec![0.0; cin * side * side]);
+        group.throughput(Throughput::Elements(gemm_flops(cout, side * side, cin * 9)));
+        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Winograd] {
+            let algorithms = ConvAlgorithms::both(algorithm).kept();
             let packed = PackedConv::with_algorithms(&data(cout * cin * 9, 1), &data(cout, 2), g, algorithms);
             let id = format!("{name} {cin}->{cout} @{side} {algorithm:?}");
             group.bench_function(format!("{id} forward"), |b| {
@@ -225,5 +256,5 @@ fn winograd_tiles(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, vgg, cut_off, feed_forward, weight_gradient, winograd_weights, winograd_tiles);
+criterion_group!(benches, vgg, training_crop, cut_off, feed_forward, weight_gradient, winograd_weights, winograd_tiles);
 criterion_main!(benches);

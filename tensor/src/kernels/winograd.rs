@@ -27,7 +27,10 @@
 //! (laid out so the GEMM micro-kernel reads its panels in place, nothing packed), run the 36
 //! products on the task's own thread ([`gemm_serial`]), and transform `M` back into the
 //! output, adding the bias and applying the ReLU on the way (no second pass over the output). A batch's `V` and `M` are sized to stay
-//! in cache (`BATCH_FLOATS`).
+//! in cache (`BATCH_FLOATS`). An image with too few tiles for two batches a thread (VGG's
+//! deepest layers on a training crop) is one batch instead, its products split between the
+//! tasks by output channels ([`Split`]). Either way each output value is the same sums in the
+//! same order, so the result does not depend on the split or the thread count.
 //!
 //! The backward pass to the input of a stride-1 layer is the convolution of the output
 //! gradient with the flipped kernel (see `kernels::conv`), so it runs through this same code,
@@ -50,10 +53,11 @@ use rayon::prelude::*;
 
 use super::gemm::params::NR;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::sync::Mutex;
 
 use super::gemm::params::MR;
-use super::gemm::{gemm, gemm_serial, positive_mask_into, AOperand, MatRef, PackB, PackedA, SharedC};
+use super::gemm::{gemm, gemm_serial, gemm_serial_rows, positive_mask_into, AOperand, MatRef, PackB, PackedA, SharedC};
 use super::simd::{load, load8, transpose8, LANES, V, VD};
 
 /// Output pixels per tile side (the m of F(m x m, 3x3)).
@@ -346,7 +350,7 @@ pub fn conv3x3(
     let (len, image) = (y.len(), y.len() / dims.0.max(1));
     let wo = (dims.2 + 2 * pad.1).saturating_sub(2);
     let outs = y.chunks_mut(image.max(1)).map(|y| SharedC::new(y, wo)).collect();
-    conv3x3_with(weights, pass, pad, x, dims, (len, outs), epilogue);
+    conv3x3_with(weights, pass, pad, x, dims, (len, outs), epilogue, None);
 }
 
 /// [`conv3x3`] into uninitialised memory, which it only writes (so not `accumulate`): every
@@ -364,13 +368,15 @@ pub fn conv3x3_uninit(
     let (len, image) = (y.len(), y.len() / dims.0.max(1));
     let wo = (dims.2 + 2 * pad.1).saturating_sub(2);
     let outs = y.chunks_mut(image.max(1)).map(|y| SharedC::from_uninit(y, wo)).collect();
-    conv3x3_with(weights, pass, pad, x, dims, (len, outs), epilogue);
+    conv3x3_with(weights, pass, pad, x, dims, (len, outs), epilogue, None);
 }
 
 /// The convolution into `outs`, one output image each (`len` values in all), which are
 /// initialised wherever they are read: everywhere when `epilogue.accumulate` (only
 /// [`conv3x3`] accumulates, on initialised memory), else each value is written before the
-/// mask reads it back.
+/// mask reads it back. `split` is [`Split::for_layer`]'s unless given (by the tests, which
+/// hold the two splits to the same bits).
+#[allow(clippy::too_many_arguments)]
 fn conv3x3_with(
     weights: &WinogradWeights,
     pass: Pass,
@@ -379,6 +385,7 @@ fn conv3x3_with(
     (n, h, w): (usize, usize, usize),
     (len, outs): (usize, Vec<SharedC<'_>>),
     epilogue: Epilogue,
+    split: Option<Split>,
 ) {
     let Epilogue { bias, relu, mask, accumulate } = epilogue;
     assert!(!(relu && accumulate), "an accumulating convolution has no ReLU");
@@ -396,30 +403,96 @@ fn conv3x3_with(
         assert!(relu && m.len() == len, "a mask needs the ReLU, one byte per output value");
     }
     let tiles = Tiles::new(ho, wo);
-    let batch = batch_tiles(cin, cout, tiles.count);
-    let starts: Vec<usize> = (0..tiles.count).step_by(batch).collect();
     let image = cout * ho * wo;
     let mut masks = mask.map(|m| m.chunks_exact_mut(image));
+    let split = split.unwrap_or_else(|| Split::for_layer(cin, cout, tiles.count));
     with_transformed(weights, pass, |u| {
         for (x, out) in x.chunks_exact(cin * h * w).zip(&outs) {
             let windows = Windows { x, cin, h, w, pad, tiles: &tiles };
             // The output (and its mask) as `cout·ho` rows of `wo`, written by every task, each
-            // only its own tiles.
+            // only its own tiles' pixels of its own channels.
             let mask = masks.as_mut().and_then(Iterator::next).map(|m| SharedC::new(m, wo));
-            starts.par_iter().for_each(|&t0| {
-                SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf, band }| {
-                    let (v, m) = (grow(v, POINTS * cin * batch), grow(m, POINTS * cout * batch));
-                    windows.transform(t0, batch, band, v);
-                    for (xi, u) in u.iter().enumerate() {
-                        let b = InPlace::new(&v[xi * cin * batch..][..cin * batch], cin, batch);
-                        gemm_serial(*u, &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
-                    }
-                    let store = Store { relu, accumulate, out, mask: mask.as_ref() };
-                    transform_output(m, cout, batch, t0, &tiles, bias, store);
-                })
-            });
+            let store = || Store { relu, accumulate, out, mask: mask.as_ref() };
+            match split {
+                Split::Tiles(batch) => {
+                    let starts: Vec<usize> = (0..tiles.count).step_by(batch).collect();
+                    starts.par_iter().for_each(|&t0| {
+                        SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf, band }| {
+                            let (v, m) = (grow(v, POINTS * cin * batch), grow(m, POINTS * cout * batch));
+                            windows.transform(t0, batch, band, v);
+                            for (xi, u) in u.iter().enumerate() {
+                                let b = InPlace::new(&v[xi * cin * batch..][..cin * batch], cin, batch);
+                                gemm_serial(*u, &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
+                            }
+                            transform_output(m, 0..cout, batch, t0, &tiles, bias, store());
+                        })
+                    });
+                }
+                Split::Channels(rows) => {
+                    let batch = tiles.count.div_ceil(NR) * NR;
+                    // Taken out of its cell for the call, so the tasks below (which may run on
+                    // this thread) borrow nothing it holds.
+                    let mut v = ALL_WINDOWS.take();
+                    let shared = SharedC::new(grow(&mut v, POINTS * cin * batch), batch);
+                    let per = cin.div_ceil(2 * rayon::current_num_threads());
+                    let firsts: Vec<usize> = (0..cin).step_by(per).collect();
+                    firsts.par_iter().for_each(|&c0| {
+                        let channels = c0..(c0 + per).min(cin);
+                        SCRATCH
+                            .with_borrow_mut(|s| windows.transform_channels(0, batch, channels, &mut s.band, &shared));
+                    });
+                    let windows_v = &v[..POINTS * cin * batch];
+                    let firsts: Vec<usize> = (0..cout).step_by(rows).collect();
+                    firsts.par_iter().for_each(|&c0| {
+                        let channels = c0..(c0 + rows).min(cout);
+                        SCRATCH.with_borrow_mut(|Scratch { m, b_buf, .. }| {
+                            let len = channels.len() * batch;
+                            let m = grow(m, POINTS * len);
+                            for (xi, u) in u.iter().enumerate() {
+                                let b = InPlace::new(&windows_v[xi * cin * batch..][..cin * batch], cin, batch);
+                                gemm_serial_rows(*u, channels.clone(), &b, &mut m[xi * len..][..len], b_buf);
+                            }
+                            transform_output(m, channels, batch, 0, &tiles, bias, store());
+                        })
+                    });
+                    ALL_WINDOWS.set(v);
+                }
+            }
         }
     })
+}
+
+/// How the work on one image is shared between parallel tasks.
+#[derive(Clone, Copy, Debug)]
+enum Split {
+    /// Batches of this many tiles, one task each: the task transforms its windows, runs the
+    /// 36 products and transforms them back.
+    Tiles(usize),
+    /// One batch of all the image's tiles, whose windows tasks transform a share of the input
+    /// channels each; then tasks of this many output channels each run their rows of the 36
+    /// products and transform them back. For images with too few tiles to give every thread
+    /// two batches (VGG's deepest layers on a 256² training crop: 64 tiles at 32², 16 at
+    /// 16²): there a batch per thread reads all of every `U_ξ` once per thread (38 MB for a
+    /// 512 -> 512 layer, more than the caches hold) and one thread may get no batch at all,
+    /// where a split by output channels reads each row of `U_ξ` once.
+    Channels(usize),
+}
+
+impl Split {
+    fn for_layer(cin: usize, cout: usize, tiles: usize) -> Self {
+        let threads = rayon::current_num_threads();
+        let batch = batch_tiles(cin, cout, tiles);
+        if tiles.div_ceil(batch) >= 2 * threads {
+            Split::Tiles(batch)
+        } else {
+            Split::Channels(cout.div_ceil(2 * threads).div_ceil(MR) * MR)
+        }
+    }
+}
+
+thread_local! {
+    /// The windows of all an image's tiles for [`Split::Channels`], kept between calls.
+    static ALL_WINDOWS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// `dW [cout, cin, 3, 3]` of a 3x3 stride-1 convolution with `pad = (rows, columns)` zeros on
@@ -639,6 +712,12 @@ impl Windows<'_> {
     /// a time (tiles past the last repeat it; their products are never stored), using `band`
     /// as the rows' buffer.
     fn transform(&self, t0: usize, batch: usize, band: &mut Vec<f32>, v: &mut [f32]) {
+        self.transform_channels(t0, batch, 0..self.cin, band, &SharedC::new(v, batch));
+    }
+
+    /// [`Windows::transform`] for the input channels `channels` only: the rows `ξ·cin + ci`
+    /// of `v` for `ci` in `channels`, so that tasks with disjoint channels may fill one `v`.
+    fn transform_channels(&self, t0: usize, batch: usize, channels: Range<usize>, band: &mut Vec<f32>, v: &SharedC) {
         let last = (t0 + batch).min(self.tiles.count) - 1;
         let (first, end) = (self.tiles.corner(t0), self.tiles.corner(last));
         // One row of tiles: only its columns; more: whole rows.
@@ -656,8 +735,8 @@ impl Windows<'_> {
             .collect();
         let band = grow(band, b.rows * b.stride);
         // Channel by channel, so each plane's rows are read front to back.
-        for (ci, plane) in self.x.chunks_exact(self.h * self.w).enumerate() {
-            self.copy_band(plane, &b, band);
+        for ci in channels {
+            self.copy_band(&self.x[ci * self.h * self.w..][..self.h * self.w], &b, band);
             for (g, at) in groups.iter().enumerate() {
                 let d: [[V; WINDOW]; WINDOW] = std::array::from_fn(|r| window_row(band, at, r * b.stride));
                 // z = Bᵀ d, one window column c at a time; then each row of z times B.
@@ -669,7 +748,8 @@ impl Windows<'_> {
                 }
                 for (i, zr) in z.into_iter().enumerate() {
                     for (k, t) in bt(zr).into_iter().enumerate() {
-                        let dst = &mut v[((i * WINDOW + k) * self.cin + ci) * batch + g * LANES..][..LANES];
+                        // SAFETY: row ξ·cin + ci is channel ci's, and each channel is one task's.
+                        let dst = unsafe { v.row((i * WINDOW + k) * self.cin + ci, g * LANES, LANES) };
                         dst.copy_from_slice(&t.to_array());
                     }
                 }
@@ -766,13 +846,13 @@ struct Store<'a> {
     mask: Option<&'a SharedC<'a, u8>>,
 }
 
-/// `y = Aᵀ M A (+ bias) (then max(·, 0))`, or `y += Aᵀ M A`, for the tiles `t0..` of a batch
-/// (`m [ξ, cout, batch]`), each stored where it lies in the output, clipped at its bottom and
-/// right edges.
+/// `y = Aᵀ M A (+ bias) (then max(·, 0))`, or `y += Aᵀ M A`, for the output channels
+/// `channels` and the tiles `t0..` of a batch (`m [ξ, channels, batch]`), each stored where
+/// it lies in the output, clipped at its bottom and right edges.
 #[inline(never)]
 fn transform_output(
     m: &[f32],
-    cout: usize,
+    channels: Range<usize>,
     batch: usize,
     t0: usize,
     tiles: &Tiles,
@@ -780,10 +860,11 @@ fn transform_output(
     Store { relu, accumulate, out, mask }: Store,
 ) {
     let valid = tiles.count.saturating_sub(t0).min(batch);
-    for co in 0..cout {
+    let rows = channels.len();
+    for (row, co) in channels.enumerate() {
         let b = V::splat(bias.map_or(0.0, |b| b[co]));
         for j in (0..valid).step_by(LANES) {
-            let mv: [V; POINTS] = std::array::from_fn(|xi| load(&m[(xi * cout + co) * batch + j..]));
+            let mv: [V; POINTS] = std::array::from_fn(|xi| load(&m[(xi * rows + row) * batch + j..]));
             // s = Aᵀ M (4 x 6), one column at a time; then each row of s times A.
             let mut s = [[V::ZERO; WINDOW]; TILE];
             for c in 0..WINDOW {
@@ -890,5 +971,41 @@ impl PackB for InPlace<'_> {
 
     fn panel_in_place(&self, j: usize) -> Option<usize> {
         (j + NR <= self.cols).then_some(j)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both ways of sharing an image's work give the same bits (each output value is the same
+    /// sums in the same order, whoever computes it): ragged channel counts against MR and the
+    /// tasks' shares, images whose tiles are ragged against NR, several images, the bias, the
+    /// ReLU with its mask, and accumulation into what the output holds.
+    #[test]
+    fn splitting_by_output_channels_gives_the_same_bits_as_by_tiles() {
+        let mut rng = crate::Rng::new(5);
+        for (n, cin, cout, h, w) in [(1, 33, 40, 13, 22), (2, 40, 29, 9, 9), (1, 17, 64, 30, 7)] {
+            let (x, k, bias) = (rng.vec(n * cin * h * w), rng.vec(cout * cin * 9), rng.vec(cout));
+            let weights = WinogradWeights::new(&k, cout, cin);
+            let start = rng.vec(n * cout * h * w);
+            let run = |split: Split, relu: bool, accumulate: bool| {
+                let (mut y, mut mask) = (start.clone(), vec![7u8; n * cout * h * w]);
+                let (len, image) = (y.len(), cout * h * w);
+                let outs = y.chunks_mut(image).map(|y| SharedC::new(y, w)).collect();
+                let epilogue = Epilogue { bias: Some(&bias), relu, mask: relu.then_some(&mut mask[..]), accumulate };
+                conv3x3_with(&weights, Pass::Forward, (1, 1), &x, (n, h, w), (len, outs), epilogue, Some(split));
+                (y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), mask)
+            };
+            let tiles = Tiles::new(h, w).count;
+            for (relu, accumulate) in [(false, false), (true, false), (false, true)] {
+                let by_tiles = run(Split::Tiles(batch_tiles(cin, cout, tiles)), relu, accumulate);
+                assert_ne!(by_tiles.0, start.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+                for rows in [MR, 2 * MR, cout.div_ceil(MR) * MR] {
+                    let by_channels = run(Split::Channels(rows), relu, accumulate);
+                    assert!(by_channels == by_tiles, "{n}x{cin}->{cout} at {h}x{w}, {rows} rows, relu {relu}");
+                }
+            }
+        }
     }
 }

@@ -22,6 +22,7 @@ pub mod params;
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -190,8 +191,18 @@ fn gemm_with(a: AOperand, b: &impl PackB, c: SharedC<'_>, epilogue: Epilogue, ma
 /// gains. The same blocking and summation order as [`gemm`]; `b_buf` is scratch for B's
 /// packed blocks, grown when too small and never cleared.
 pub fn gemm_serial(a: PackedA<&[f32]>, b: &impl PackB, c: &mut [f32], b_buf: &mut Vec<f32>) {
-    let (m, k, n) = (a.rows(), a.cols(), b.cols());
-    assert_eq!(b.rows(), k, "gemm: A is {m}x{k} but B has {} rows", b.rows());
+    gemm_serial_rows(a, 0..a.rows(), b, c, b_buf);
+}
+
+/// Rows `rows` of `A·B` into `c` (`rows.len() x n`), as [`gemm_serial`]: one task's share
+/// of a product whose rows are split between tasks, so that each reads only its own rows of
+/// A (Winograd convolution on small images, whose `U_ξ` are read from memory once per call
+/// that way instead of once per thread). `rows.start` is a multiple of MR, where A's packed
+/// micro-panels begin; the values are those of the same rows of the whole product, bit for bit.
+pub fn gemm_serial_rows(a: PackedA<&[f32]>, rows: Range<usize>, b: &impl PackB, c: &mut [f32], b_buf: &mut Vec<f32>) {
+    let (m, k, n) = (rows.len(), a.cols(), b.cols());
+    assert!(rows.start.is_multiple_of(MR) && rows.end <= a.rows(), "gemm: rows {rows:?} of A's {}", a.rows());
+    assert_eq!(b.rows(), k, "gemm: A is {}x{k} but B has {} rows", a.rows(), b.rows());
     assert_eq!(c.len(), m * n, "gemm: C must be {m}x{n}");
     if k == 0 {
         c.fill(0.0);
@@ -201,10 +212,10 @@ pub fn gemm_serial(a: PackedA<&[f32]>, b: &impl PackB, c: &mut [f32], b_buf: &mu
     if b_buf.len() < need {
         b_buf.resize(need, 0.0);
     }
-    let c = SharedC::new(c, n);
+    let c = SharedC::from_row(c, n, rows.start);
     for n0 in (0..n).step_by(NC) {
         let nc = NC.min(n - n0);
-        block(&AOperand::Packed(a), b, (&c, None), (0, m), (n0, nc), k, Epilogue::default(), &mut [], b_buf);
+        block(&AOperand::Packed(a), b, (&c, None), (rows.start, m), (n0, nc), k, Epilogue::default(), &mut [], b_buf);
     }
 }
 
@@ -345,6 +356,8 @@ pub(crate) struct SharedC<'a, T = f32> {
     ptr: *mut T,
     len: usize,
     cols: usize,
+    /// The row index of the memory's first row (a block of rows of a larger matrix).
+    first_row: usize,
     _borrow: PhantomData<&'a mut [T]>,
 }
 
@@ -354,14 +367,19 @@ unsafe impl<T: Send> Sync for SharedC<'_, T> {}
 
 impl<'a, T> SharedC<'a, T> {
     pub(crate) fn new(c: &'a mut [T], cols: usize) -> Self {
-        SharedC { ptr: c.as_mut_ptr(), len: c.len(), cols, _borrow: PhantomData }
+        SharedC::from_row(c, cols, 0)
+    }
+
+    /// Rows `first_row..` of a larger matrix, addressed by their rows there.
+    pub(crate) fn from_row(c: &'a mut [T], cols: usize, first_row: usize) -> Self {
+        SharedC { ptr: c.as_mut_ptr(), len: c.len(), cols, first_row, _borrow: PhantomData }
     }
 
     /// Over memory not yet written: ranges may be taken by [`SharedC::row_uninit`] to write
     /// them, and by [`SharedC::row`] only once written.
     pub(crate) fn from_uninit(c: &'a mut [MaybeUninit<T>], cols: usize) -> Self {
         // MaybeUninit<T> has T's layout.
-        SharedC { ptr: c.as_mut_ptr().cast(), len: c.len(), cols, _borrow: PhantomData }
+        SharedC { ptr: c.as_mut_ptr().cast(), len: c.len(), cols, first_row: 0, _borrow: PhantomData }
     }
 
     /// Row `i`, columns `j..j + len`, to write (its values may be uninitialised).
@@ -370,7 +388,7 @@ impl<'a, T> SharedC<'a, T> {
     /// As [`SharedC::row`], but the range need not be initialised.
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn row_uninit(&self, i: usize, j: usize, len: usize) -> &mut [MaybeUninit<T>] {
-        let start = i * self.cols + j;
+        let start = (i - self.first_row) * self.cols + j;
         assert!(j + len <= self.cols && start + len <= self.len, "write outside C");
         // SAFETY: in bounds (asserted above) and unaliased (the caller's contract); MaybeUninit
         // asks nothing of the values.
@@ -385,7 +403,7 @@ impl<'a, T> SharedC<'a, T> {
     /// (always so for a `SharedC::new`; after being written for a `SharedC::from_uninit`).
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn row(&self, i: usize, j: usize, len: usize) -> &mut [T] {
-        let start = i * self.cols + j;
+        let start = (i - self.first_row) * self.cols + j;
         assert!(j + len <= self.cols && start + len <= self.len, "write outside C");
         // SAFETY: in bounds (asserted above) and unaliased (the caller's contract).
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
