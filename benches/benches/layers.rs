@@ -40,15 +40,14 @@ fn bench(c: &mut Criterion) {
         let planes = N * ch;
         let (len, padded) = (planes * side * side, planes * (side + 2 * p) * (side + 2 * p));
         let (x, dy) = (data(len, 1), data(padded, 2));
-        let mut dx = vec![0.0; len];
         group.throughput(Throughput::Bytes(F32 * (len + padded) as u64));
-        // Forward returns a new buffer, so its time includes allocating the output, as the op's
-        // does (the padding and upsampling kernels write it without zeroing it first).
+        // Both passes return a new buffer, so their time includes allocating the output, as the
+        // op's does (the padding and upsampling kernels write it without zeroing it first).
         group.bench_function(format!("pad {p} {N}x{ch}x{side}x{side} forward"), |b| {
             b.iter(|| pad::reflection_pad2d(&x, planes, side, side, p))
         });
         group.bench_function(format!("pad {p} {N}x{ch}x{side}x{side} backward"), |b| {
-            b.iter(|| pad::reflection_pad2d_backward(&dy, planes, side, side, p, &mut dx))
+            b.iter(|| pad::reflection_pad2d_backward(&dy, planes, side, side, p))
         });
     }
     group.finish();
@@ -62,14 +61,14 @@ fn bench(c: &mut Criterion) {
     let outer = side + 2 * border;
     let win = pad::Window { top: border, left: border, h: side, w: side };
     let (x, dy) = (data(planes * outer * outer, 1), data(planes * side * side, 2));
-    let (mut y, mut dx) = (vec![0.0; planes * side * side], vec![0.0; planes * outer * outer]);
+    let mut y = vec![0.0; planes * side * side];
     group.throughput(Throughput::Bytes(2 * F32 * (planes * side * side) as u64));
     group.bench_function(format!("{N}x3x{outer}x{outer} forward"), |b| {
         b.iter(|| pad::crop2d(&x, planes, outer, outer, win, &mut y))
     });
     group.throughput(Throughput::Bytes(F32 * (planes * (side * side + outer * outer)) as u64));
     group.bench_function(format!("{N}x3x{outer}x{outer} backward"), |b| {
-        b.iter(|| pad::crop2d_backward(&dy, planes, outer, outer, win, &mut dx))
+        b.iter(|| pad::crop2d_backward(&dy, planes, outer, outer, win))
     });
     group.finish();
 
@@ -140,13 +139,12 @@ fn bench(c: &mut Criterion) {
         let planes = N * ch;
         let len = planes * side * side;
         let (x, dy) = (data(len, 1), data(4 * len, 2));
-        let mut dx = vec![0.0; len];
         group.throughput(Throughput::Bytes(5 * F32 * len as u64));
         group.bench_function(format!("{N}x{ch}x{side}x{side} forward"), |b| {
             b.iter(|| upsample::nearest2x(&x, planes, side, side))
         });
         group.bench_function(format!("{N}x{ch}x{side}x{side} backward"), |b| {
-            b.iter(|| upsample::nearest2x_backward(&dy, planes, side, side, &mut dx))
+            b.iter(|| upsample::nearest2x_backward(&dy, planes, side, side))
         });
     }
     group.finish();

@@ -570,8 +570,8 @@ proptest! {
         let (x, dy) = (rng.vec(planes * h * w), rng.vec(planes * ho * wo));
         let y = pad::reflection_pad2d(&x, planes, h, w, pad);
         prop_assert_eq!(bits(&y), bits(&reference::reflection_pad2d(&x, planes, h, w, pad)), "padding copies");
-        let mut dx = vec![f32::NAN; x.len()];
-        pad::reflection_pad2d_backward(&dy, planes, h, w, pad, &mut dx);
+        let dx = pad::reflection_pad2d_backward(&dy, planes, h, w, pad);
+        prop_assert_eq!(dx.len(), x.len());
         // At most 3 copies per axis, 9 terms per pixel.
         let bound: Vec<f32> = reference::reflection_pad2d_backward(&abs(&dy), planes, h, w, pad).iter().map(|&s| dot_bound(9, s)).collect();
         assert_within("reflection pad backward", &dx, &reference::reflection_pad2d_backward(&dy, planes, h, w, pad), &bound);
@@ -583,8 +583,8 @@ proptest! {
         let (x, dy) = (rng.vec(planes * h * w), rng.vec(4 * planes * h * w));
         let y = upsample::nearest2x(&x, planes, h, w);
         prop_assert_eq!(bits(&y), bits(&reference::upsample_nearest2x(&x, planes, h, w)), "upsampling copies");
-        let mut dx = vec![f32::NAN; x.len()];
-        upsample::nearest2x_backward(&dy, planes, h, w, &mut dx);
+        let dx = upsample::nearest2x_backward(&dy, planes, h, w);
+        prop_assert_eq!(dx.len(), x.len());
         let bound: Vec<f32> = reference::upsample_nearest2x_backward(&abs(&dy), planes, h, w).iter().map(|&s| dot_bound(4, s)).collect();
         assert_within("upsample backward", &dx, &reference::upsample_nearest2x_backward(&dy, planes, h, w), &bound);
     }
@@ -755,15 +755,21 @@ proptest! {
     }
 }
 
-/// `crop2d_backward` writes all of `dx` (the window's gradient, zeros around it) whatever `dx`
-/// held before, on planes enough for several tasks, and with an empty window.
+/// `crop2d_backward` writes every pixel of `dx` (the window's gradient, zeros around it), on
+/// planes enough for several tasks, with windows touching every edge, and with an empty window.
 #[test]
 fn crop2d_backward_writes_every_pixel() {
     let (planes, h, w) = (7, 9, 11);
-    for win in [pad::Window { top: 2, left: 3, h: 5, w: 6 }, pad::Window { top: 1, left: 1, h: 0, w: 4 }] {
+    let windows = [
+        pad::Window { top: 2, left: 3, h: 5, w: 6 },
+        pad::Window { top: 0, left: 0, h: 9, w: 11 },
+        pad::Window { top: 0, left: 4, h: 3, w: 7 },
+        pad::Window { top: 1, left: 1, h: 0, w: 4 },
+    ];
+    for win in windows {
         let dy = Rng::new(5).vec(planes * win.h * win.w);
-        let mut dx = vec![f32::NAN; planes * h * w];
-        pad::crop2d_backward(&dy, planes, h, w, win, &mut dx);
+        let dx = pad::crop2d_backward(&dy, planes, h, w, win);
+        assert_eq!(dx.len(), planes * h * w);
         for (i, &d) in dx.iter().enumerate() {
             let (p, y, x) = (i / (h * w), i / w % h, i % w);
             let inside = (win.top..win.top + win.h).contains(&y) && (win.left..win.left + win.w).contains(&x);

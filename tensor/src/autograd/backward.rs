@@ -91,20 +91,17 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
         }
         Op::ReflectionPad2d { x, input_shape, pad } => {
             let (n, c, h, w) = input_shape.nchw().expect("reflection_pad2d input is NCHW");
-            let mut dx = kernels::zeroed(input_shape.numel());
-            pad::reflection_pad2d_backward(g.data(), n * c, h, w, pad, &mut dx);
+            let dx = pad::reflection_pad2d_backward(g.data(), n * c, h, w, pad);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
         Op::Crop2d { x, input_shape, win } => {
             let (n, c, h, w) = input_shape.nchw().expect("crop2d input is NCHW");
-            let mut dx = kernels::zeroed(input_shape.numel());
-            pad::crop2d_backward(g.data(), n * c, h, w, win, &mut dx);
+            let dx = pad::crop2d_backward(g.data(), n * c, h, w, win);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
         Op::UpsampleNearest2x { x, input_shape } => {
             let (n, c, h, w) = input_shape.nchw().expect("upsample input is NCHW");
-            let mut dx = kernels::zeroed(input_shape.numel());
-            upsample::nearest2x_backward(g.data(), n * c, h, w, &mut dx);
+            let dx = upsample::nearest2x_backward(g.data(), n * c, h, w);
             out.push((x, Tensor::from_parts(input_shape, dx)));
         }
         Op::LeakyRelu { x, mask, slope } => {

@@ -60,13 +60,19 @@ pub fn reflection_pad2d(x: &[f32], planes: usize, h: usize, w: usize, pad: usize
 /// two contributions per axis, and three when the axis is short (`len <= 2·pad + 1`, where the
 /// two mirrored bands overlap). Each plane is summed in
 /// one fixed order (rows top to bottom; within a row the copy, then the left and the right pad),
-/// whatever the thread count.
-pub fn reflection_pad2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, pad: usize, dx: &mut [f32]) {
+/// whatever the thread count. Each plane is zeroed by its own task just before its sums, in a
+/// new buffer (`kernels::filled`): no zeroing pass over the whole of it first.
+pub fn reflection_pad2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, pad: usize) -> Vec<f32> {
     assert!(pad < h && pad < w, "reflection padding {pad} needs a plane larger than it, got {h}x{w}");
     let (ho, wo) = (h + 2 * pad, w + 2 * pad);
-    assert!(dx.len() == planes * h * w && dy.len() == planes * ho * wo);
-    dx.par_chunks_mut(h * w).zip(dy.par_chunks(ho * wo)).for_each(|(dx, dy)| {
-        dx.fill(0.0);
+    assert_eq!(dy.len(), planes * ho * wo);
+    let fill = |plane: usize, dx: &mut [MaybeUninit<f32>]| {
+        let dy = &dy[plane * ho * wo..][..ho * wo];
+        dx.iter_mut().for_each(|v| {
+            v.write(0.0);
+        });
+        // SAFETY: every value was just written.
+        let dx = unsafe { dx.assume_init_mut() };
         for (oy, g) in dy.chunks_exact(wo).enumerate() {
             let row = &mut dx[reflect(oy as isize - pad as isize, h) * w..][..w];
             let (left, rest) = g.split_at(pad);
@@ -81,7 +87,9 @@ pub fn reflection_pad2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, 
                 row[w - 2 - j] += g;
             }
         }
-    });
+    };
+    // SAFETY: a piece is one h x w plane, which `fill` zeroes whole before adding into it.
+    unsafe { super::filled(planes * h * w, h * w, fill) }
 }
 
 /// The window of a plane that a crop keeps: `h x w` pixels from row `top`, column `left`.
@@ -107,20 +115,29 @@ pub fn crop2d(x: &[f32], planes: usize, h: usize, w: usize, win: Window, y: &mut
     });
 }
 
-/// `dx [planes, h, w]`, the adjoint of [`crop2d`]: the window's gradient in place, zero around it.
-pub fn crop2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, win: Window, dx: &mut [f32]) {
+/// `dx [planes, h, w]`, the adjoint of [`crop2d`]: the window's gradient in place, zero around
+/// it, in a new buffer each of whose planes one task writes once (`kernels::filled`).
+pub fn crop2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, win: Window) -> Vec<f32> {
     assert!(win.top + win.h <= h && win.left + win.w <= w, "the window {win:?} lies outside a {h}x{w} plane");
-    assert!(dx.len() == planes * h * w && dy.len() == planes * win.h * win.w);
-    if win.h * win.w == 0 {
-        dx.fill(0.0);
-        return;
-    }
-    // Each plane zeroed by its own task just before its window is copied in, as the other
-    // backward kernels here do (a whole-buffer fill first was a second, one-thread pass).
-    dx.par_chunks_mut(h * w).zip(dy.par_chunks(win.h * win.w)).for_each(|(dx, dy)| {
-        dx.fill(0.0);
-        for (row, g) in dx.chunks_exact_mut(w).skip(win.top).zip(dy.chunks_exact(win.w)) {
-            row[win.left..win.left + win.w].copy_from_slice(g);
+    assert_eq!(dy.len(), planes * win.h * win.w);
+    let fill = |plane: usize, dx: &mut [MaybeUninit<f32>]| {
+        let dy = &dy[plane * win.h * win.w..][..win.h * win.w];
+        for (y, row) in dx.chunks_exact_mut(w).enumerate() {
+            if (win.top..win.top + win.h).contains(&y) {
+                let (left, rest) = row.split_at_mut(win.left);
+                let (middle, right) = rest.split_at_mut(win.w);
+                left.iter_mut().chain(right).for_each(|v| {
+                    v.write(0.0);
+                });
+                middle.write_copy_of_slice(&dy[(y - win.top) * win.w..][..win.w]);
+            } else {
+                row.iter_mut().for_each(|v| {
+                    v.write(0.0);
+                });
+            }
         }
-    });
+    };
+    // SAFETY: a piece is one h x w plane, whose rows `chunks_exact_mut` covers; each row is
+    // written whole, zeros or its left zeros, the window's row and its right zeros.
+    unsafe { super::filled(planes * h * w, h * w, fill) }
 }

@@ -7,8 +7,6 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 /// `[planes, 2h, 2w]`: every pixel of `x [planes, h, w]` repeated into a 2x2 block, written
 /// once, without zeros first (`kernels::filled`).
 pub fn nearest2x(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
@@ -31,18 +29,19 @@ pub fn nearest2x(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
 }
 
 /// `dx [planes, h, w]`, the adjoint of [`nearest2x`]: the sum of each 2x2 block of
-/// `dy [planes, 2h, 2w]`, as `(top-left + top-right) + (bottom-left + bottom-right)`.
-pub fn nearest2x_backward(dy: &[f32], planes: usize, h: usize, w: usize, dx: &mut [f32]) {
-    assert!(dx.len() == planes * h * w && dy.len() == 4 * dx.len());
-    if dx.is_empty() {
-        return;
-    }
-    dx.par_chunks_mut(h * w).zip(dy.par_chunks(4 * h * w)).for_each(|(dx, dy)| {
+/// `dy [planes, 2h, 2w]`, as `(top-left + top-right) + (bottom-left + bottom-right)`, written
+/// once into a new buffer (`kernels::filled`).
+pub fn nearest2x_backward(dy: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    assert_eq!(dy.len(), 4 * planes * h * w);
+    let fill = |plane: usize, dx: &mut [MaybeUninit<f32>]| {
+        let dy = &dy[4 * plane * h * w..][..4 * h * w];
         for (out, rows) in dx.chunks_exact_mut(w).zip(dy.chunks_exact(4 * w)) {
             let (top, bottom) = rows.split_at(2 * w);
             for ((o, t), b) in out.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
-                *o = (t[0] + t[1]) + (b[0] + b[1]);
+                o.write((t[0] + t[1]) + (b[0] + b[1]));
             }
         }
-    });
+    };
+    // SAFETY: a piece is one h x w plane, h rows of w, each value written from its 2x2 block.
+    unsafe { super::filled(planes * h * w, h * w, fill) }
 }
