@@ -513,6 +513,15 @@ fn train_then_apply_as_a_user_would() {
     assert!(!o.status.success() && stderr(&o).contains("use soft or clamp"), "{}", stderr(&o));
     let o = further(&["--width", "8"]);
     assert!(!o.status.success() && stderr(&o).contains("--width"), "{}", stderr(&o));
+    // A second start adds up: 2 steps from the tuned network, which had 2 after the first's 4.
+    let again = dir.path().join("again.safetensors");
+    let (photos_s, again_s) = (photos.to_str().unwrap(), again.to_str().unwrap());
+    let args =
+        ["--size", "32", "--batch", "1", "--steps", "2", "--width", "4", "--init", tuned.to_str().unwrap(), "-q"];
+    let o = stylize(&[&["train", &style, "--photos", photos_s, "-o", again_s][..], &args].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = nn::model_file::ModelFile::read(&again).unwrap();
+    assert_eq!((again.meta("init.file").unwrap(), again.meta("init.steps").unwrap()), ("tuned.safetensors", "6"));
 
     let out = dir.path().join("styled.png");
     let o =

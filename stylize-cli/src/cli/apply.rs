@@ -75,7 +75,8 @@ fn shipped() -> Vec<String> {
 
 /// What a model file says of itself, for `--list`: "  (style_x.jpg, width 16, 1400 steps)",
 /// "  (style_x.jpg, width 16, 1600 steps after 4000)" for a model trained further from another
-/// (`train --init`), or why it cannot be read.
+/// (`train --init`; 4000 counts every step behind its start, through a chain of starts), or
+/// why it cannot be read.
 fn describe(path: &Path) -> String {
     match ModelFile::read(path) {
         Ok(m) => {

@@ -94,7 +94,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "LAYERS", default_value_t = LayerWeights::default(), value_parser = parse_layer_weights_arg)]
     pub style_layers: LayerWeights,
 
-    /// Start from this trained network (a model file, a checkpoint, or a shipped model's name) instead of a fresh one, e.g. to train a shipped model further with other settings. Adam starts afresh, the run's own settings apply from its first step, and --width and --variant must match the network. The file's hash is kept in the model's metadata
+    /// Start from this trained network (a model file, a checkpoint, or a shipped model's name) instead of a fresh one, e.g. to train a shipped model further with other settings. Adam starts afresh, the run's own settings apply from its first step, and --width and --variant must match the network. The file's hash and the steps behind it (its own and its start's, if it had one) are kept in the model's metadata
     #[arg(long, value_name = "MODEL")]
     pub init: Option<String>,
 
@@ -168,7 +168,7 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
             metadata.insert("init.sha256".into(), hash);
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             metadata.insert("init.file".into(), name);
-            metadata.insert("init.steps".into(), model.meta("train.step").unwrap_or("unknown").to_string());
+            metadata.insert("init.steps".into(), steps_behind(&model));
             Some(model)
         }
     };
@@ -280,4 +280,16 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
     output::write_bytes_atomic(&args.output, &trainer.model().to_bytes())?;
     say(format!("wrote {} after {} steps", args.output.display(), trainer.step));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The training steps behind a network a run starts from (`init.steps`): its own, and those
+/// behind its own start when it had one, so that a chain of `--init` runs adds up ("unknown"
+/// when a file does not say).
+fn steps_behind(model: &ModelFile) -> String {
+    let own = model.meta("train.step").ok().and_then(|s| s.parse::<u64>().ok());
+    match (own, model.meta("init.steps").ok().map(str::parse::<u64>)) {
+        (Some(own), None) => own.to_string(),
+        (Some(own), Some(Ok(before))) => (own + before).to_string(),
+        _ => "unknown".into(),
+    }
 }
