@@ -7,9 +7,11 @@
 //! direct convolution's FLOPs ("effective" GFLOP/s), so the two compare as times do.
 
 use benches::{data, gemm_flops, winograd_tiles};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use tensor::kernels::conv::{
     conv_backward_input, conv_backward_weight, conv_forward, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv,
+    Transforms,
 };
 use tensor::kernels::winograd::{self, Pass, WinogradWeights};
 
@@ -29,27 +31,7 @@ const LAYERS: &[(&str, usize, usize, usize)] = &[
 fn vgg(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv3x3");
     group.sample_size(10);
-    for &(name, cin, cout, side) in LAYERS {
-        let g = ConvGeometry::same3x3(cin, cout);
-        let x = data(cin * side * side, 3);
-        let dy = data(cout * side * side, 4);
-        let (mut y, mut dx) = (vec![0.0; cout * side * side], vec![0.0; cin * side * side]);
-        group.throughput(Throughput::Elements(gemm_flops(cout, side * side, cin * 9)));
-        for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Winograd] {
-            if algorithm == ConvAlgorithm::Winograd && cin < 16 {
-                continue; // 3-deep products: see winograd::pays
-            }
-            let algorithms = ConvAlgorithms::both(algorithm);
-            let packed = PackedConv::with_algorithms(&data(cout * cin * 9, 1), &data(cout, 2), g, algorithms);
-            let id = format!("{name} {cin}->{cout} @{side} {algorithm:?}");
-            group.bench_function(format!("{id} forward"), |b| {
-                b.iter(|| conv_forward(&packed, &x, 1, side, side, &mut y))
-            });
-            group.bench_function(format!("{id} backward-input"), |b| {
-                b.iter(|| conv_backward_input(&packed, &dy, 1, side, side, &mut dx))
-            });
-        }
-    }
+    both_routes(&mut group, LAYERS, Transforms::PerCall);
     group.finish();
 }
 
@@ -59,18 +41,28 @@ fn vgg(c: &mut Criterion) {
 const TRAINING_CROP: &[(&str, usize, usize, usize)] =
     &[("conv4_1", 256, 512, 32), ("conv4_x", 512, 512, 32), ("conv5_1", 512, 512, 16)];
 
-/// Forward and backward-to-input of [`TRAINING_CROP`]'s layers by both routes, the Winograd
-/// transforms kept as `stylize train` keeps them.
+/// [`TRAINING_CROP`]'s layers, the Winograd transforms kept as `stylize train` keeps them.
 fn training_crop(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv3x3-crop");
-    for &(name, cin, cout, side) in TRAINING_CROP {
+    both_routes(&mut group, TRAINING_CROP, Transforms::Kept);
+    group.finish();
+}
+
+/// Forward and backward-to-input of each `(name, cin, cout, side)` layer, one image, by both
+/// algorithms (Winograd from 16 input channels: fewer make 3-deep products, see
+/// `winograd::pays`), Winograd's weight transforms made as `transforms` says.
+fn both_routes(group: &mut BenchmarkGroup<WallTime>, layers: &[(&str, usize, usize, usize)], transforms: Transforms) {
+    for &(name, cin, cout, side) in layers {
         let g = ConvGeometry::same3x3(cin, cout);
         let x = data(cin * side * side, 3);
         let dy = data(cout * side * side, 4);
         let (mut y, mut dx) = (vec![0.0; cout * side * side], vec![0.0; cin * side * side]);
         group.throughput(Throughput::Elements(gemm_flops(cout, side * side, cin * 9)));
         for algorithm in [ConvAlgorithm::Direct, ConvAlgorithm::Winograd] {
-            let algorithms = ConvAlgorithms::both(algorithm).kept();
+            if algorithm == ConvAlgorithm::Winograd && cin < 16 {
+                continue;
+            }
+            let algorithms = ConvAlgorithms { transforms, ..ConvAlgorithms::both(algorithm) };
             let packed = PackedConv::with_algorithms(&data(cout * cin * 9, 1), &data(cout, 2), g, algorithms);
             let id = format!("{name} {cin}->{cout} @{side} {algorithm:?}");
             group.bench_function(format!("{id} forward"), |b| {
@@ -81,7 +73,6 @@ fn training_crop(c: &mut Criterion) {
             });
         }
     }
-    group.finish();
 }
 
 /// (cin, cout, side) of small 3x3 layers either side of Winograd's cut-off
