@@ -472,9 +472,10 @@ enum Split {
     /// channels each; then tasks of this many output channels each run their rows of the 36
     /// products and transform them back. For images with too few tiles to give every thread
     /// two batches (VGG's deepest layers on a 256² training crop: 64 tiles at 32², 16 at
-    /// 16²): there a batch per thread reads all of every `U_ξ` once per thread (38 MB for a
-    /// 512 -> 512 layer, more than the caches hold) and one thread may get no batch at all,
-    /// where a split by output channels reads each row of `U_ξ` once.
+    /// 16²). There batches leave threads idle: conv5_1's 16 tiles are one batch, one task on
+    /// one thread, which this split shares between all of them (5.5 -> 3.5 ms on 2 cores,
+    /// `benches/README.md`, "Few tiles"). It also reads each row of `U_ξ` once where batches
+    /// read all of it once a thread, which measured no faster at 32² (64 tiles, two batches).
     Channels(usize),
 }
 
