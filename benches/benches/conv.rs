@@ -1,10 +1,11 @@
 //! Convolution forward and backward-to-input for every distinct VGG19 layer shape at a 512x512
-//! input (and of the deepest at a 256x256 training crop), and forward, backward-to-input and backward-to-weights for the layers of the
-//! feed-forward network (Johnson et al. 2016) at a 256x256 training crop (its 3x3 stride-1
-//! layers' weight gradient by both algorithms, and that of larger 3x3 layers). Throughput is in
-//! FLOPs (2·cout·cin·kh·kw·Ho·Wo, the same for every pass): read "Gelem/s" as GFLOP/s. The VGG
-//! layers run both algorithms, direct and Winograd F(4x4, 3x3); Winograd's figure is in the
-//! direct convolution's FLOPs ("effective" GFLOP/s), so the two compare as times do.
+//! input and at a 256x256 training crop, and forward, backward-to-input and backward-to-weights
+//! for the layers of the feed-forward network (Johnson et al. 2016) at a 256x256 training crop
+//! (its 3x3 stride-1 layers' weight gradient by both algorithms, and that of larger 3x3
+//! layers). Throughput is in FLOPs (2·cout·cin·kh·kw·Ho·Wo, the same for every pass): read
+//! "Gelem/s" as GFLOP/s. The VGG layers run both algorithms, direct and Winograd F(4x4, 3x3);
+//! Winograd's figure is in the direct convolution's FLOPs ("effective" GFLOP/s), so the two
+//! compare as times do.
 
 use benches::{data, gemm_flops, winograd_tiles};
 use criterion::measurement::WallTime;
@@ -35,16 +36,15 @@ fn vgg(c: &mut Criterion) {
     group.finish();
 }
 
-/// (name, cin, cout, side) of VGG19's deepest layers on a 256x256 training crop: few tiles
-/// per image (64 at 32x32, 16 at 16x16), so the Winograd route splits each image's products
-/// by output channels rather than by tiles (`winograd::Split`).
-const TRAINING_CROP: &[(&str, usize, usize, usize)] =
-    &[("conv4_1", 256, 512, 32), ("conv4_x", 512, 512, 32), ("conv5_1", 512, 512, 16)];
-
-/// [`TRAINING_CROP`]'s layers, the Winograd transforms kept as `stylize train` keeps them.
+/// The same layers on a 256x256 training crop, half the side, the Winograd transforms kept as
+/// `stylize train` keeps them. The deepest have few tiles per image (64 at 32x32, 16 at
+/// 16x16), so the Winograd route splits their products by output channels rather than by
+/// tiles (`winograd::Split`).
 fn training_crop(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv3x3-crop");
-    both_routes(&mut group, TRAINING_CROP, Transforms::Kept);
+    group.sample_size(10);
+    let crop: Vec<_> = LAYERS.iter().map(|&(name, cin, cout, side)| (name, cin, cout, side / 2)).collect();
+    both_routes(&mut group, &crop, Transforms::Kept);
     group.finish();
 }
 

@@ -494,11 +494,12 @@ fn train_then_apply_as_a_user_would() {
     // Training further from that model: the new model names where it started, and a network of
     // another width is refused, naming the flag to change.
     let tuned = dir.path().join("tuned.safetensors");
-    let further = |extra: &[&str]| {
-        let (photos, tuned, model) = (photos.to_str().unwrap(), tuned.to_str().unwrap(), model.to_str().unwrap());
-        let args = ["--size", "32", "--batch", "1", "--steps", "2", "--init", model, "-q"];
-        stylize(&[&["train", &style, "--photos", photos, "-o", tuned][..], &args, extra].concat())
+    let train_from = |init: &Path, out: &Path, extra: &[&str]| {
+        let (photos, out, init) = (photos.to_str().unwrap(), out.to_str().unwrap(), init.to_str().unwrap());
+        let args = ["--size", "32", "--batch", "1", "--steps", "2", "--init", init, "-q"];
+        stylize(&[&["train", &style, "--photos", photos, "-o", out][..], &args, extra].concat())
     };
+    let further = |extra: &[&str]| train_from(&model, &tuned, extra);
     let o = further(&["--width", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let made = nn::model_file::ModelFile::read(&tuned).unwrap();
@@ -515,10 +516,7 @@ fn train_then_apply_as_a_user_would() {
     assert!(!o.status.success() && stderr(&o).contains("--width"), "{}", stderr(&o));
     // A second start adds up: 2 steps from the tuned network, which had 2 after the first's 4.
     let again = dir.path().join("again.safetensors");
-    let (photos_s, again_s) = (photos.to_str().unwrap(), again.to_str().unwrap());
-    let args =
-        ["--size", "32", "--batch", "1", "--steps", "2", "--width", "4", "--init", tuned.to_str().unwrap(), "-q"];
-    let o = stylize(&[&["train", &style, "--photos", photos_s, "-o", again_s][..], &args].concat());
+    let o = train_from(&tuned, &again, &["--width", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let again = nn::model_file::ModelFile::read(&again).unwrap();
     assert_eq!((again.meta("init.file").unwrap(), again.meta("init.steps").unwrap()), ("tuned.safetensors", "6"));

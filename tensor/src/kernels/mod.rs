@@ -79,6 +79,14 @@ pub(crate) unsafe fn filled(
     v
 }
 
+/// `piece` filled with zeros, and from then on initialised: the start of a [`filled`] piece
+/// that a kernel then adds into.
+pub(crate) fn write_zeros(piece: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    piece.iter_mut().for_each(|v| _ = v.write(0.0));
+    // SAFETY: every value was just written.
+    unsafe { piece.assume_init_mut() }
+}
+
 /// `y` seen as memory a kernel only writes (`&mut [MaybeUninit<f32>]`), so that one kernel
 /// serves both outputs made for it uninitialised and buffers the caller already holds.
 ///

@@ -68,11 +68,7 @@ pub fn reflection_pad2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, 
     assert_eq!(dy.len(), planes * ho * wo);
     let fill = |plane: usize, dx: &mut [MaybeUninit<f32>]| {
         let dy = &dy[plane * ho * wo..][..ho * wo];
-        dx.iter_mut().for_each(|v| {
-            v.write(0.0);
-        });
-        // SAFETY: every value was just written.
-        let dx = unsafe { dx.assume_init_mut() };
+        let dx = super::write_zeros(dx);
         for (oy, g) in dy.chunks_exact(wo).enumerate() {
             let row = &mut dx[reflect(oy as isize - pad as isize, h) * w..][..w];
             let (left, rest) = g.split_at(pad);
@@ -88,7 +84,8 @@ pub fn reflection_pad2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, 
             }
         }
     };
-    // SAFETY: a piece is one h x w plane, which `fill` zeroes whole before adding into it.
+    // SAFETY: a piece is one h x w plane, which `fill` zeroes whole (`write_zeros`) before adding
+    // into it.
     unsafe { super::filled(planes * h * w, h * w, fill) }
 }
 
@@ -126,14 +123,11 @@ pub fn crop2d_backward(dy: &[f32], planes: usize, h: usize, w: usize, win: Windo
             if (win.top..win.top + win.h).contains(&y) {
                 let (left, rest) = row.split_at_mut(win.left);
                 let (middle, right) = rest.split_at_mut(win.w);
-                left.iter_mut().chain(right).for_each(|v| {
-                    v.write(0.0);
-                });
+                super::write_zeros(left);
+                super::write_zeros(right);
                 middle.write_copy_of_slice(&dy[(y - win.top) * win.w..][..win.w]);
             } else {
-                row.iter_mut().for_each(|v| {
-                    v.write(0.0);
-                });
+                super::write_zeros(row);
             }
         }
     };

@@ -25,7 +25,7 @@
 //! reads (`U_ξ` as 36 A operands, see [`WinogradWeights`]). The tiles of an image are
 //! processed in batches, one batch per parallel task: transform the batch's windows into `V`
 //! (laid out so the GEMM micro-kernel reads its panels in place, nothing packed), run the 36
-//! products on the task's own thread ([`gemm_serial`]), and transform `M` back into the
+//! products on the task's own thread ([`gemm_serial_rows`]), and transform `M` back into the
 //! output, adding the bias and applying the ReLU on the way (no second pass over the output). A batch's `V` and `M` are sized to stay
 //! in cache (`BATCH_FLOATS`). An image with too few tiles for two batches a thread (VGG's
 //! deepest layers on a training crop) is one batch instead, its products split between the
@@ -57,7 +57,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use super::gemm::params::MR;
-use super::gemm::{gemm, gemm_serial, gemm_serial_rows, positive_mask_into, AOperand, MatRef, PackB, PackedA, SharedC};
+use super::gemm::{gemm, gemm_serial_rows, positive_mask_into, AOperand, MatRef, PackB, PackedA, SharedC};
 use super::simd::{load, load8, transpose8, LANES, V, VD};
 
 /// Output pixels per tile side (the m of F(m x m, 3x3)).
@@ -418,21 +418,18 @@ fn conv3x3_with(
                     let starts: Vec<usize> = (0..tiles.count).step_by(batch).collect();
                     starts.par_iter().for_each(|&t0| {
                         SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf, band }| {
-                            let (v, m) = (grow(v, POINTS * cin * batch), grow(m, POINTS * cout * batch));
+                            let v = grow(v, POINTS * cin * batch);
                             windows.transform(t0, batch, band, v);
-                            for (xi, u) in u.iter().enumerate() {
-                                let b = InPlace::new(&v[xi * cin * batch..][..cin * batch], cin, batch);
-                                gemm_serial(*u, &b, &mut m[xi * cout * batch..][..cout * batch], b_buf);
-                            }
+                            let m = products(u, v, batch, 0..cout, m, b_buf);
                             transform_output(m, 0..cout, batch, t0, &tiles, bias, store());
                         })
                     });
                 }
                 Split::Channels(rows) => {
                     let batch = tiles.count.div_ceil(NR) * NR;
-                    // Taken out of its cell for the call, so the tasks below (which may run on
-                    // this thread) borrow nothing it holds.
-                    let mut v = ALL_WINDOWS.take();
+                    // This thread's V, taken out of its scratch for the call, so that the tasks
+                    // below (some of which may run on this thread) borrow nothing it holds.
+                    let mut v = SCRATCH.with_borrow_mut(|s| std::mem::take(&mut s.v));
                     let shared = SharedC::new(grow(&mut v, POINTS * cin * batch), batch);
                     let per = cin.div_ceil(2 * rayon::current_num_threads());
                     let firsts: Vec<usize> = (0..cin).step_by(per).collect();
@@ -441,25 +438,38 @@ fn conv3x3_with(
                         SCRATCH
                             .with_borrow_mut(|s| windows.transform_channels(0, batch, channels, &mut s.band, &shared));
                     });
-                    let windows_v = &v[..POINTS * cin * batch];
+                    let all = &v[..POINTS * cin * batch];
                     let firsts: Vec<usize> = (0..cout).step_by(rows).collect();
                     firsts.par_iter().for_each(|&c0| {
                         let channels = c0..(c0 + rows).min(cout);
                         SCRATCH.with_borrow_mut(|Scratch { m, b_buf, .. }| {
-                            let len = channels.len() * batch;
-                            let m = grow(m, POINTS * len);
-                            for (xi, u) in u.iter().enumerate() {
-                                let b = InPlace::new(&windows_v[xi * cin * batch..][..cin * batch], cin, batch);
-                                gemm_serial_rows(*u, channels.clone(), &b, &mut m[xi * len..][..len], b_buf);
-                            }
+                            let m = products(u, all, batch, channels.clone(), m, b_buf);
                             transform_output(m, channels, batch, 0, &tiles, bias, store());
                         })
                     });
-                    ALL_WINDOWS.set(v);
+                    SCRATCH.with_borrow_mut(|s| s.v = v);
                 }
             }
         }
     })
+}
+
+/// `M_ξ = U_ξ · V_ξ` for the output channels `channels` (the rows of `U_ξ`), all 36 on this
+/// thread, from `v [ξ, cin, batch]` into `m`, grown to `[ξ, channels, batch]` and returned.
+fn products<'m>(
+    u: &[PackedA<&[f32]>],
+    v: &[f32],
+    batch: usize,
+    channels: Range<usize>,
+    m: &'m mut Vec<f32>,
+    b_buf: &mut Vec<f32>,
+) -> &'m mut [f32] {
+    let (cin, len) = (v.len() / (POINTS * batch), channels.len() * batch);
+    let m = grow(m, POINTS * len);
+    for ((u, v), m) in u.iter().zip(v.chunks_exact(cin * batch)).zip(m.chunks_exact_mut(len)) {
+        gemm_serial_rows(*u, channels.clone(), &InPlace::new(v, cin, batch), m, b_buf);
+    }
+    m
 }
 
 /// How the work on one image is shared between parallel tasks.
@@ -489,11 +499,6 @@ impl Split {
             Split::Channels(cout.div_ceil(2 * threads).div_ceil(MR) * MR)
         }
     }
-}
-
-thread_local! {
-    /// The windows of all an image's tiles for [`Split::Channels`], kept between calls.
-    static ALL_WINDOWS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// `dW [cout, cin, 3, 3]` of a 3x3 stride-1 convolution with `pad = (rows, columns)` zeros on

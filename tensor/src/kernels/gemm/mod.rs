@@ -195,10 +195,10 @@ pub fn gemm_serial(a: PackedA<&[f32]>, b: &impl PackB, c: &mut [f32], b_buf: &mu
 }
 
 /// Rows `rows` of `A·B` into `c` (`rows.len() x n`), as [`gemm_serial`]: one task's share
-/// of a product whose rows are split between tasks, so that each reads only its own rows of
-/// A (Winograd convolution on small images, whose `U_ξ` are read from memory once per call
-/// that way instead of once per thread). `rows.start` is a multiple of MR, where A's packed
-/// micro-panels begin; the values are those of the same rows of the whole product, bit for bit.
+/// of a product whose rows are split between tasks (Winograd convolution on an image with
+/// too few tiles to give every thread a batch of its own). `rows.start` is a multiple of MR,
+/// where A's packed micro-panels begin; the values are those of the same rows of the whole
+/// product, bit for bit.
 pub fn gemm_serial_rows(a: PackedA<&[f32]>, rows: Range<usize>, b: &impl PackB, c: &mut [f32], b_buf: &mut Vec<f32>) {
     let (m, k, n) = (rows.len(), a.cols(), b.cols());
     assert!(rows.start.is_multiple_of(MR) && rows.end <= a.rows(), "gemm: rows {rows:?} of A's {}", a.rows());
