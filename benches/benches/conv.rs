@@ -112,7 +112,10 @@ const FEED_FORWARD: &[(&str, usize, usize, usize, usize, usize)] = &[
     // The half-width network's (the default's) layers that take Winograd.
     ("residual/2 3x3", 64, 64, 3, 1, 64),
     ("up1/2 3x3", 64, 32, 3, 1, 128),
-    // The half-width network's first and last layers.
+    // The half-width network's direct layers.
+    ("down1/2 3x3/2", 16, 32, 3, 2, 256),
+    ("down2/2 3x3/2", 32, 64, 3, 2, 128),
+    ("up2/2 3x3", 32, 16, 3, 1, 256),
     ("in/2 9x9", 3, 16, 9, 1, 256),
     ("out/2 9x9", 16, 3, 9, 1, 256),
 ];

@@ -1,5 +1,8 @@
-//! sgemm: square 256, 1024, 2048 and the conv-shaped M=256, K=2304, N=16384 (conv3_x at
-//! 128x128). Throughput is in FLOPs: read criterion's "Gelem/s" as GFLOP/s.
+//! sgemm: square 256, 1024, 2048, the conv-shaped M=256, K=2304, N=16384 (conv3_x at
+//! 128x128), and the network's residual weight gradient at a 256² crop, M = cout = 64 by
+//! K = 4096 pixels by N = 576 patch positions, beside the same sizes with K and N swapped: few
+//! rows of A, where how the tasks split M matters. Throughput is in FLOPs: read criterion's
+//! "Gelem/s" as GFLOP/s.
 
 use benches::{data, gemm_flops};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -33,7 +36,9 @@ fn peak(c: &mut Criterion) {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("sgemm");
     group.sample_size(10);
-    for &(m, k, n) in &[(256, 256, 256), (1024, 1024, 1024), (2048, 2048, 2048), (256, 2304, 16384)] {
+    for &(m, k, n) in
+        &[(256, 256, 256), (1024, 1024, 1024), (2048, 2048, 2048), (256, 2304, 16384), (64, 4096, 576), (64, 576, 4096)]
+    {
         let (a, b) = (data(m * k, 1), data(k * n, 2));
         let mut out = vec![0.0; m * n];
         group.throughput(Throughput::Elements(gemm_flops(m, n, k)));

@@ -149,11 +149,20 @@ fn gemm_with(a: AOperand, b: &impl PackB, c: SharedC<'_>, epilogue: Epilogue, ma
 
     // Parallel tasks are column blocks of C (JC loop), each over all of M so that its packed B
     // block (for a convolution, the costly im2col gather) is made once. When that gives too few
-    // tasks to keep every thread busy, the columns are narrowed and then M is split too. The
+    // tasks to keep every thread busy, the columns are narrowed and then M is split too; but
+    // not an A of one MC block whose columns already give every thread a task: each task
+    // would pack the same B again for a few rows (a weight gradient, M = cout = 64 rows by
+    // K = pixels: 64 x 4096 x 576 took 1.37 ms split, 0.81 ms not, `benches/README.md`). The
     // result does not depend on these choices (see the module docs).
-    let want = 4 * rayon::current_num_threads();
+    let threads = rayon::current_num_threads();
+    let want = 4 * threads;
     let nc = (n.div_ceil(want).div_ceil(NR) * NR).clamp(NR, NC);
-    let mt = if n.div_ceil(nc) >= want { m } else { (m.div_ceil(want.div_ceil(n.div_ceil(nc)))).div_ceil(MR) * MR };
+    let blocks = n.div_ceil(nc);
+    let mt = if blocks >= want || (m <= MC && blocks >= threads) {
+        m
+    } else {
+        (m.div_ceil(want.div_ceil(blocks))).div_ceil(MR) * MR
+    };
     let mt = mt.max(MR);
     let tasks: Vec<(usize, usize)> =
         (0..m).step_by(mt).flat_map(|m0| (0..n).step_by(nc).map(move |n0| (m0, n0))).collect();
