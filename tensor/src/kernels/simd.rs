@@ -24,6 +24,21 @@ pub const LANES: usize = 16;
 #[cfg(not(any(target_feature = "avx512f", stylize_f32x16)))]
 pub const LANES: usize = 8;
 
+/// Asks the CPU to bring the cache line holding `s[ahead]` into L1 (`prefetcht0`), whether or
+/// not that lies inside `s`: a hint that never faults, a no-op off x86-64.
+#[inline(always)]
+pub fn prefetch(s: &[f32], ahead: usize) {
+    // SAFETY: SSE is part of x86-64, and a prefetch reads nothing the program sees: an address
+    // outside any mapping is ignored, never faulted on (`wrapping_add` keeps the pointer
+    // arithmetic itself defined).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(s.as_ptr().wrapping_add(ahead).cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (s, ahead);
+}
+
 /// Loads `LANES` floats from the front of `s` (panics if `s` is shorter).
 #[inline(always)]
 pub fn load(s: &[f32]) -> V {

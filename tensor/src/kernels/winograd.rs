@@ -466,11 +466,19 @@ fn products<'m>(
 ) -> &'m mut [f32] {
     let (cin, len) = (v.len() / (POINTS * batch), channels.len() * batch);
     let m = grow(m, POINTS * len);
+    let from_memory = u.iter().map(PackedA::bytes).sum::<usize>() > U_IN_CACHE_BYTES;
     for ((u, v), m) in u.iter().zip(v.chunks_exact(cin * batch)).zip(m.chunks_exact_mut(len)) {
-        gemm_serial_rows(*u, channels.clone(), &InPlace::new(v, cin, batch), m, b_buf);
+        gemm_serial_rows(*u, channels.clone(), &InPlace::new(v, cin, batch), m, b_buf, from_memory);
     }
     m
 }
+
+/// The largest transformed kernels `U` (all 36 `U_ξ`) whose products run without prefetching
+/// them: half this machine's 32 MiB L3. Beyond it (VGG's conv4 and conv5 layers, 19 and 38
+/// MB) each call reads `U` from memory, and the micro-kernel's prefetch of A took 14-30% off
+/// those layers; within it (conv3_x, 9.4 MB, and every layer before) it measured no faster or
+/// 3-5% slower (`benches/README.md`, "Prefetching the deepest layers' kernels").
+const U_IN_CACHE_BYTES: usize = 16 << 20;
 
 /// How the work on one image is shared between parallel tasks.
 #[derive(Clone, Copy, Debug)]

@@ -9,8 +9,11 @@
 //! never by branches here.
 
 use super::params::{MR, NR};
-use crate::kernels::simd::{load, store, LANES, V};
+use crate::kernels::simd::{load, prefetch, store, LANES, V};
 
+/// How far ahead of the current step the prefetching kernel asks for A's floats: 1 KiB, about
+/// 21 steps of k.
+const AHEAD: usize = 256;
 /// Vectors per tile row.
 const NV: usize = NR / LANES;
 
@@ -19,7 +22,7 @@ const NV: usize = NR / LANES;
 /// place from an image (see `PackB::rows_in_place`). `tile` is overwritten (it is never read).
 #[inline(always)]
 pub fn microkernel<'b>(a: &[f32], b: impl Iterator<Item = &'b [f32]>, tile: &mut [[f32; NR]; MR]) {
-    microkernel_rows::<MR>(a, b, tile)
+    microkernel_rows::<MR, false>(a, b, tile)
 }
 
 /// Rows of the half-height micro-kernel.
@@ -29,14 +32,23 @@ pub const HALF: usize = MR / 2;
 /// are): for a last micro-panel holding no more than `ROWS` real rows, such as the three of an
 /// RGB output, whose other rows are packing's zeros. Each value is the same sum, in the same
 /// order, as the full kernel's.
+///
+/// With `PREFETCH`, each step of k also asks for the A panel's floats [`AHEAD`] of it: for an A
+/// that comes from memory rather than cache (Winograd's transformed kernels of VGG's deepest
+/// layers, 19-38 MB read once a call), where the hardware's own prefetching left the products
+/// waiting on it. Where A is in cache the extra instruction costs a few percent, so it is the
+/// caller's choice (`benches/README.md`, "Prefetching the deepest layers' kernels").
 #[inline(always)]
-pub fn microkernel_rows<'b, const ROWS: usize>(
+pub fn microkernel_rows<'b, const ROWS: usize, const PREFETCH: bool>(
     a: &[f32],
     b: impl Iterator<Item = &'b [f32]>,
     tile: &mut [[f32; NR]; MR],
 ) {
     let mut acc = [[V::ZERO; NV]; ROWS];
     for (ak, bk) in a.chunks_exact(MR).zip(b) {
+        if PREFETCH {
+            prefetch(ak, AHEAD);
+        }
         let bv: [V; NV] = std::array::from_fn(|v| load(&bk[v * LANES..]));
         for i in 0..ROWS {
             let ai = V::splat(ak[i]);

@@ -189,7 +189,7 @@ fn gemm_with(a: AOperand, b: &impl PackB, c: SharedC<'_>, epilogue: Epilogue, ma
         || (vec![0.0; a_len], vec![0.0; b_len]),
         |(a_buf, b_buf), (m0, n0)| {
             let (mc, ncb) = (mt.min(m - m0), nc.min(n - n0));
-            block(&a, b, (&c, mask.as_ref()), (m0, mc), (n0, ncb), k, epilogue, a_buf, b_buf);
+            block::<false>(&a, b, (&c, mask.as_ref()), (m0, mc), (n0, ncb), k, epilogue, a_buf, b_buf);
         },
     );
 }
@@ -200,15 +200,23 @@ fn gemm_with(a: AOperand, b: &impl PackB, c: SharedC<'_>, epilogue: Epilogue, ma
 /// gains. The same blocking and summation order as [`gemm`]; `b_buf` is scratch for B's
 /// packed blocks, grown when too small and never cleared.
 pub fn gemm_serial(a: PackedA<&[f32]>, b: &impl PackB, c: &mut [f32], b_buf: &mut Vec<f32>) {
-    gemm_serial_rows(a, 0..a.rows(), b, c, b_buf);
+    gemm_serial_rows(a, 0..a.rows(), b, c, b_buf, false);
 }
 
 /// Rows `rows` of `A·B` into `c` (`rows.len() x n`), as [`gemm_serial`]: one task's share
 /// of a product whose rows are split between tasks (Winograd convolution on an image with
 /// too few tiles to give every thread a batch of its own). `rows.start` is a multiple of MR,
 /// where A's packed micro-panels begin; the values are those of the same rows of the whole
-/// product, bit for bit.
-pub fn gemm_serial_rows(a: PackedA<&[f32]>, rows: Range<usize>, b: &impl PackB, c: &mut [f32], b_buf: &mut Vec<f32>) {
+/// product, bit for bit. `a_from_memory`: A is too large to stay in cache between calls, so the
+/// micro-kernel prefetches it (see `microkernel_rows`; the values are the same either way).
+pub fn gemm_serial_rows(
+    a: PackedA<&[f32]>,
+    rows: Range<usize>,
+    b: &impl PackB,
+    c: &mut [f32],
+    b_buf: &mut Vec<f32>,
+    a_from_memory: bool,
+) {
     let (m, k, n) = (rows.len(), a.cols(), b.cols());
     assert!(rows.start.is_multiple_of(MR) && rows.end <= a.rows(), "gemm: rows {rows:?} of A's {}", a.rows());
     assert_eq!(b.rows(), k, "gemm: A is {}x{k} but B has {} rows", a.rows(), b.rows());
@@ -224,14 +232,19 @@ pub fn gemm_serial_rows(a: PackedA<&[f32]>, rows: Range<usize>, b: &impl PackB, 
     let c = SharedC::from_row(c, n, rows.start);
     for n0 in (0..n).step_by(NC) {
         let nc = NC.min(n - n0);
-        block(&AOperand::Packed(a), b, (&c, None), (rows.start, m), (n0, nc), k, Epilogue::default(), &mut [], b_buf);
+        let (a, c, epilogue) = (&AOperand::Packed(a), (&c, None), Epilogue::default());
+        if a_from_memory {
+            block::<true>(a, b, c, (rows.start, m), (n0, nc), k, epilogue, &mut [], b_buf);
+        } else {
+            block::<false>(a, b, c, (rows.start, m), (n0, nc), k, epilogue, &mut [], b_buf);
+        }
     }
 }
 
 /// One block of C (and of its ReLU mask, if asked), rows `m0..m0+mt`, columns `n0..n0+nc`:
-/// the PC, IC, JR and IR loops.
+/// the PC, IC, JR and IR loops. `PREFETCH`: the micro-kernel prefetches A (`microkernel_rows`).
 #[allow(clippy::too_many_arguments)]
-fn block(
+fn block<const PREFETCH: bool>(
     a: &AOperand,
     b: &impl PackB,
     (c, mask): (&SharedC, Option<&SharedC<u8>>),
@@ -280,13 +293,15 @@ fn block(
                         (Some((data, base)), half) => {
                             let rows = offsets[..kc].iter().map(|&o| &data[o + base..o + base + NR]);
                             if half {
-                                microkernel_rows::<HALF>(a_panel, rows, &mut tile)
+                                microkernel_rows::<HALF, PREFETCH>(a_panel, rows, &mut tile)
                             } else {
-                                microkernel(a_panel, rows, &mut tile)
+                                microkernel_rows::<MR, PREFETCH>(a_panel, rows, &mut tile)
                             }
                         }
-                        (None, true) => microkernel_rows::<HALF>(a_panel, b_panel.chunks_exact(NR), &mut tile),
-                        (None, false) => microkernel(a_panel, b_panel.chunks_exact(NR), &mut tile),
+                        (None, true) => {
+                            microkernel_rows::<HALF, PREFETCH>(a_panel, b_panel.chunks_exact(NR), &mut tile)
+                        }
+                        (None, false) => microkernel_rows::<MR, PREFETCH>(a_panel, b_panel.chunks_exact(NR), &mut tile),
                     }
                     for (r, t) in tile.iter().enumerate().take(mr) {
                         // SAFETY: the mask has C's shape, and the same block is this task's.
