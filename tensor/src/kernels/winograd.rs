@@ -476,8 +476,9 @@ fn products<'m>(
 /// The largest transformed kernels `U` (all 36 `U_ξ`) whose products run without prefetching
 /// them: half this machine's 32 MiB L3. Beyond it (VGG's conv4 and conv5 layers, 19 and 38
 /// MB) each call reads `U` from memory, and the micro-kernel's prefetch of A took 13-37% off
-/// those layers; within it (conv3_x, 9.4 MB, and every layer before) it measured no faster or
-/// 3-5% slower (`benches/README.md`, "Prefetching the deepest layers' kernels").
+/// those layers; within it (conv3_x, 9.4 MB, and every layer before) it gained nothing clear in
+/// isolation and made conv1_2 and conv2_2 3-5% slower (`benches/README.md`, "Prefetching the
+/// deepest layers' kernels").
 const U_IN_CACHE_BYTES: usize = 16 << 20;
 
 /// How the work on one image is shared between parallel tasks.
