@@ -15,7 +15,8 @@ use crate::objective::{Layers, Objective, Weights};
 use crate::Error;
 
 /// Seconds per step and the rate they imply; what `bench --json` prints. `width` and `params`
-/// describe the feed-forward network of `--apply` and `--train` (absent for a Gatys step).
+/// describe the feed-forward network of `--apply` and `--train` (absent for a Gatys step), and
+/// `batch` the crops of a training step.
 #[derive(Debug, serde::Serialize)]
 pub struct BenchReport {
     pub size: usize,
@@ -28,6 +29,8 @@ pub struct BenchReport {
     pub width: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
 }
 
 /// Runs `f` once to warm up, then `iters` times; the report of those times for `flops` of work.
@@ -51,6 +54,7 @@ fn time(size: usize, iters: usize, flops: f64, mut f: impl FnMut() -> Result<(),
         gflops: flops / median / 1e9,
         width: None,
         params: None,
+        batch: None,
     })
 }
 
@@ -63,27 +67,30 @@ pub fn time_apply(net: &nn::transformer::Transformer, size: usize, iters: usize)
     Ok(report)
 }
 
-/// Times one training step (batch 1, `size x size` crops, the default loss) of a fresh network
-/// of `width`: network forward, VGG19 loss, backward through both, Adam. FLOPs count the
-/// network three times (forward, input and weight gradients), VGG19's forward to the content
-/// layer for the target, and a Gatys step ([`step_flops`]) for the loss on the output.
+/// Times one training step (`batch` crops of `size x size`, the default loss) of a fresh
+/// network of `width`: network forward, VGG19 loss, backward through both, Adam. FLOPs count,
+/// for each crop, the network three times (forward, input and weight gradients), VGG19's
+/// forward to the content layer for the target, and a Gatys step ([`step_flops`]) for the loss
+/// on the output.
 pub fn time_train(
     vgg: &Vgg19,
     photos: &crate::photos::Photos,
     width: usize,
+    batch: usize,
     iters: usize,
 ) -> Result<BenchReport, Error> {
     let size = photos.crop_size();
-    let settings = crate::train::TrainSettings { size, batch: 1, width, steps: usize::MAX, ..Default::default() };
+    let settings = crate::train::TrainSettings { size, batch, width, steps: usize::MAX, ..Default::default() };
     let style = Tensor::uniform([1, 3, size, size], 0.0, 255.0, 1);
     let mut trainer = crate::train::Trainer::new(vgg, &[(style, 1.0)], settings, Default::default())?;
     let layers = Layers::default();
     let content = Layers { content: layers.content.clone(), style: Vec::new() };
-    let flops = 3.0 * trainer.net.forward_flops(size, size)
-        + step_flops(size, size, &layers)?
-        + step_flops(size, size, &content)? / 2.0;
+    let flops = batch as f64
+        * (3.0 * trainer.net.forward_flops(size, size)
+            + step_flops(size, size, &layers)?
+            + step_flops(size, size, &content)? / 2.0);
     let mut report = time(size, iters, flops, || trainer.step(photos).map(drop))?;
-    (report.width, report.params) = (Some(width), Some(trainer.net.num_params()));
+    (report.width, report.params, report.batch) = (Some(width), Some(trainer.net.num_params()), Some(batch));
     Ok(report)
 }
 

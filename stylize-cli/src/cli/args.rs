@@ -635,6 +635,11 @@ mod tests {
             panic!()
         };
         assert_eq!((b.size, b.iters, b.json, b.compute.threads), (256, 3, true, Some(2)));
+        let Command::Bench(b) = parse(&["bench", "--train", "--batch", "4"]).unwrap().command else { panic!() };
+        assert_eq!((b.train, b.batch), (true, 4));
+        // A batch is a training step's; without --train it would be silently ignored.
+        assert!(parse(&["bench", "--batch", "4"]).unwrap_err().to_string().contains("--train"));
+        assert!(parse(&["bench", "--train", "--batch", "0"]).is_err());
         let Command::Convert(c) = parse(&["convert", "p.bin", "-o", "vgg19.safetensors"]).unwrap().command else {
             panic!()
         };

@@ -33,9 +33,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MODEL", conflicts_with = "train")]
     pub apply: Option<String>,
 
-    /// Time one training step instead (batch 1, crops of --size from --photos, a fresh network of --width)
+    /// Time one training step instead (--batch crops of --size from --photos, a fresh network of --width)
     #[arg(long)]
     pub train: bool,
+
+    /// With --train: crops per step (`stylize train` takes 4 by default)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_positive, requires = "train")]
+    pub batch: usize,
 
     /// With --train: the network's width
     #[arg(long, value_name = "C", default_value_t = stylize::train::TrainSettings::default().width, value_parser = parse_positive)]
@@ -60,7 +64,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let vgg = Vgg19::load_for(&path, &Layers::default().names(), purpose)?;
         if args.train {
             let (photos, _) = Photos::open(&args.photos, args.size)?;
-            bench::time_train(&vgg, &photos, args.width, args.iters)?
+            bench::time_train(&vgg, &photos, args.width, args.batch, args.iters)?
         } else {
             bench::time_steps(&vgg, args.size, args.iters)?
         }
@@ -69,9 +73,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         super::print(serde_json::to_string(&report)?)?;
     } else {
         let what = match (&args.apply, args.train) {
-            (Some(_), _) => "forward pass",
-            (None, true) => "training step",
-            (None, false) => "iteration",
+            (Some(_), _) => "forward pass".to_string(),
+            (None, true) if args.batch > 1 => format!("training step of {} crops", args.batch),
+            (None, true) => "training step".to_string(),
+            (None, false) => "iteration".to_string(),
         };
         super::print(format_args!(
             "{}x{} on {} threads: median {:.3} s per {what} (min {:.3}, max {:.3}), {:.1} GFLOP/s",
