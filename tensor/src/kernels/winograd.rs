@@ -418,7 +418,7 @@ fn conv3x3_with(
                     let starts: Vec<usize> = (0..tiles.count).step_by(batch).collect();
                     starts.par_iter().for_each(|&t0| {
                         SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf, band }| {
-                            let v = grow(v, POINTS * cin * batch);
+                            let v = grow(v, POINTS * (cin + SKEW) * batch);
                             windows.transform(t0, batch, band, v);
                             let m = products(u, v, batch, 0..cout, m, b_buf);
                             transform_output(m, 0..cout, batch, t0, &tiles, bias, store());
@@ -430,7 +430,7 @@ fn conv3x3_with(
                     // This thread's V, taken out of its scratch for the call, so that the tasks
                     // below (some of which may run on this thread) borrow nothing it holds.
                     let mut v = SCRATCH.with_borrow_mut(|s| std::mem::take(&mut s.v));
-                    let shared = SharedC::new(grow(&mut v, POINTS * cin * batch), batch);
+                    let shared = SharedC::new(grow(&mut v, POINTS * (cin + SKEW) * batch), batch);
                     let per = cin.div_ceil(2 * rayon::current_num_threads());
                     let firsts: Vec<usize> = (0..cin).step_by(per).collect();
                     firsts.par_iter().for_each(|&c0| {
@@ -438,7 +438,7 @@ fn conv3x3_with(
                         SCRATCH
                             .with_borrow_mut(|s| windows.transform_channels(0, batch, channels, &mut s.band, &shared));
                     });
-                    let all = &v[..POINTS * cin * batch];
+                    let all = &v[..POINTS * (cin + SKEW) * batch];
                     let firsts: Vec<usize> = (0..cout).step_by(rows).collect();
                     firsts.par_iter().for_each(|&c0| {
                         let channels = c0..(c0 + rows).min(cout);
@@ -455,7 +455,8 @@ fn conv3x3_with(
 }
 
 /// `M_ξ = U_ξ · V_ξ` for the output channels `channels` (the rows of `U_ξ`), all 36 on this
-/// thread, from `v [ξ, cin, batch]` into `m`, grown to `[ξ, channels, batch]` and returned.
+/// thread, from `v [ξ, cin + SKEW, batch]` into `m`, grown to `[ξ, channels + SKEW, batch]`
+/// and returned (the [`SKEW`] rows neither read nor written).
 fn products<'m>(
     u: &[PackedA<&[f32]>],
     v: &[f32],
@@ -464,11 +465,18 @@ fn products<'m>(
     m: &'m mut Vec<f32>,
     b_buf: &mut Vec<f32>,
 ) -> &'m mut [f32] {
-    let (cin, len) = (v.len() / (POINTS * batch), channels.len() * batch);
-    let m = grow(m, POINTS * len);
+    let (cin, len) = (v.len() / (POINTS * batch) - SKEW, channels.len() * batch);
+    let m = grow(m, POINTS * (len + SKEW * batch));
     let from_memory = u.iter().map(PackedA::bytes).sum::<usize>() > U_IN_CACHE_BYTES;
-    for ((u, v), m) in u.iter().zip(v.chunks_exact(cin * batch)).zip(m.chunks_exact_mut(len)) {
-        gemm_serial_rows(*u, channels.clone(), &InPlace::new(v, cin, batch), m, b_buf, from_memory);
+    for ((u, v), m) in u.iter().zip(v.chunks_exact((cin + SKEW) * batch)).zip(m.chunks_exact_mut(len + SKEW * batch)) {
+        gemm_serial_rows(
+            *u,
+            channels.clone(),
+            &InPlace::new(&v[..cin * batch], cin, batch),
+            &mut m[..len],
+            b_buf,
+            from_memory,
+        );
     }
     m
 }
@@ -480,6 +488,20 @@ fn products<'m>(
 /// isolation and made conv1_2 and conv2_2 3-5% slower (`benches/README.md`, "Prefetching the
 /// deepest layers' kernels").
 const U_IN_CACHE_BYTES: usize = 16 << 20;
+
+/// Spare rows after each of the 36 matrices of a batch's `V` (`[ξ, cin + SKEW, batch]`) and
+/// `M` (`[ξ, cout + SKEW, batch]`), never read or written, so that the 36 do not lie a
+/// multiple of 4 KiB apart.
+///
+/// Without them they lie `cin·batch` floats apart, a multiple of 4 KiB whenever `cin` is a
+/// multiple of 32 (`batch` is one of NR, 128 bytes), as in every layer of VGG19 and of the
+/// network. Then the input transform's 36 stores for one channel's group of tiles (one per ξ),
+/// like the output transform's 36 loads, all fall in one set of the L1 cache, which the
+/// address's bits 6-11 choose: 12 lines where 36 are wanted, so each store evicts a line just
+/// written. One row of `batch` floats (128 B to 1 KiB here) spreads the 36 over 4 to 32 sets. On the 256² training crop's layers (Zen 5,
+/// `benches/README.md`, "V and M skewed") it took conv1_2 from 7.0 to 5.6 ms, conv2_2 from
+/// 4.3-4.6 to 3.4-3.6 and conv3_x from 3.2-3.7 to 2.8-2.9, the same bits either way.
+const SKEW: usize = 1;
 
 /// How the work on one image is shared between parallel tasks.
 #[derive(Clone, Copy, Debug)]
@@ -555,9 +577,10 @@ pub fn weight_gradient(
         starts.par_iter().for_each(|&t0| {
             let valid = batch.min(count - t0);
             SCRATCH.with_borrow_mut(|Scratch { v: vb, m: gb, band, .. }| {
-                let vb = grow(vb, POINTS * cin * batch);
+                let vb = grow(vb, POINTS * (cin + SKEW) * batch);
                 windows.transform(t0, batch, band, vb);
-                for (row, src) in vb.chunks_exact(batch).enumerate() {
+                let rows = vb.chunks_exact((cin + SKEW) * batch).flat_map(|point| point.chunks_exact(batch).take(cin));
+                for (row, src) in rows.enumerate() {
                     // SAFETY: columns t0..t0 + valid of every row of V are this batch's tiles,
                     // and each tile is in exactly one batch.
                     unsafe { v_all.row(row, t0, valid) }.copy_from_slice(&src[..valid]);
@@ -725,13 +748,15 @@ struct Band {
 impl Windows<'_> {
     /// `v [ξ, ci, batch] = Bᵀ d B` for the windows of tiles `t0..t0 + batch`, `LANES` tiles at
     /// a time (tiles past the last repeat it; their products are never stored), using `band`
-    /// as the rows' buffer.
+    /// as the rows' buffer. `v` is `[ξ, cin + SKEW, batch]`: the [`SKEW`] rows after each ξ's
+    /// are left as they are.
     fn transform(&self, t0: usize, batch: usize, band: &mut Vec<f32>, v: &mut [f32]) {
         self.transform_channels(t0, batch, 0..self.cin, band, &SharedC::new(v, batch));
     }
 
-    /// [`Windows::transform`] for the input channels `channels` only: the rows `ξ·cin + ci`
-    /// of `v` for `ci` in `channels`, so that tasks with disjoint channels may fill one `v`.
+    /// [`Windows::transform`] for the input channels `channels` only: the rows
+    /// `ξ·(cin + SKEW) + ci` of `v` for `ci` in `channels`, so that tasks with disjoint channels
+    /// may fill one `v`.
     fn transform_channels(&self, t0: usize, batch: usize, channels: Range<usize>, band: &mut Vec<f32>, v: &SharedC) {
         let last = (t0 + batch).min(self.tiles.count) - 1;
         let (first, end) = (self.tiles.corner(t0), self.tiles.corner(last));
@@ -763,8 +788,9 @@ impl Windows<'_> {
                 }
                 for (i, zr) in z.into_iter().enumerate() {
                     for (k, t) in bt(zr).into_iter().enumerate() {
-                        // SAFETY: row ξ·cin + ci is channel ci's, and each channel is one task's.
-                        let dst = unsafe { v.row((i * WINDOW + k) * self.cin + ci, g * LANES, LANES) };
+                        // SAFETY: row ξ·(cin + SKEW) + ci is channel ci's, and each channel is one
+                        // task's.
+                        let dst = unsafe { v.row((i * WINDOW + k) * (self.cin + SKEW) + ci, g * LANES, LANES) };
                         dst.copy_from_slice(&t.to_array());
                     }
                 }
@@ -862,7 +888,7 @@ struct Store<'a> {
 }
 
 /// `y = Aᵀ M A (+ bias) (then max(·, 0))`, or `y += Aᵀ M A`, for the output channels
-/// `channels` and the tiles `t0..` of a batch (`m [ξ, channels, batch]`), each stored where
+/// `channels` and the tiles `t0..` of a batch (`m [ξ, channels + SKEW, batch]`), each stored where
 /// it lies in the output, clipped at its bottom and right edges.
 #[inline(never)]
 fn transform_output(
@@ -879,7 +905,7 @@ fn transform_output(
     for (row, co) in channels.enumerate() {
         let b = V::splat(bias.map_or(0.0, |b| b[co]));
         for j in (0..valid).step_by(LANES) {
-            let mv: [V; POINTS] = std::array::from_fn(|xi| load(&m[(xi * rows + row) * batch + j..]));
+            let mv: [V; POINTS] = std::array::from_fn(|xi| load(&m[(xi * (rows + SKEW) + row) * batch + j..]));
             // s = Aᵀ M (4 x 6), one column at a time; then each row of s times A.
             let mut s = [[V::ZERO; WINDOW]; TILE];
             for c in 0..WINDOW {
