@@ -490,7 +490,7 @@ fn products<'m>(
 const U_IN_CACHE_BYTES: usize = 16 << 20;
 
 /// Spare rows after each of the 36 matrices of a batch's `V` (`[ξ, cin + SKEW, batch]`) and
-/// `M` (`[ξ, cout + SKEW, batch]`), never read or written, so that the 36 do not lie a
+/// `M` (`[ξ, channels + SKEW, batch]`), never read or written, so that the 36 do not lie a
 /// multiple of 4 KiB apart.
 ///
 /// Without them they lie `cin·batch` floats apart, a multiple of 4 KiB whenever `cin` is a
@@ -498,9 +498,10 @@ const U_IN_CACHE_BYTES: usize = 16 << 20;
 /// network. Then the input transform's 36 stores for one channel's group of tiles (one per ξ),
 /// like the output transform's 36 loads, all fall in one set of the L1 cache, which the
 /// address's bits 6-11 choose: 12 lines where 36 are wanted, so each store evicts a line just
-/// written. One row of `batch` floats (128 B to 1 KiB here) spreads the 36 over 4 to 32 sets. On the 256² training crop's layers (Zen 5,
-/// `benches/README.md`, "V and M skewed") it took conv1_2 from 7.0 to 5.6 ms, conv2_2 from
-/// 4.3-4.6 to 3.4-3.6 and conv3_x from 3.2-3.7 to 2.8-2.9, the same bits either way.
+/// written. One row of `batch` floats (128 B to 1 KiB here) spreads the 36 over 4 to 32 sets.
+/// On the 256² training crop's layers (Zen 5, `benches/README.md`, "V and M skewed") it took
+/// conv1_2 from 7.0 to 5.6 ms, conv2_2 from 4.3-4.6 to 3.4-3.6 and conv3_x from 3.2-3.7 to
+/// 2.8-2.9, the same bits either way.
 const SKEW: usize = 1;
 
 /// How the work on one image is shared between parallel tasks.
@@ -888,8 +889,8 @@ struct Store<'a> {
 }
 
 /// `y = Aᵀ M A (+ bias) (then max(·, 0))`, or `y += Aᵀ M A`, for the output channels
-/// `channels` and the tiles `t0..` of a batch (`m [ξ, channels + SKEW, batch]`), each stored where
-/// it lies in the output, clipped at its bottom and right edges.
+/// `channels` and the tiles `t0..` of a batch (`m [ξ, channels + SKEW, batch]`), each stored
+/// where it lies in the output, clipped at its bottom and right edges.
 #[inline(never)]
 fn transform_output(
     m: &[f32],
