@@ -342,15 +342,18 @@ fn winograd_vgg_like_shapes_match_reference() {
     let wide = ConvGeometry { pad_w: 2, ..ConvGeometry::same3x3(8, 8) };
     check_conv(wide, ConvAlgorithm::Winograd, 1, 4, 300, 34);
     // Which passes take the Winograd route by default: the forward and the input gradient
-    // wherever there are 32 channels or more each way (VGG's layers but conv1_1, the
-    // feed-forward network's residual blocks); the weight gradient never (it measured slower).
+    // wherever there are 16 channels or more each way (VGG's layers but conv1_1, the
+    // feed-forward network's residual blocks and upsampling layers); the weight gradient never
+    // (it measured slower).
     let (direct, winograd) = (ConvAlgorithm::Direct, ConvAlgorithm::Winograd);
     let by = |cin, cout| {
         let a = ConvAlgorithms::for_geometry(ConvGeometry::same3x3(cin, cout));
         (a.forward, a.input_gradient, a.weight_gradient)
     };
     assert_eq!(by(3, 64), (direct, direct, direct));
-    assert_eq!(by(16, 64), (direct, direct, direct));
+    assert_eq!(by(8, 64), (direct, direct, direct));
+    assert_eq!(by(64, 8), (direct, direct, direct));
+    assert_eq!(by(32, 16), (winograd, winograd, direct));
     assert_eq!(by(64, 64), (winograd, winograd, direct));
 }
 

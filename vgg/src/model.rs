@@ -39,7 +39,7 @@ pub enum Purpose {
     Optimise,
     /// Training a feed-forward network (`stylize train`): Winograd's weights transformed once
     /// and kept (on 256² crops the per-call transform would add 10-30% to a step, for 0.35 GB
-    /// saved; `benches/README.md`, "Winograd weights per call"), and every 3x3 layer with 32
+    /// saved; `benches/README.md`, "Winograd weights per call"), and every 3x3 layer with 16
     /// channels or more, conv1_2 included, by Winograd: 6-8% of a step, and no reference to
     /// match tie for tie.
     Train,

@@ -120,8 +120,12 @@ pub fn pays(cin: usize, cout: usize, kh: usize, kw: usize, stride: usize) -> boo
     (kh, kw, stride) == (3, 3, 1) && cin >= MIN_CHANNELS && cout >= MIN_CHANNELS
 }
 
-/// Fewest input and output channels for the Winograd route (see `benches/README.md`).
-const MIN_CHANNELS: usize = 32;
+/// Fewest input and output channels for the Winograd route. With 16 each way (the half-width
+/// network's 32 -> 16 upsampling layer) it measured 27% faster than direct convolution
+/// forward and 6-24% on the input gradient, and `apply` 11-17% faster whole, once its
+/// transforms stopped sharing an L1 set ([`SKEW`]; before that 16 -> 16 was a tie):
+/// `benches/README.md`, "Winograd from 16 channels".
+const MIN_CHANNELS: usize = 16;
 
 /// A layer's 3x3 kernels, kept as they are and transformed into `U = G g Gᵀ` at every call.
 ///
