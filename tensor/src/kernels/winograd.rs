@@ -422,7 +422,7 @@ fn conv3x3_with(
                     let starts: Vec<usize> = (0..tiles.count).step_by(batch).collect();
                     starts.par_iter().for_each(|&t0| {
                         SCRATCH.with_borrow_mut(|Scratch { v, m, b_buf, band }| {
-                            let v = grow(v, POINTS * (cin + SKEW) * batch);
+                            let v = grow(v, POINTS * matrix_len(cin, batch));
                             windows.transform(t0, batch, band, v);
                             let m = products(u, v, batch, 0..cout, m, b_buf);
                             transform_output(m, 0..cout, batch, t0, &tiles, bias, store());
@@ -434,7 +434,7 @@ fn conv3x3_with(
                     // This thread's V, taken out of its scratch for the call, so that the tasks
                     // below (some of which may run on this thread) borrow nothing it holds.
                     let mut v = SCRATCH.with_borrow_mut(|s| std::mem::take(&mut s.v));
-                    let shared = SharedC::new(grow(&mut v, POINTS * (cin + SKEW) * batch), batch);
+                    let shared = SharedC::new(grow(&mut v, POINTS * matrix_len(cin, batch)), batch);
                     let per = cin.div_ceil(2 * rayon::current_num_threads());
                     let firsts: Vec<usize> = (0..cin).step_by(per).collect();
                     firsts.par_iter().for_each(|&c0| {
@@ -442,7 +442,7 @@ fn conv3x3_with(
                         SCRATCH
                             .with_borrow_mut(|s| windows.transform_channels(0, batch, channels, &mut s.band, &shared));
                     });
-                    let all = &v[..POINTS * (cin + SKEW) * batch];
+                    let all = &v[..POINTS * matrix_len(cin, batch)];
                     let firsts: Vec<usize> = (0..cout).step_by(rows).collect();
                     firsts.par_iter().for_each(|&c0| {
                         let channels = c0..(c0 + rows).min(cout);
@@ -469,18 +469,13 @@ fn products<'m>(
     m: &'m mut Vec<f32>,
     b_buf: &mut Vec<f32>,
 ) -> &'m mut [f32] {
-    let (cin, len) = (v.len() / (POINTS * batch) - SKEW, channels.len() * batch);
-    let m = grow(m, POINTS * (len + SKEW * batch));
+    let (cin, rows) = (u[0].cols(), channels.len());
+    assert_eq!(v.len(), POINTS * matrix_len(cin, batch), "v is [ξ, cin + SKEW, batch]");
+    let m = grow(m, POINTS * matrix_len(rows, batch));
     let from_memory = u.iter().map(PackedA::bytes).sum::<usize>() > U_IN_CACHE_BYTES;
-    for ((u, v), m) in u.iter().zip(v.chunks_exact((cin + SKEW) * batch)).zip(m.chunks_exact_mut(len + SKEW * batch)) {
-        gemm_serial_rows(
-            *u,
-            channels.clone(),
-            &InPlace::new(&v[..cin * batch], cin, batch),
-            &mut m[..len],
-            b_buf,
-            from_memory,
-        );
+    let vs = v.chunks_exact(matrix_len(cin, batch)).map(|v| InPlace::new(&v[..cin * batch], cin, batch));
+    for ((u, v), m) in u.iter().zip(vs).zip(m.chunks_exact_mut(matrix_len(rows, batch))) {
+        gemm_serial_rows(*u, channels.clone(), &v, &mut m[..rows * batch], b_buf, from_memory);
     }
     m
 }
@@ -504,9 +499,15 @@ const U_IN_CACHE_BYTES: usize = 16 << 20;
 /// address's bits 6-11 choose: 12 lines where 36 are wanted, so each store evicts a line just
 /// written. One row of `batch` floats (128 B to 1 KiB here) spreads the 36 over 4 to 32 sets.
 /// On the 256² training crop's layers (Zen 5, `benches/README.md`, "V and M skewed") it took
-/// conv1_2 from 7.0 to 5.6 ms, conv2_2 from 4.3-4.6 to 3.4-3.6 and conv3_x from 3.2-3.7 to
-/// 2.8-2.9, the same bits either way.
+/// the forward pass of conv1_2 from 6.5-6.9 to 5.4-5.6 ms, conv2_2 from 4.4-4.8 to 3.5-3.6 and
+/// conv3_x from 3.4-3.5 to 3.0, the same bits either way.
 const SKEW: usize = 1;
+
+/// Floats of one of the 36 matrices of a batch's `V` or `M` with `rows` rows: its [`SKEW`]
+/// rows included, so that matrix ξ begins at `ξ·matrix_len(rows, batch)`.
+fn matrix_len(rows: usize, batch: usize) -> usize {
+    (rows + SKEW) * batch
+}
 
 /// How the work on one image is shared between parallel tasks.
 #[derive(Clone, Copy, Debug)]
@@ -582,9 +583,10 @@ pub fn weight_gradient(
         starts.par_iter().for_each(|&t0| {
             let valid = batch.min(count - t0);
             SCRATCH.with_borrow_mut(|Scratch { v: vb, m: gb, band, .. }| {
-                let vb = grow(vb, POINTS * (cin + SKEW) * batch);
+                let vb = grow(vb, POINTS * matrix_len(cin, batch));
                 windows.transform(t0, batch, band, vb);
-                let rows = vb.chunks_exact((cin + SKEW) * batch).flat_map(|point| point.chunks_exact(batch).take(cin));
+                let rows =
+                    vb.chunks_exact(matrix_len(cin, batch)).flat_map(|point| point.chunks_exact(batch).take(cin));
                 for (row, src) in rows.enumerate() {
                     // SAFETY: columns t0..t0 + valid of every row of V are this batch's tiles,
                     // and each tile is in exactly one batch.
@@ -910,7 +912,7 @@ fn transform_output(
     for (row, co) in channels.enumerate() {
         let b = V::splat(bias.map_or(0.0, |b| b[co]));
         for j in (0..valid).step_by(LANES) {
-            let mv: [V; POINTS] = std::array::from_fn(|xi| load(&m[(xi * (rows + SKEW) + row) * batch + j..]));
+            let mv: [V; POINTS] = std::array::from_fn(|xi| load(&m[xi * matrix_len(rows, batch) + row * batch + j..]));
             // s = Aᵀ M (4 x 6), one column at a time; then each row of s times A.
             let mut s = [[V::ZERO; WINDOW]; TILE];
             for c in 0..WINDOW {
