@@ -11,9 +11,10 @@ use benches::{data, gemm_flops, winograd_tiles};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use tensor::kernels::conv::{
-    conv_backward_input, conv_backward_weight, conv_forward, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv,
-    Transforms,
+    conv_backward_input, conv_backward_weight, conv_forward, conv_forward_new, ConvAlgorithm, ConvAlgorithms,
+    ConvGeometry, PackedConv, Transforms,
 };
+use tensor::kernels::pad;
 use tensor::kernels::winograd::{self, Pass, WinogradWeights};
 
 /// (name, cin, cout, side) of each distinct VGG19 convolution at a 512x512 input.
@@ -148,6 +149,26 @@ fn feed_forward(c: &mut Criterion) {
             let packed = PackedConv::with_algorithms(&data(cout * g.patch_len(), 1), &data(cout, 2), g, a);
             group.bench_function(format!("{id} backward-weight Winograd"), |b| {
                 b.iter(|| conv_backward_weight(&packed, &x, 1, input, input, &dy, &mut dw))
+            });
+            // The network's forward as it runs: the reflection-padded copy of an unpadded input
+            // and the convolution, against the convolution reading the mirrored border in place.
+            let unpadded = data(cin * side * side, 3);
+            group.bench_function(format!("{id} forward, padded copy first"), |b| {
+                b.iter(|| {
+                    conv_forward_new(
+                        &packed,
+                        &pad::reflection_pad2d(&unpadded, cin, side, side, 1),
+                        1,
+                        input,
+                        input,
+                        0,
+                        false,
+                        None,
+                    )
+                })
+            });
+            group.bench_function(format!("{id} forward, border read in place"), |b| {
+                b.iter(|| conv_forward_new(&packed, &unpadded, 1, side, side, 1, false, None))
             });
         }
     }

@@ -95,12 +95,10 @@ impl Conv {
     }
 
     pub fn forward(&self, ctx: &mut Ctx, name: &str, x: &Var) -> Result<Var, Error> {
-        let pad = self.kernel() / 2;
-        let x = if pad > 0 { ctx.tape.reflection_pad2d(x, pad)? } else { x.clone() };
         let w = ctx.bind(format!("{name}.weight"), &self.weight);
         let b = ctx.bind(format!("{name}.bias"), &self.bias);
-        let conv = Conv2d::with_stride(w, b, 0, self.stride)?;
-        ctx.tape.conv2d(&x, &conv)
+        let conv = Conv2d::with_stride(w, b, 0, self.stride)?.reflected(self.kernel() / 2)?;
+        ctx.tape.conv2d(x, &conv)
     }
 
     pub fn params<'a>(&'a self, name: &str, out: &mut Vec<(String, &'a Tensor)>) {

@@ -46,6 +46,8 @@ pub struct Conv2d {
     weight: Option<NodeId>,
     /// The bias's node when it is tracked.
     bias: Option<NodeId>,
+    /// Pixels of mirrored border the layer reads around its input ([`Conv2d::reflected`]).
+    reflect: usize,
 }
 
 impl Conv2d {
@@ -108,7 +110,26 @@ impl Conv2d {
             });
         }
         let packed = Arc::new(PackedConv::with_algorithms(weight.value().data(), bias.value().data(), g, algorithms));
-        Ok(Conv2d { packed, weight: weight.node(), bias: bias.node() })
+        Ok(Conv2d { packed, weight: weight.node(), bias: bias.node(), reflect: 0 })
+    }
+
+    /// The layer reading its input mirrored by `pad` pixels on every side (PyTorch's
+    /// `padding_mode="reflect"`; Johnson et al. pad every layer of their network this way), in
+    /// place of padding of its own: [`Tape::reflection_pad2d`] then this convolution, bit for
+    /// bit, as one op. Its Winograd route reads the mirrored border where it reads its windows,
+    /// so no padded copy of the input is made or kept (the network's 3x3 stride-1 layers:
+    /// `apply`'s peak memory 11-12% lower, `benches/README.md`, "Reflection padding read in
+    /// place"); the other routes convolve a padded copy, and the backward pass pads again
+    /// what it needs.
+    pub fn reflected(self, pad: usize) -> Result<Self, Error> {
+        let g = self.geometry();
+        if g.pad_h != 0 || g.pad_w != 0 {
+            return Err(Error::BadGeometry {
+                op: "conv2d",
+                reason: format!("a mirrored border replaces the layer's padding, which is {}", g.pad_h),
+            });
+        }
+        Ok(Conv2d { reflect: pad, ..self })
     }
 
     /// A layer whose weights never receive gradients.
@@ -166,12 +187,18 @@ impl Tape {
 
     fn conv2d_then(&mut self, x: &Var, layer: &Conv2d, relu: bool) -> Result<Var, Error> {
         let op = if relu { "conv2d_relu" } else { "conv2d" };
-        let g = layer.geometry();
+        let (g, reflect) = (layer.geometry(), layer.reflect);
         let (n, cin, h, w) = expect_nchw(op, x)?;
         if cin != g.cin {
             return Err(Error::ShapeMismatch { op, expected: format!("{} input channels", g.cin), got: x.shape() });
         }
-        let Some((ho, wo)) = g.output_size(h, w) else {
+        if reflect >= h || reflect >= w {
+            return Err(Error::BadGeometry {
+                op,
+                reason: format!("a mirrored border of {reflect} must be narrower than the {h}x{w} image"),
+            });
+        }
+        let Some((ho, wo)) = g.output_size(h + 2 * reflect, w + 2 * reflect) else {
             return Err(Error::BadGeometry {
                 op,
                 reason: format!("a {}x{} kernel does not fit a {h}x{w} image", g.kh, g.kw),
@@ -181,11 +208,13 @@ impl Tape {
         let tracked = x.is_tracked() || !layer.is_frozen();
         // The ReLU's mask, for the backward pass, comes out of the same write-back as y.
         let mut relu_mask = (relu && tracked).then(|| kernels::zeroed::<u8>(out_shape.numel()));
-        let y = conv::conv_forward_new(&layer.packed, x.value().data(), n, h, w, relu, relu_mask.as_deref_mut());
+        let mask = relu_mask.as_deref_mut();
+        let y = conv::conv_forward_new(&layer.packed, x.value().data(), n, h, w, reflect, relu, mask);
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Conv2d {
             x: x.node(),
             conv: Arc::clone(&layer.packed),
             input_shape: x.shape(),
+            reflect,
             weight: layer.weight,
             bias: layer.bias,
             input: layer.weight.is_some().then(|| x.value().clone()),

@@ -464,10 +464,10 @@ fn conv_into_a_new_buffer_matches_conv_into_a_held_one() {
         let p = PackedConv::with_algorithms(&wt, &b, g, ConvAlgorithms::both(algorithm));
         let mut held = vec![f32::NAN; len];
         conv::conv_forward(&p, &x, n, h, w, &mut held);
-        assert_eq!(bits(&conv::conv_forward_new(&p, &x, n, h, w, false, None)), bits(&held), "{g:?} {algorithm:?}");
+        assert_eq!(bits(&conv::conv_forward_new(&p, &x, n, h, w, 0, false, None)), bits(&held), "{g:?} {algorithm:?}");
         let (mut held, mut held_mask, mut mask) = (vec![f32::NAN; len], vec![7u8; len], vec![9u8; len]);
         conv::conv_relu_mask_forward(&p, &x, n, h, w, &mut held, &mut held_mask);
-        let new = conv::conv_forward_new(&p, &x, n, h, w, true, Some(&mut mask));
+        let new = conv::conv_forward_new(&p, &x, n, h, w, 0, true, Some(&mut mask));
         assert_eq!(bits(&new), bits(&held), "{g:?} {algorithm:?}, ReLU");
         assert_eq!(mask, held_mask, "{g:?} {algorithm:?}, mask");
         assert!(held_mask.contains(&0) && held_mask.contains(&1));
@@ -578,6 +578,30 @@ proptest! {
         // At most 3 copies per axis, 9 terms per pixel.
         let bound: Vec<f32> = reference::reflection_pad2d_backward(&abs(&dy), planes, h, w, pad).iter().map(|&s| dot_bound(9, s)).collect();
         assert_within("reflection pad backward", &dx, &reference::reflection_pad2d_backward(&dy, planes, h, w, pad), &bound);
+    }
+
+    /// A 3x3 layer reading its input's mirrored border in place (the Winograd route's
+    /// `Border::Reflect`, which `conv_forward_new` takes with `reflect`) has the bits of the
+    /// reference's padded copy convolved without padding, with and without the ReLU and its
+    /// mask: every band of rows and columns, small images where the border is most of them,
+    /// several images, and the direct route below Winograd's channel counts.
+    #[test]
+    fn reflected_border_read_in_place_matches_padding_first(
+        n in 1..=2usize, cin in 8..=24usize, cout in 8..=24usize, h in 2..=21usize, w in 2..=37usize, seed: u64,
+    ) {
+        let g = ConvGeometry { cin, cout, kh: 3, kw: 3, pad_h: 0, pad_w: 0, stride: 1 };
+        let mut rng = Rng::new(seed);
+        let (x, wt, b) = (rng.vec(n * cin * h * w), rng.vec(cout * g.patch_len()), rng.vec(cout));
+        let p = PackedConv::new(&wt, &b, g);
+        let padded = reference::reflection_pad2d(&x, n * cin, h, w, 1);
+        for relu in [false, true] {
+            let len = n * cout * h * w;
+            let (mut mask, mut want_mask) = (vec![7u8; len], vec![7u8; len]);
+            let y = conv::conv_forward_new(&p, &x, n, h, w, 1, relu, relu.then_some(&mut mask[..]));
+            let want = conv::conv_forward_new(&p, &padded, n, h + 2, w + 2, 0, relu, relu.then_some(&mut want_mask[..]));
+            prop_assert_eq!(bits(&y), bits(&want), "relu {}", relu);
+            prop_assert_eq!(&mask, &want_mask);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! scalar twins in `kernels_vs_reference.rs`.)
 
 use tensor::kernels::pad::Window;
-use tensor::{Error, Rng, RunningStats, Tape, Tensor, Var};
+use tensor::{Conv2d, Error, Rng, RunningStats, Tape, Tensor, Var};
 
 fn bits(t: &Tensor) -> Vec<u32> {
     t.data().iter().map(|v| v.to_bits()).collect()
@@ -51,6 +51,48 @@ fn reflection_pad_backward_counts_every_copy() {
         1., 2., 2., 1.,
     ];
     assert_eq!(grads.get(&x).unwrap().data(), &expected);
+}
+
+/// A layer that reads its input's mirrored border (`Conv2d::reflected`) gives the bits of
+/// padding first and convolving without padding: its output and the gradients of its input,
+/// weight and bias, on the routes the network's layers take (Winograd for 3x3 stride 1 with 16
+/// channels or more, direct for stride 2 and 9x9, few outputs for 9x9 to RGB), on two images,
+/// with a border as deep as an image allows. Bad borders are typed errors.
+#[test]
+fn reflected_convolution_is_padding_then_convolving() {
+    // (cin, cout, kernel, stride, h, w)
+    let layers = [(16, 16, 3, 1, 9, 13), (32, 16, 3, 1, 2, 7), (16, 24, 3, 1, 20, 18), (5, 7, 3, 2, 10, 9)];
+    let more = [(3, 8, 9, 1, 5, 11), (16, 3, 9, 1, 12, 6)];
+    for (i, &(cin, cout, k, stride, h, w)) in layers.iter().chain(&more).enumerate() {
+        let seed = 10 * i as u64;
+        let (x, weight, bias) =
+            (random(seed, &[2, cin, h, w]), random(seed + 1, &[cout, cin, k, k]), random(seed + 2, &[cout]));
+        let run = |fused: bool| {
+            let mut tape = Tape::new();
+            let (xv, wv, bv) = (tape.leaf(x.clone()), tape.leaf(weight.clone()), tape.leaf(bias.clone()));
+            let conv = Conv2d::with_stride(wv.clone(), bv.clone(), 0, stride).unwrap();
+            let y = if fused {
+                tape.conv2d(&xv, &conv.reflected(k / 2).unwrap()).unwrap()
+            } else {
+                let padded = tape.reflection_pad2d(&xv, k / 2).unwrap();
+                tape.conv2d(&padded, &conv).unwrap()
+            };
+            let dy = random(seed + 3, y.shape().dims());
+            let grads = tape.backward_with(&y, dy).unwrap();
+            let of = |v: &Var| bits(grads.get(v).unwrap());
+            (y.shape(), bits(y.value()), of(&xv), of(&wv), of(&bv))
+        };
+        assert!(run(true) == run(false), "{cin}->{cout} {k}x{k}/{stride} on 2x{h}x{w}");
+    }
+
+    let mut tape = Tape::new();
+    let conv = |pad| Conv2d::new(Var::constant(Tensor::zeros([4, 2, 3, 3])), Var::constant(Tensor::zeros([4])), pad);
+    assert!(matches!(conv(1).unwrap().reflected(1), Err(Error::BadGeometry { .. })), "padded twice");
+    let reflected = conv(0).unwrap().reflected(1).unwrap();
+    let x = |h, w| Var::constant(Tensor::zeros([1, 2, h, w]));
+    assert!(tape.conv2d(&x(2, 2), &reflected).is_ok());
+    assert!(matches!(tape.conv2d(&x(1, 5), &reflected), Err(Error::BadGeometry { .. })), "border = h");
+    assert!(matches!(tape.conv2d(&x(5, 1), &reflected), Err(Error::BadGeometry { .. })), "border = w");
 }
 
 #[test]

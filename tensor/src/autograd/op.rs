@@ -66,11 +66,14 @@ pub(crate) enum Op {
     /// when tracked; `input` is kept only when the weight is (its gradient needs x, the
     /// bias's only dY).
     /// `relu_mask` is `(y > 0)` when a ReLU was fused into the forward (`y = max(conv, 0)`):
-    /// backward masks the gradient first, as the separate [`Op::Relu`] would.
+    /// backward masks the gradient first, as the separate [`Op::Relu`] would. With `reflect`,
+    /// the layer read x mirrored by that many pixels (`Conv2d::reflected`); `input` is x
+    /// unpadded, and backward pads it again.
     Conv2d {
         x: Option<NodeId>,
         conv: Arc<PackedConv>,
         input_shape: Shape,
+        reflect: usize,
         weight: Option<NodeId>,
         bias: Option<NodeId>,
         input: Option<Tensor>,

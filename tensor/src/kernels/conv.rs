@@ -43,6 +43,7 @@ use super::elementwise;
 use super::few_outputs;
 use super::gemm::params::{KC, NR};
 use super::gemm::{gemm, gemm_uninit, AOperand, Epilogue, MatRef, PackB, PackedA};
+use super::pad;
 use super::simd::{load8, transpose8};
 use super::winograd::{self, Pass, WinogradWeights};
 use rayon::prelude::*;
@@ -351,26 +352,33 @@ fn flipped(weight: &[f32], g: ConvGeometry) -> Vec<f32> {
 /// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) + b`.
 pub fn conv_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32]) {
     // SAFETY: `forward` writes only computed values into y.
-    forward(p, x, n, h, w, unsafe { super::as_write_only(y) }, false, None);
+    forward(p, x, n, h, w, None, unsafe { super::as_write_only(y) }, false, None);
 }
 
 /// [`conv_forward`], or with the ReLU ([`conv_relu_forward`]) and its mask
 /// ([`conv_relu_mask_forward`]) when asked for, into a new buffer that is only written, never
-/// zeroed first: what the tape's convolutions run.
+/// zeroed first: what the tape's convolutions run. With `reflect > 0` the layer (which must
+/// have no padding of its own) convolves x mirrored by `reflect` pixels on every side, as
+/// `pad::reflection_pad2d` pads it: the Winograd route reads the mirrored border where it
+/// reads its windows, with no padded copy of x (`winograd::Border`); the others convolve such
+/// a copy. Either way the bits are those of padding first.
+#[allow(clippy::too_many_arguments)]
 pub fn conv_forward_new(
     p: &PackedConv,
     x: &[f32],
     n: usize,
     h: usize,
     w: usize,
+    reflect: usize,
     relu: bool,
     mask: Option<&mut [u8]>,
 ) -> Vec<f32> {
     let g = p.geometry;
-    let (ho, wo) = g.output_size(h, w).expect("kernel larger than the image");
+    let (ho, wo) = g.output_size(h + 2 * reflect, w + 2 * reflect).expect("kernel larger than the image");
     let len = n * g.cout * ho * wo;
     let mut y = Vec::with_capacity(len);
-    forward(p, x, n, h, w, &mut y.spare_capacity_mut()[..len], relu, mask);
+    let reflect = (reflect > 0).then_some(reflect);
+    forward(p, x, n, h, w, reflect, &mut y.spare_capacity_mut()[..len], relu, mask);
     // SAFETY: every route of `forward` writes every value of its output: the GEMM (never with
     // `upper`), Winograd (each tile's pixels, clipped at the edges) and the sliding windows
     // (each pixel); the reference tests run each route into outputs filled with NaN.
@@ -381,18 +389,19 @@ pub fn conv_forward_new(
 /// `y = max(conv(x, W) + b, 0)`: the ReLU done in the GEMM's write-back (see [`Epilogue::relu`]).
 pub fn conv_relu_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32]) {
     // SAFETY: `forward` writes only computed values into y.
-    forward(p, x, n, h, w, unsafe { super::as_write_only(y) }, true, None);
+    forward(p, x, n, h, w, None, unsafe { super::as_write_only(y) }, true, None);
 }
 
 /// [`conv_relu_forward`], writing also the ReLU's mask `mask = (y > 0)` (one byte per value,
 /// what its backward reads) in the same write-back, not by a second pass over `y`.
 pub fn conv_relu_mask_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32], mask: &mut [u8]) {
     // SAFETY: `forward` writes only computed values into y.
-    forward(p, x, n, h, w, unsafe { super::as_write_only(y) }, true, Some(mask));
+    forward(p, x, n, h, w, None, unsafe { super::as_write_only(y) }, true, Some(mask));
 }
 
 /// One GEMM per image (each parallel over blocks of its output), or the Winograd or
-/// sliding-window routes; y is only written, every value of it.
+/// sliding-window routes; y is only written, every value of it. With `reflect`, of x mirrored
+/// by that many pixels on every side (see [`conv_forward_new`]).
 #[allow(clippy::too_many_arguments)]
 fn forward(
     p: &PackedConv,
@@ -400,12 +409,25 @@ fn forward(
     n: usize,
     h: usize,
     w: usize,
+    reflect: Option<usize>,
     y: &mut [MaybeUninit<f32>],
     relu: bool,
     mask: Option<&mut [u8]>,
 ) {
     let g = p.geometry;
-    let (ho, wo) = g.output_size(h, w).expect("kernel larger than the image");
+    let border = match (reflect, &p.forward) {
+        (None, _) => winograd::Border::Zeros(g.pad_h, g.pad_w),
+        (Some(r), Forward::Winograd) => {
+            assert!(g.pad_h == 0 && g.pad_w == 0, "a mirrored border replaces the layer's own padding");
+            winograd::Border::Reflect(r, r)
+        }
+        (Some(r), _) => {
+            let padded = pad::reflection_pad2d(x, n * g.cin, h, w, r);
+            return forward(p, &padded, n, h + 2 * r, w + 2 * r, None, y, relu, mask);
+        }
+    };
+    let r = reflect.unwrap_or(0);
+    let (ho, wo) = g.output_size(h + 2 * r, w + 2 * r).expect("kernel larger than the image");
     assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
     assert_eq!(y.len(), n * g.cout * ho * wo, "conv output is [n, cout, ho, wo]");
     assert!(mask.as_ref().is_none_or(|m| relu && m.len() == y.len()), "a mask needs the ReLU, one byte per output");
@@ -414,7 +436,7 @@ fn forward(
         Forward::Winograd => {
             let u = p.winograd.as_ref().expect("Winograd weights kept");
             let epilogue = winograd::Epilogue { bias: Some(&p.bias), relu, mask, accumulate: false };
-            return winograd::conv3x3_uninit(u, Pass::Forward, (g.pad_h, g.pad_w), x, (n, h, w), y, epilogue);
+            return winograd::conv3x3_uninit(u, Pass::Forward, border, x, (n, h, w), y, epilogue);
         }
         Forward::FewOutputs(taps) => {
             let image = g.cout * ho * wo;
@@ -521,7 +543,8 @@ fn winograd_input_gradient_add(p: &PackedConv, dy: &[f32], n: usize, h: usize, w
     let (ho, wo) = p.geometry.output_size(h, w).expect("forward ran on this size");
     let epilogue = winograd::Epilogue { accumulate: true, ..winograd::Epilogue::default() };
     // conv3x3 checks dy's and dx's lengths against (n, ho, wo) and the channels.
-    winograd::conv3x3(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, epilogue);
+    let border = winograd::Border::Zeros(t.pad_h, t.pad_w);
+    winograd::conv3x3(u, Pass::InputGradient, border, dy, (n, ho, wo), dx, epilogue);
 }
 
 /// Floats of `dcol` per band of output rows in the col2im route (1 MiB): the GEMM writes a
@@ -559,7 +582,8 @@ fn input_gradient(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: 
         InputGradient::Winograd => {
             let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
             let epilogue = winograd::Epilogue::default();
-            winograd::conv3x3_uninit(u, Pass::InputGradient, (t.pad_h, t.pad_w), dy, (n, ho, wo), dx, epilogue);
+            let border = winograd::Border::Zeros(t.pad_h, t.pad_w);
+            winograd::conv3x3_uninit(u, Pass::InputGradient, border, dy, (n, ho, wo), dx, epilogue);
         }
         InputGradient::Flipped(a) => {
             for (dy, dx) in images {

@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 /// The source index of padded coordinate `i` (which may be negative) in an axis of `len`.
-fn reflect(i: isize, len: usize) -> usize {
+pub(crate) fn reflect(i: isize, len: usize) -> usize {
     let last = len as isize - 1;
     let r = if i < 0 {
         -i

@@ -127,6 +127,36 @@ pub fn pays(cin: usize, cout: usize, kh: usize, kw: usize, stride: usize) -> boo
 /// `benches/README.md`, "Winograd from 16 channels".
 const MIN_CHANNELS: usize = 16;
 
+/// What a convolution sees around its input, `(rows, columns)` deep on every side: zeros
+/// (VGG's padding), or the image mirrored about its edges, the edge itself not repeated, as
+/// `pad::reflection_pad2d` pads (the feed-forward network's padding). The windows read either
+/// straight from the unpadded input ([`Windows::copy_band`]), so a reflection-padded layer
+/// needs no padded copy of its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Border {
+    Zeros(usize, usize),
+    Reflect(usize, usize),
+}
+
+impl Border {
+    /// `(rows, columns)`.
+    pub fn depth(self) -> (usize, usize) {
+        match self {
+            Border::Zeros(rows, columns) | Border::Reflect(rows, columns) => (rows, columns),
+        }
+    }
+
+    /// Panics unless the border suits a 3x3 kernel and an `h x w` image: smaller than the
+    /// kernel, and a mirrored one smaller than the image (one reflection reaches every pixel).
+    fn check(self, h: usize, w: usize) {
+        let (rows, columns) = self.depth();
+        assert!(rows < 3 && columns < 3, "padding must be smaller than the 3x3 kernel");
+        if let Border::Reflect(..) = self {
+            assert!(rows < h && columns < w, "a mirrored border of {rows}x{columns} needs a larger image than {h}x{w}");
+        }
+    }
+}
+
 /// A layer's 3x3 kernels, kept as they are and transformed into `U = G g Gᵀ` at every call.
 ///
 /// Why not once: `U` is four times the kernels' size, for each of the two passes. Kept for
@@ -339,22 +369,21 @@ pub struct Epilogue<'a> {
 }
 
 /// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) (+ bias) (then max(·, 0))` for a 3x3
-/// stride-1 convolution with `pad = (rows, columns)` of zeros on every side (at most 2), `W`
-/// being the layer's kernels for `pass` (flipped for the input gradient, whose `cin` is the
-/// layer's `cout`).
+/// stride-1 convolution of x within `border` (at most 2 deep), `W` being the layer's kernels
+/// for `pass` (flipped for the input gradient, whose `cin` is the layer's `cout`).
 pub fn conv3x3(
     weights: &WinogradWeights,
     pass: Pass,
-    pad: (usize, usize),
+    border: Border,
     x: &[f32],
     dims: (usize, usize, usize),
     y: &mut [f32],
     epilogue: Epilogue,
 ) {
     let (len, image) = (y.len(), y.len() / dims.0.max(1));
-    let wo = (dims.2 + 2 * pad.1).saturating_sub(2);
+    let wo = (dims.2 + 2 * border.depth().1).saturating_sub(2);
     let outs = y.chunks_mut(image.max(1)).map(|y| SharedC::new(y, wo)).collect();
-    conv3x3_with(weights, pass, pad, x, dims, (len, outs), epilogue, None);
+    conv3x3_with(weights, pass, border, x, dims, (len, outs), epilogue, None);
 }
 
 /// [`conv3x3`] into uninitialised memory, which it only writes (so not `accumulate`): every
@@ -362,7 +391,7 @@ pub fn conv3x3(
 pub fn conv3x3_uninit(
     weights: &WinogradWeights,
     pass: Pass,
-    pad: (usize, usize),
+    border: Border,
     x: &[f32],
     dims: (usize, usize, usize),
     y: &mut [MaybeUninit<f32>],
@@ -370,9 +399,9 @@ pub fn conv3x3_uninit(
 ) {
     assert!(!epilogue.accumulate, "conv3x3_uninit only writes its output");
     let (len, image) = (y.len(), y.len() / dims.0.max(1));
-    let wo = (dims.2 + 2 * pad.1).saturating_sub(2);
+    let wo = (dims.2 + 2 * border.depth().1).saturating_sub(2);
     let outs = y.chunks_mut(image.max(1)).map(|y| SharedC::from_uninit(y, wo)).collect();
-    conv3x3_with(weights, pass, pad, x, dims, (len, outs), epilogue, None);
+    conv3x3_with(weights, pass, border, x, dims, (len, outs), epilogue, None);
 }
 
 /// The convolution into `outs`, one output image each (`len` values in all), which are
@@ -384,7 +413,7 @@ pub fn conv3x3_uninit(
 fn conv3x3_with(
     weights: &WinogradWeights,
     pass: Pass,
-    pad: (usize, usize),
+    border: Border,
     x: &[f32],
     (n, h, w): (usize, usize, usize),
     (len, outs): (usize, Vec<SharedC<'_>>),
@@ -394,7 +423,8 @@ fn conv3x3_with(
     let Epilogue { bias, relu, mask, accumulate } = epilogue;
     assert!(!(relu && accumulate), "an accumulating convolution has no ReLU");
     let (cin, cout) = weights.channels(pass);
-    assert!(pad.0 < 3 && pad.1 < 3, "padding must be smaller than the 3x3 kernel");
+    border.check(h, w);
+    let pad = border.depth();
     let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
     assert!(hp >= 3 && wp >= 3, "kernel larger than the image");
     let (ho, wo) = (hp - 2, wp - 2);
@@ -412,7 +442,7 @@ fn conv3x3_with(
     let split = split.unwrap_or_else(|| Split::for_layer(cin, cout, tiles.count));
     with_transformed(weights, pass, |u| {
         for (x, out) in x.chunks_exact(cin * h * w).zip(&outs) {
-            let windows = Windows { x, cin, h, w, pad, tiles: &tiles };
+            let windows = Windows { x, cin, h, w, border, tiles: &tiles };
             // The output (and its mask) as `cout·ho` rows of `wo`, written by every task, each
             // only its own tiles' pixels of its own channels.
             let mask = masks.as_mut().and_then(Iterator::next).map(|m| SharedC::new(m, wo));
@@ -563,7 +593,8 @@ pub fn weight_gradient(
     (cin, cout): (usize, usize),
     dw: &mut [f32],
 ) {
-    assert!(pad.0 < 3 && pad.1 < 3, "padding must be smaller than the 3x3 kernel");
+    let border = Border::Zeros(pad.0, pad.1);
+    border.check(h, w);
     let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
     assert!(hp >= 3 && wp >= 3, "kernel larger than the image");
     let (ho, wo) = (hp - 2, wp - 2);
@@ -578,7 +609,7 @@ pub fn weight_gradient(
     let (mut v, mut g) = (vec![0.0; POINTS * cin * count], vec![0.0; POINTS * count * cout]);
     let mut du = vec![0.0; POINTS * cin * cout];
     for (i, (x, dy)) in x.chunks_exact(cin * h * w).zip(dy.chunks_exact(cout * ho * wo)).enumerate() {
-        let windows = Windows { x, cin, h, w, pad, tiles: &tiles };
+        let windows = Windows { x, cin, h, w, border, tiles: &tiles };
         let (v_all, g_all) = (SharedC::new(&mut v, count), SharedC::new(&mut g, cout));
         starts.par_iter().for_each(|&t0| {
             let valid = batch.min(count - t0);
@@ -728,7 +759,8 @@ impl Tiles {
 }
 
 /// The 6x6 windows of the tiles, read from the unpadded input. Each batch copies the rows its
-/// windows cover, one channel at a time, into a small zero-bordered buffer (a few rows, some KB),
+/// windows cover, one channel at a time, into a small buffer with the [`Border`] (a few rows,
+/// some KB),
 /// so that every window, wherever it lies (on the image's edge, or in a group of tiles that
 /// wraps onto the next row of tiles), is read by the same branch-free loads; no padded copy of
 /// the whole input is made.
@@ -737,7 +769,7 @@ struct Windows<'a> {
     cin: usize,
     h: usize,
     w: usize,
-    pad: (usize, usize),
+    border: Border,
     tiles: &'a Tiles,
 }
 
@@ -806,20 +838,37 @@ impl Windows<'_> {
     }
 
     /// Copies the padded image's rows and columns that `b` covers, of one channel's `plane`,
-    /// into `band`: the image's pixels, zeros in its border and past it.
+    /// into `band`: the image's pixels, its [`Border`] (zeros, or pixels mirrored about its
+    /// edges) and zeros past the border.
     fn copy_band(&self, plane: &[f32], b: &Band, band: &mut [f32]) {
+        let (pad, reflect) = (self.border.depth(), matches!(self.border, Border::Reflect(..)));
         // The band's columns that hold image pixels, and the image columns they hold.
-        let first = self.pad.1.saturating_sub(b.left);
-        let from = b.left.saturating_sub(self.pad.1);
+        let first = pad.1.saturating_sub(b.left);
+        let from = b.left.saturating_sub(pad.1);
         let n = self.w.saturating_sub(from).min(b.stride.saturating_sub(first));
-        for (r, dst) in band.chunks_exact_mut(b.stride).enumerate() {
-            let iy = (b.top + r).wrapping_sub(self.pad.0);
-            if iy < self.h {
-                dst[..first].fill(0.0);
-                dst[first..first + n].copy_from_slice(&plane[iy * self.w + from..][..n]);
-                dst[first + n..].fill(0.0);
+        // Padded row or column `i` of an axis of `len` pixels with a border `pad` deep: the
+        // image's index of the pixel there, or None where zeros lie (a zero border, or past
+        // the border). `pad < len` ([`Border::check`]) keeps one reflection enough.
+        let source = |i: usize, len: usize, pad: usize| -> Option<usize> {
+            let i = i as isize - pad as isize;
+            if (0..len as isize).contains(&i) {
+                Some(i as usize)
             } else {
+                (reflect && i < (len + pad) as isize).then(|| super::pad::reflect(i, len))
+            }
+        };
+        for (r, dst) in band.chunks_exact_mut(b.stride).enumerate() {
+            let Some(iy) = source(b.top + r, self.h, pad.0) else {
                 dst.fill(0.0);
+                continue;
+            };
+            let row = &plane[iy * self.w..][..self.w];
+            for (j, d) in dst[..first].iter_mut().enumerate() {
+                *d = source(b.left + j, self.w, pad.1).map_or(0.0, |ix| row[ix]);
+            }
+            dst[first..first + n].copy_from_slice(&row[from..][..n]);
+            for (j, d) in dst.iter_mut().enumerate().skip(first + n) {
+                *d = source(b.left + j, self.w, pad.1).map_or(0.0, |ix| row[ix]);
             }
         }
     }
@@ -1042,7 +1091,16 @@ mod tests {
                 let (len, image) = (y.len(), cout * h * w);
                 let outs = y.chunks_mut(image).map(|y| SharedC::new(y, w)).collect();
                 let epilogue = Epilogue { bias: Some(&bias), relu, mask: relu.then_some(&mut mask[..]), accumulate };
-                conv3x3_with(&weights, Pass::Forward, (1, 1), &x, (n, h, w), (len, outs), epilogue, Some(split));
+                conv3x3_with(
+                    &weights,
+                    Pass::Forward,
+                    Border::Zeros(1, 1),
+                    &x,
+                    (n, h, w),
+                    (len, outs),
+                    epilogue,
+                    Some(split),
+                );
                 (y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), mask)
             };
             let tiles = Tiles::new(h, w).count;
