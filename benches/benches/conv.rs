@@ -103,8 +103,9 @@ fn cut_off(c: &mut Criterion) {
 }
 
 /// (name, cin, cout, kernel, stride, side) of the feed-forward network's convolutions for a
-/// 256x256 crop: each reads its input reflection-padded by kernel/2 beforehand (a separate op),
-/// so here with zero padding 0 on a `side + 2·(kernel/2)` input, giving `side / stride` pixels.
+/// 256x256 crop: each reads its input reflection-padded by kernel/2 (`Conv2d::reflected`), so
+/// here without padding on a `side + 2·(kernel/2)` input, giving `side / stride` pixels, as the
+/// direct routes run on a padded copy; the Winograd layers also read the border in place.
 const FEED_FORWARD: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("in 9x9", 3, 32, 9, 1, 256),
     ("down1 3x3/2", 32, 64, 3, 2, 256),
