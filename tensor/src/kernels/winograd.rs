@@ -759,11 +759,10 @@ impl Tiles {
 }
 
 /// The 6x6 windows of the tiles, read from the unpadded input. Each batch copies the rows its
-/// windows cover, one channel at a time, into a small buffer with the [`Border`] (a few rows,
-/// some KB),
-/// so that every window, wherever it lies (on the image's edge, or in a group of tiles that
-/// wraps onto the next row of tiles), is read by the same branch-free loads; no padded copy of
-/// the whole input is made.
+/// windows cover, one channel at a time, with the [`Border`] around them, into a small buffer
+/// (a few rows, some KB), so that every window, wherever it lies (on the image's edge, or in a
+/// group of tiles that wraps onto the next row of tiles), is read by the same branch-free
+/// loads; no padded copy of the whole input is made.
 struct Windows<'a> {
     x: &'a [f32],
     cin: usize,
