@@ -126,7 +126,7 @@ impl Conv2d {
         if g.pad_h != 0 || g.pad_w != 0 {
             return Err(Error::BadGeometry {
                 op: "conv2d",
-                reason: format!("a mirrored border replaces the layer's padding, which is {}", g.pad_h),
+                reason: format!("a mirrored border replaces the layer's padding, which is {}x{}", g.pad_h, g.pad_w),
             });
         }
         Ok(Conv2d { reflect: pad, ..self })
@@ -150,6 +150,18 @@ impl Conv2d {
 
 fn expect_nchw(op: &'static str, v: &Var) -> Result<(usize, usize, usize, usize), Error> {
     v.shape().nchw().ok_or_else(|| Error::ShapeMismatch { op, expected: "[n, c, h, w]".into(), got: v.shape() })
+}
+
+/// A border of `pad` mirrored pixels needs `pad < h` and `pad < w`, as PyTorch's
+/// `ReflectionPad2d` does: one reflection then reaches every pixel of it.
+fn mirrorable(op: &'static str, pad: usize, h: usize, w: usize) -> Result<(), Error> {
+    if pad >= h || pad >= w {
+        return Err(Error::BadGeometry {
+            op,
+            reason: format!("padding {pad} must be smaller than the {h}x{w} image it mirrors"),
+        });
+    }
+    Ok(())
 }
 
 fn same_shape(op: &'static str, a: &Var, b: &Var) -> Result<(), Error> {
@@ -192,11 +204,8 @@ impl Tape {
         if cin != g.cin {
             return Err(Error::ShapeMismatch { op, expected: format!("{} input channels", g.cin), got: x.shape() });
         }
-        if reflect >= h || reflect >= w {
-            return Err(Error::BadGeometry {
-                op,
-                reason: format!("a mirrored border of {reflect} must be narrower than the {h}x{w} image"),
-            });
+        if reflect > 0 {
+            mirrorable(op, reflect, h, w)?;
         }
         let Some((ho, wo)) = g.output_size(h + 2 * reflect, w + 2 * reflect) else {
             return Err(Error::BadGeometry {
@@ -353,12 +362,7 @@ impl Tape {
     pub fn reflection_pad2d(&mut self, x: &Var, pad: usize) -> Result<Var, Error> {
         let op = "reflection_pad2d";
         let (n, c, h, w) = expect_nchw(op, x)?;
-        if pad >= h || pad >= w {
-            return Err(Error::BadGeometry {
-                op,
-                reason: format!("padding {pad} must be smaller than the {h}x{w} image it mirrors"),
-            });
-        }
+        mirrorable(op, pad, h, w)?;
         let out_shape = Shape::new(&[n, c, h + 2 * pad, w + 2 * pad]);
         let y = pad::reflection_pad2d(x.value().data(), n * c, h, w, pad);
         let tracked = x.is_tracked();
