@@ -12,9 +12,8 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use tensor::kernels::conv::{
     conv_backward_input, conv_backward_weight, conv_forward, conv_forward_new, ConvAlgorithm, ConvAlgorithms,
-    ConvGeometry, PackedConv, Transforms,
+    ConvGeometry, InputView, PackedConv, Transforms,
 };
-use tensor::kernels::pad;
 use tensor::kernels::winograd::{self, Pass, WinogradWeights};
 
 /// (name, cin, cout, side) of each distinct VGG19 convolution at a 512x512 input.
@@ -151,25 +150,22 @@ fn feed_forward(c: &mut Criterion) {
             group.bench_function(format!("{id} backward-weight Winograd"), |b| {
                 b.iter(|| conv_backward_weight(&packed, &x, 1, input, input, &dy, &mut dw))
             });
-            // The network's forward as it runs: the reflection-padded copy of an unpadded input
-            // and the convolution, against the convolution reading the mirrored border in place.
-            let unpadded = data(cin * side * side, 3);
-            group.bench_function(format!("{id} forward, padded copy first"), |b| {
+            // The network's forward as it runs: its input written out as the layer reads it
+            // (upsampled for the up layers, then mirrored) and convolved, against the layer
+            // reading it in place (`InputView`).
+            let view = InputView { upsample: name.starts_with("up"), reflect: 1 };
+            let small = if view.upsample { side / 2 } else { side };
+            let what = if view.upsample { "upsampled and padded" } else { "padded" };
+            let unpadded = data(cin * small * small, 3);
+            group.bench_function(format!("{id} forward, {what} copy first"), |b| {
                 b.iter(|| {
-                    conv_forward_new(
-                        &packed,
-                        &pad::reflection_pad2d(&unpadded, cin, side, side, 1),
-                        1,
-                        input,
-                        input,
-                        0,
-                        false,
-                        None,
-                    )
+                    let image = view.materialise(&unpadded, cin, small, small);
+                    conv_forward_new(&packed, &image, 1, input, input, InputView::default(), false, None)
                 })
             });
-            group.bench_function(format!("{id} forward, border read in place"), |b| {
-                b.iter(|| conv_forward_new(&packed, &unpadded, 1, side, side, 1, false, None))
+            let what = if view.upsample { "upsampling and border" } else { "border" };
+            group.bench_function(format!("{id} forward, {what} read in place"), |b| {
+                b.iter(|| conv_forward_new(&packed, &unpadded, 1, small, small, view, false, None))
             });
         }
     }

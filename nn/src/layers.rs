@@ -72,12 +72,15 @@ impl Bound {
 }
 
 /// A convolution with reflection padding of half its kernel (Johnson et al.'s `ConvLayer`):
-/// reflection rather than zeros, so the picture's edges are not darkened.
+/// reflection rather than zeros, so the picture's edges are not darkened. With `upsample`, of
+/// its input upsampled 2x by nearest neighbour first (a resize-convolution, Johnson et al.'s
+/// `UpsampleConvLayer` as PyTorch's `fast_neural_style` builds it).
 #[derive(Clone, Debug)]
 pub struct Conv {
     pub weight: Tensor,
     pub bias: Tensor,
     pub stride: usize,
+    pub upsample: bool,
 }
 
 impl Conv {
@@ -87,7 +90,12 @@ impl Conv {
         let mut uniform = |n: usize| (0..n).map(|_| rng.uniform_in(-bound, bound)).collect::<Vec<_>>();
         let weight = Tensor::new([cout, cin, kernel, kernel], uniform(cout * cin * kernel * kernel)).expect("sized");
         let bias = Tensor::new([cout], uniform(cout)).expect("sized");
-        Conv { weight, bias, stride }
+        Conv { weight, bias, stride, upsample: false }
+    }
+
+    /// The layer upsampling its input first.
+    pub fn upsampled(self) -> Self {
+        Conv { upsample: true, ..self }
     }
 
     pub fn kernel(&self) -> usize {
@@ -97,8 +105,9 @@ impl Conv {
     pub fn forward(&self, ctx: &mut Ctx, name: &str, x: &Var) -> Result<Var, Error> {
         let w = ctx.bind(format!("{name}.weight"), &self.weight);
         let b = ctx.bind(format!("{name}.bias"), &self.bias);
-        let conv = Conv2d::with_stride(w, b, 0, self.stride)?.reflected(self.kernel() / 2)?;
-        ctx.tape.conv2d(x, &conv)
+        let conv = Conv2d::with_stride(w, b, 0, self.stride)?;
+        let conv = if self.upsample { conv.upsampled() } else { conv };
+        ctx.tape.conv2d(x, &conv.reflected(self.kernel() / 2)?)
     }
 
     pub fn params<'a>(&'a self, name: &str, out: &mut Vec<(String, &'a Tensor)>) {

@@ -220,9 +220,9 @@ impl Transformer {
             conv3: Conv::new(w2, w4, 3, 2, &mut rng),
             norm3: norm(w4),
             res,
-            deconv1: Conv::new(w4, w2, 3, 1, &mut rng),
+            deconv1: Conv::new(w4, w2, 3, 1, &mut rng).upsampled(),
             norm4: norm(w2),
-            deconv2: Conv::new(w2, w1, 3, 1, &mut rng),
+            deconv2: Conv::new(w2, w1, 3, 1, &mut rng).upsampled(),
             norm5: norm(w1),
             deconv3: Conv::new(w1, 3, 9, 1, &mut rng),
         }
@@ -258,9 +258,8 @@ impl Transformer {
             let h = r.norm2.forward(ctx, &format!("{name}.{p}2"), h)?;
             y = ctx.tape.add(&y, &h)?;
         }
-        let y = ctx.tape.upsample_nearest2x(&y)?;
+        // deconv1 and deconv2 upsample their input as they read it (`Conv::upsampled`).
         let y = self.block(ctx, &y, (&self.deconv1, "deconv1"), (&self.norm4, 4))?;
-        let y = ctx.tape.upsample_nearest2x(&y)?;
         let y = self.block(ctx, &y, (&self.deconv2, "deconv2"), (&self.norm5, 5))?;
         let y = self.deconv3.forward(ctx, "deconv3", &y)?;
         let y = ctx.tape.scale(&y, OUTPUT_SCALE);

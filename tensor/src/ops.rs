@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::autograd::op::{Normalized, Op};
-use crate::kernels::conv::{self, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv};
+use crate::kernels::conv::{self, ConvAlgorithm, ConvAlgorithms, ConvGeometry, InputView, PackedConv};
 use crate::kernels::norm::{self, NormGeometry, NormParams, Statistics};
 use crate::kernels::{self, elementwise, gram, pad, pool, reduce, upsample};
 use crate::{BatchStats, Error, NodeId, RunningStats, Shape, Tape, Tensor, Var};
@@ -46,8 +46,9 @@ pub struct Conv2d {
     weight: Option<NodeId>,
     /// The bias's node when it is tracked.
     bias: Option<NodeId>,
-    /// Pixels of mirrored border the layer reads around its input ([`Conv2d::reflected`]).
-    reflect: usize,
+    /// How the layer reads its input: upsampled ([`Conv2d::upsampled`]), within a mirrored
+    /// border ([`Conv2d::reflected`]), or as it is.
+    view: InputView,
 }
 
 impl Conv2d {
@@ -110,7 +111,7 @@ impl Conv2d {
             });
         }
         let packed = Arc::new(PackedConv::with_algorithms(weight.value().data(), bias.value().data(), g, algorithms));
-        Ok(Conv2d { packed, weight: weight.node(), bias: bias.node(), reflect: 0 })
+        Ok(Conv2d { packed, weight: weight.node(), bias: bias.node(), view: InputView::default() })
     }
 
     /// The layer reading its input mirrored by `pad` pixels on every side (PyTorch's
@@ -129,7 +130,17 @@ impl Conv2d {
                 reason: format!("a mirrored border replaces the layer's padding, which is {}x{}", g.pad_h, g.pad_w),
             });
         }
-        Ok(Conv2d { reflect: pad, ..self })
+        Ok(Conv2d { view: InputView { reflect: pad, ..self.view }, ..self })
+    }
+
+    /// The layer convolving its input upsampled 2x by nearest neighbour (before any mirrored
+    /// border): [`Tape::upsample_nearest2x`] then this convolution, bit for bit, as one op, a
+    /// resize-convolution (Odena et al. 2016). As with [`Conv2d::reflected`], the Winograd
+    /// route reads the upsampled pixels in place, so the input four times x's size is never
+    /// written out nor kept for the backward pass, which keeps x; the other routes convolve
+    /// an upsampled copy.
+    pub fn upsampled(self) -> Self {
+        Conv2d { view: InputView { upsample: true, ..self.view }, ..self }
     }
 
     /// A layer whose weights never receive gradients.
@@ -199,18 +210,20 @@ impl Tape {
 
     fn conv2d_then(&mut self, x: &Var, layer: &Conv2d, relu: bool) -> Result<Var, Error> {
         let op = if relu { "conv2d_relu" } else { "conv2d" };
-        let (g, reflect) = (layer.geometry(), layer.reflect);
+        let (g, view) = (layer.geometry(), layer.view);
         let (n, cin, h, w) = expect_nchw(op, x)?;
         if cin != g.cin {
             return Err(Error::ShapeMismatch { op, expected: format!("{} input channels", g.cin), got: x.shape() });
         }
-        if reflect > 0 {
-            mirrorable(op, reflect, h, w)?;
+        let (hu, wu) = view.upsampled(h, w);
+        if view.reflect > 0 {
+            mirrorable(op, view.reflect, hu, wu)?;
         }
-        let Some((ho, wo)) = g.output_size(h + 2 * reflect, w + 2 * reflect) else {
+        let (hp, wp) = view.size(h, w);
+        let Some((ho, wo)) = g.output_size(hp, wp) else {
             return Err(Error::BadGeometry {
                 op,
-                reason: format!("a {}x{} kernel does not fit a {h}x{w} image", g.kh, g.kw),
+                reason: format!("a {}x{} kernel does not fit a {hu}x{wu} image", g.kh, g.kw),
             });
         };
         let out_shape = Shape::new(&[n, g.cout, ho, wo]);
@@ -218,12 +231,12 @@ impl Tape {
         // The ReLU's mask, for the backward pass, comes out of the same write-back as y.
         let mut relu_mask = (relu && tracked).then(|| kernels::zeroed::<u8>(out_shape.numel()));
         let mask = relu_mask.as_deref_mut();
-        let y = conv::conv_forward_new(&layer.packed, x.value().data(), n, h, w, reflect, relu, mask);
+        let y = conv::conv_forward_new(&layer.packed, x.value().data(), n, h, w, view, relu, mask);
         Ok(self.output(Tensor::from_parts(out_shape, y), tracked, || Op::Conv2d {
             x: x.node(),
             conv: Arc::clone(&layer.packed),
             input_shape: x.shape(),
-            reflect,
+            view,
             weight: layer.weight,
             bias: layer.bias,
             input: layer.weight.is_some().then(|| x.value().clone()),

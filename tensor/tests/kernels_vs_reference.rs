@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_within, dot_bound};
 use proptest::prelude::*;
-use tensor::kernels::conv::{self, ConvAlgorithm, ConvAlgorithms, ConvGeometry, PackedConv};
+use tensor::kernels::conv::{self, ConvAlgorithm, ConvAlgorithms, ConvGeometry, InputView, PackedConv};
 use tensor::kernels::gemm::{
     gemm,
     params::{KC, MR, NR},
@@ -464,10 +464,14 @@ fn conv_into_a_new_buffer_matches_conv_into_a_held_one() {
         let p = PackedConv::with_algorithms(&wt, &b, g, ConvAlgorithms::both(algorithm));
         let mut held = vec![f32::NAN; len];
         conv::conv_forward(&p, &x, n, h, w, &mut held);
-        assert_eq!(bits(&conv::conv_forward_new(&p, &x, n, h, w, 0, false, None)), bits(&held), "{g:?} {algorithm:?}");
+        assert_eq!(
+            bits(&conv::conv_forward_new(&p, &x, n, h, w, InputView::default(), false, None)),
+            bits(&held),
+            "{g:?} {algorithm:?}"
+        );
         let (mut held, mut held_mask, mut mask) = (vec![f32::NAN; len], vec![7u8; len], vec![9u8; len]);
         conv::conv_relu_mask_forward(&p, &x, n, h, w, &mut held, &mut held_mask);
-        let new = conv::conv_forward_new(&p, &x, n, h, w, 0, true, Some(&mut mask));
+        let new = conv::conv_forward_new(&p, &x, n, h, w, InputView::default(), true, Some(&mut mask));
         assert_eq!(bits(&new), bits(&held), "{g:?} {algorithm:?}, ReLU");
         assert_eq!(mask, held_mask, "{g:?} {algorithm:?}, mask");
         assert!(held_mask.contains(&0) && held_mask.contains(&1));
@@ -580,25 +584,34 @@ proptest! {
         assert_within("reflection pad backward", &dx, &reference::reflection_pad2d_backward(&dy, planes, h, w, pad), &bound);
     }
 
-    /// A 3x3 layer reading its input's mirrored border in place (the Winograd route's
-    /// `Border::Reflect`, which `conv_forward_new` takes with `reflect`) has the bits of the
-    /// reference's padded copy convolved without padding, with and without the ReLU and its
-    /// mask: every band of rows and columns, small images where the border is most of them,
-    /// several images, and the direct route below Winograd's channel counts.
+    /// A 3x3 layer reading its input upsampled and/or within a mirrored border in place (the
+    /// Winograd route's `winograd::View`, which `conv_forward_new` takes as an `InputView`) has
+    /// the bits of the reference's upsampled and padded copy convolved as it is, with and
+    /// without the ReLU and its mask: every band of rows and columns, small images where the
+    /// border is most of them, a zero border (the layer's own padding) beside the mirrored
+    /// one, several images, and the direct route below Winograd's channel counts.
     #[test]
-    fn reflected_border_read_in_place_matches_padding_first(
-        n in 1..=2usize, cin in 8..=24usize, cout in 8..=24usize, h in 2..=21usize, w in 2..=37usize, seed: u64,
+    fn input_view_read_in_place_matches_writing_it_out(
+        n in 1..=2usize, cin in 8..=24usize, cout in 8..=24usize, h in 2..=21usize, w in 2..=37usize,
+        upsample: bool, reflect: bool, seed: u64,
     ) {
-        let g = ConvGeometry { cin, cout, kh: 3, kw: 3, pad_h: 0, pad_w: 0, stride: 1 };
+        let (view, pad) = (InputView { upsample, reflect: usize::from(reflect) }, usize::from(!reflect));
+        let g = ConvGeometry { cin, cout, kh: 3, kw: 3, pad_h: pad, pad_w: pad, stride: 1 };
         let mut rng = Rng::new(seed);
         let (x, wt, b) = (rng.vec(n * cin * h * w), rng.vec(cout * g.patch_len()), rng.vec(cout));
         let p = PackedConv::new(&wt, &b, g);
-        let padded = reference::reflection_pad2d(&x, n * cin, h, w, 1);
+        let (s, r) = (if upsample { 2 } else { 1 }, view.reflect);
+        let up = if upsample { reference::upsample_nearest2x(&x, n * cin, h, w) } else { x.clone() };
+        let image = if reflect { reference::reflection_pad2d(&up, n * cin, s * h, s * w, r) } else { up };
+        let (hp, wp) = view.size(h, w);
+        prop_assert_eq!((hp, wp), (s * h + 2 * r, s * w + 2 * r));
+        prop_assert_eq!(bits(&view.materialise(&x, n * cin, h, w)), bits(&image), "the view written out");
         for relu in [false, true] {
-            let len = n * cout * h * w;
+            let len = n * cout * s * h * s * w;
             let (mut mask, mut want_mask) = (vec![7u8; len], vec![7u8; len]);
-            let y = conv::conv_forward_new(&p, &x, n, h, w, 1, relu, relu.then_some(&mut mask[..]));
-            let want = conv::conv_forward_new(&p, &padded, n, h + 2, w + 2, 0, relu, relu.then_some(&mut want_mask[..]));
+            let y = conv::conv_forward_new(&p, &x, n, h, w, view, relu, relu.then_some(&mut mask[..]));
+            let identity = InputView::default();
+            let want = conv::conv_forward_new(&p, &image, n, hp, wp, identity, relu, relu.then_some(&mut want_mask[..]));
             prop_assert_eq!(bits(&y), bits(&want), "relu {}", relu);
             prop_assert_eq!(&mask, &want_mask);
         }

@@ -53,13 +53,14 @@ fn reflection_pad_backward_counts_every_copy() {
     assert_eq!(grads.get(&x).unwrap().data(), &expected);
 }
 
-/// A layer that reads its input's mirrored border (`Conv2d::reflected`) gives the bits of
-/// padding first and convolving without padding: its output and the gradients of its input,
-/// weight and bias, on the routes the network's layers take (Winograd for 3x3 stride 1 with 16
-/// channels or more, direct for stride 2 and 9x9, few outputs for 9x9 to RGB), on two images,
-/// with a border as deep as an image allows. Bad borders are typed errors.
+/// A layer that reads its input upsampled (`Conv2d::upsampled`) and/or within a mirrored border
+/// (`Conv2d::reflected`) gives the bits of upsampling and padding first and then convolving:
+/// its output and the gradients of its input, weight and bias, on the routes the network's
+/// layers take (Winograd for 3x3 stride 1 with 16 channels or more, direct for stride 2 and
+/// 9x9, few outputs for 9x9 to RGB), on two images, with a border as deep as an image allows,
+/// and an upsampled layer with zero padding of its own. Bad borders are typed errors.
 #[test]
-fn reflected_convolution_is_padding_then_convolving() {
+fn convolution_reading_a_view_is_upsampling_and_padding_first() {
     // (cin, cout, kernel, stride, h, w)
     let layers = [(16, 16, 3, 1, 9, 13), (32, 16, 3, 1, 2, 7), (16, 24, 3, 1, 20, 18), (5, 7, 3, 2, 10, 9)];
     let more = [(3, 8, 9, 1, 5, 11), (16, 3, 9, 1, 12, 6)];
@@ -67,32 +68,49 @@ fn reflected_convolution_is_padding_then_convolving() {
         let seed = 10 * i as u64;
         let (x, weight, bias) =
             (random(seed, &[2, cin, h, w]), random(seed + 1, &[cout, cin, k, k]), random(seed + 2, &[cout]));
-        let run = |fused: bool| {
-            let mut tape = Tape::new();
-            let (xv, wv, bv) = (tape.leaf(x.clone()), tape.leaf(weight.clone()), tape.leaf(bias.clone()));
-            let conv = Conv2d::with_stride(wv.clone(), bv.clone(), 0, stride).unwrap();
-            let y = if fused {
-                tape.conv2d(&xv, &conv.reflected(k / 2).unwrap()).unwrap()
-            } else {
-                let padded = tape.reflection_pad2d(&xv, k / 2).unwrap();
-                tape.conv2d(&padded, &conv).unwrap()
+        // (upsample, reflect): a zero-padded layer only where its kernel is 3x3.
+        let views = [(false, true), (true, true), (true, false)];
+        for (upsample, reflect) in views.into_iter().filter(|&(_, reflect)| reflect || k == 3) {
+            let run = |fused: bool| {
+                let mut tape = Tape::new();
+                let (xv, wv, bv) = (tape.leaf(x.clone()), tape.leaf(weight.clone()), tape.leaf(bias.clone()));
+                let padding = if reflect { 0 } else { k / 2 };
+                let conv = Conv2d::with_stride(wv.clone(), bv.clone(), padding, stride).unwrap();
+                let y = if fused {
+                    let conv = if upsample { conv.upsampled() } else { conv };
+                    let conv = if reflect { conv.reflected(k / 2).unwrap() } else { conv };
+                    tape.conv2d(&xv, &conv).unwrap()
+                } else {
+                    let up = if upsample { tape.upsample_nearest2x(&xv).unwrap() } else { xv.clone() };
+                    let padded = if reflect { tape.reflection_pad2d(&up, k / 2).unwrap() } else { up };
+                    tape.conv2d(&padded, &conv).unwrap()
+                };
+                let dy = random(seed + 3, y.shape().dims());
+                let grads = tape.backward_with(&y, dy).unwrap();
+                let of = |v: &Var| bits(grads.get(v).unwrap());
+                (y.shape(), bits(y.value()), of(&xv), of(&wv), of(&bv))
             };
-            let dy = random(seed + 3, y.shape().dims());
-            let grads = tape.backward_with(&y, dy).unwrap();
-            let of = |v: &Var| bits(grads.get(v).unwrap());
-            (y.shape(), bits(y.value()), of(&xv), of(&wv), of(&bv))
-        };
-        assert!(run(true) == run(false), "{cin}->{cout} {k}x{k}/{stride} on 2x{h}x{w}");
+            let what = format!("{cin}->{cout} {k}x{k}/{stride} on 2x{h}x{w}, upsample {upsample}, reflect {reflect}");
+            assert!(run(true) == run(false), "{what}");
+        }
     }
 
     let mut tape = Tape::new();
     let conv = |pad| Conv2d::new(Var::constant(Tensor::zeros([4, 2, 3, 3])), Var::constant(Tensor::zeros([4])), pad);
     assert!(matches!(conv(1).unwrap().reflected(1), Err(Error::BadGeometry { .. })), "padded twice");
+    assert!(matches!(conv(1).unwrap().upsampled().reflected(1), Err(Error::BadGeometry { .. })), "padded twice");
     let reflected = conv(0).unwrap().reflected(1).unwrap();
     let x = |h, w| Var::constant(Tensor::zeros([1, 2, h, w]));
     assert!(tape.conv2d(&x(2, 2), &reflected).is_ok());
     assert!(matches!(tape.conv2d(&x(1, 5), &reflected), Err(Error::BadGeometry { .. })), "border = h");
     assert!(matches!(tape.conv2d(&x(5, 1), &reflected), Err(Error::BadGeometry { .. })), "border = w");
+    // Upsampled first, a 1x1 image is 2x2: deep enough for a border of 1, not of 2.
+    let up = conv(0).unwrap().upsampled().reflected(1).unwrap();
+    assert_eq!(tape.conv2d(&x(1, 1), &up).unwrap().shape().dims(), &[1, 4, 2, 2]);
+    let conv5 = Conv2d::new(Var::constant(Tensor::zeros([4, 2, 5, 5])), Var::constant(Tensor::zeros([4])), 0);
+    let up2 = conv5.unwrap().upsampled().reflected(2).unwrap();
+    assert!(matches!(tape.conv2d(&x(1, 3), &up2), Err(Error::BadGeometry { .. })), "border = 2h");
+    assert_eq!(tape.conv2d(&x(2, 3), &up2).unwrap().shape().dims(), &[1, 4, 4, 6]);
 }
 
 #[test]

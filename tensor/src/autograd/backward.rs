@@ -1,8 +1,6 @@
 //! The backward rule of every op, in one exhaustive `match`: adding an `Op` variant does not
 //! compile until its rule is written here.
 
-use std::borrow::Cow;
-
 use crate::autograd::op::{Normalized, Op};
 use crate::autograd::tape::NodeId;
 use crate::kernels::norm::{self, NormGrads};
@@ -16,23 +14,24 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
     let mut out = Vec::with_capacity(2);
     match op {
         Op::Leaf => {}
-        Op::Conv2d { x, conv, input_shape, reflect, weight, bias, input, relu_mask } => {
+        Op::Conv2d { x, conv, input_shape, view, weight, bias, input, relu_mask } => {
             let g = match relu_mask {
                 Some(mask) => relu_backward(g, &mask),
                 None => g,
             };
             let (n, c, h, w) = input_shape.nchw().expect("conv input is NCHW");
-            // The size the layer convolved: x's, or x's with the mirrored border.
-            let (hp, wp) = (h + 2 * reflect, w + 2 * reflect);
+            // The size the layer convolved: x's, or x's upsampled and within its border.
+            let (hp, wp) = view.size(h, w);
             let geo = conv.geometry;
             let (ho, wo) = geo.output_size(hp, wp).expect("forward ran on this size");
             if let Some(x) = x {
-                let dx = if reflect > 0 {
-                    // The gradient of the padded input, each border pixel's added back to the
-                    // pixel it mirrors, as `Op::ReflectionPad2d`'s backward would; the tape
+                let dx = if !view.is_identity() {
+                    // The gradient of the image the layer read, taken back through the view
+                    // (each border pixel's added to the pixel it mirrors, each 2x2 block
+                    // summed), as the separate pad and upsample ops' backward would; the tape
                     // adds it to what x holds.
-                    let padded = conv::conv_backward_input_new(&conv, g.data(), n, hp, wp);
-                    pad::reflection_pad2d_backward(&padded, n * c, h, w, reflect)
+                    let dimage = conv::conv_backward_input_new(&conv, g.data(), n, hp, wp);
+                    view.backward(dimage, n * c, h, w)
                 } else {
                     // Added into the gradient already held for x, if any (a Gram's, for a style
                     // layer feeding the next convolution), rather than into a second buffer of
@@ -51,10 +50,7 @@ pub(crate) fn backward(op: Op, g: Tensor, held: &mut [Option<Tensor>]) -> Vec<(N
             }
             if let Some(wn) = weight {
                 let input = input.expect("conv saves its input when its weight is tracked");
-                let input = match reflect {
-                    0 => Cow::Borrowed(input.data()),
-                    r => Cow::Owned(pad::reflection_pad2d(input.data(), n * c, h, w, r)),
-                };
+                let input = view.materialise(input.data(), n * c, h, w);
                 let mut dw = vec![0.0; geo.cout * geo.patch_len()];
                 conv::conv_backward_weight(&conv, &input, n, hp, wp, g.data(), &mut dw);
                 out.push((wn, Tensor::from_parts([geo.cout, geo.cin, geo.kh, geo.kw].into(), dw)));

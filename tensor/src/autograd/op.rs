@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::autograd::tape::NodeId;
-use crate::kernels::conv::PackedConv;
+use crate::kernels::conv::{InputView, PackedConv};
 use crate::kernels::norm::NormGeometry;
 use crate::kernels::pad;
 use crate::{Shape, Tensor};
@@ -66,14 +66,14 @@ pub(crate) enum Op {
     /// when tracked; `input` is kept only when the weight is (its gradient needs x, the
     /// bias's only dY).
     /// `relu_mask` is `(y > 0)` when a ReLU was fused into the forward (`y = max(conv, 0)`):
-    /// backward masks the gradient first, as the separate [`Op::Relu`] would. With `reflect`,
-    /// the layer read x mirrored by that many pixels (`Conv2d::reflected`); `input` is x
-    /// unpadded, and backward pads it again.
+    /// backward masks the gradient first, as the separate [`Op::Relu`] would. The layer read
+    /// x as `view` shows it (upsampled, within a mirrored border: `Conv2d::upsampled`,
+    /// `Conv2d::reflected`); `input` is x itself, and backward writes the view out again.
     Conv2d {
         x: Option<NodeId>,
         conv: Arc<PackedConv>,
         input_shape: Shape,
-        reflect: usize,
+        view: InputView,
         weight: Option<NodeId>,
         bias: Option<NodeId>,
         input: Option<Tensor>,

@@ -352,16 +352,74 @@ fn flipped(weight: &[f32], g: ConvGeometry) -> Vec<f32> {
 /// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) + b`.
 pub fn conv_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32]) {
     // SAFETY: `forward` writes only computed values into y.
-    forward(p, x, n, h, w, None, unsafe { super::as_write_only(y) }, false, None);
+    forward(p, x, n, h, w, InputView::default(), unsafe { super::as_write_only(y) }, false, None);
+}
+
+/// What a layer convolves, as a view of its input x `[n, cin, h, w]`: x, or x upsampled 2x by
+/// nearest neighbour when `upsample` (`upsample::nearest2x`, the resize half of the network's
+/// resize-convolutions), then mirrored by `reflect` pixels on every side when `reflect > 0`
+/// (`pad::reflection_pad2d`, in place of the layer's own zero padding). The Winograd route
+/// reads both where it reads its windows (`winograd::View`), with no copy of x; the other
+/// routes convolve the image written out ([`InputView::materialise`]). Either way the bits are
+/// those of upsampling and padding first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InputView {
+    pub upsample: bool,
+    pub reflect: usize,
+}
+
+impl InputView {
+    /// True when the layer convolves x itself.
+    pub fn is_identity(self) -> bool {
+        self == InputView::default()
+    }
+
+    /// The size of x upsampled (or not), before the border.
+    pub fn upsampled(self, h: usize, w: usize) -> (usize, usize) {
+        let s = if self.upsample { 2 } else { 1 };
+        (s * h, s * w)
+    }
+
+    /// The size of the image the layer convolves, for an `h x w` input.
+    pub fn size(self, h: usize, w: usize) -> (usize, usize) {
+        let (h, w) = self.upsampled(h, w);
+        (h + 2 * self.reflect, w + 2 * self.reflect)
+    }
+
+    /// The image the layer convolves, `[planes, size(h, w)]`, written out (x itself, borrowed,
+    /// when the view is the identity).
+    pub fn materialise(self, x: &[f32], planes: usize, h: usize, w: usize) -> Cow<'_, [f32]> {
+        let mut image = Cow::Borrowed(x);
+        if self.upsample {
+            image = Cow::Owned(super::upsample::nearest2x(&image, planes, h, w));
+        }
+        if self.reflect > 0 {
+            let (h, w) = self.upsampled(h, w);
+            image = Cow::Owned(pad::reflection_pad2d(&image, planes, h, w, self.reflect));
+        }
+        image
+    }
+
+    /// The adjoint of [`InputView::materialise`]: `dx [planes, h, w]` from the gradient of the
+    /// image, `[planes, size(h, w)]`; each border pixel's added back to the pixel it mirrors,
+    /// then each 2x2 block summed.
+    pub fn backward(self, dimage: Vec<f32>, planes: usize, h: usize, w: usize) -> Vec<f32> {
+        let mut d = dimage;
+        if self.reflect > 0 {
+            let (h, w) = self.upsampled(h, w);
+            d = pad::reflection_pad2d_backward(&d, planes, h, w, self.reflect);
+        }
+        if self.upsample {
+            d = super::upsample::nearest2x_backward(&d, planes, h, w);
+        }
+        d
+    }
 }
 
 /// [`conv_forward`], or with the ReLU ([`conv_relu_forward`]) and its mask
 /// ([`conv_relu_mask_forward`]) when asked for, into a new buffer that is only written, never
-/// zeroed first: what the tape's convolutions run. With `reflect > 0` the layer (which must
-/// have no padding of its own) convolves x mirrored by `reflect` pixels on every side, as
-/// `pad::reflection_pad2d` pads it: the Winograd route reads the mirrored border where it
-/// reads its windows, with no padded copy of x (`winograd::Border`); the others convolve such
-/// a copy. Either way the bits are those of padding first.
+/// zeroed first: what the tape's convolutions run, of x as `view` shows it (a view with a
+/// mirrored border needs a layer with no padding of its own).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_forward_new(
     p: &PackedConv,
@@ -369,16 +427,16 @@ pub fn conv_forward_new(
     n: usize,
     h: usize,
     w: usize,
-    reflect: usize,
+    view: InputView,
     relu: bool,
     mask: Option<&mut [u8]>,
 ) -> Vec<f32> {
     let g = p.geometry;
-    let (ho, wo) = g.output_size(h + 2 * reflect, w + 2 * reflect).expect("kernel larger than the image");
+    let (hp, wp) = view.size(h, w);
+    let (ho, wo) = g.output_size(hp, wp).expect("kernel larger than the image");
     let len = n * g.cout * ho * wo;
     let mut y = Vec::with_capacity(len);
-    let reflect = (reflect > 0).then_some(reflect);
-    forward(p, x, n, h, w, reflect, &mut y.spare_capacity_mut()[..len], relu, mask);
+    forward(p, x, n, h, w, view, &mut y.spare_capacity_mut()[..len], relu, mask);
     // SAFETY: every route of `forward` writes every value of its output: the GEMM (never with
     // `upper`), Winograd (each tile's pixels, clipped at the edges) and the sliding windows
     // (each pixel); the reference tests run each route into outputs filled with NaN.
@@ -389,19 +447,19 @@ pub fn conv_forward_new(
 /// `y = max(conv(x, W) + b, 0)`: the ReLU done in the GEMM's write-back (see [`Epilogue::relu`]).
 pub fn conv_relu_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32]) {
     // SAFETY: `forward` writes only computed values into y.
-    forward(p, x, n, h, w, None, unsafe { super::as_write_only(y) }, true, None);
+    forward(p, x, n, h, w, InputView::default(), unsafe { super::as_write_only(y) }, true, None);
 }
 
 /// [`conv_relu_forward`], writing also the ReLU's mask `mask = (y > 0)` (one byte per value,
 /// what its backward reads) in the same write-back, not by a second pass over `y`.
 pub fn conv_relu_mask_forward(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32], mask: &mut [u8]) {
     // SAFETY: `forward` writes only computed values into y.
-    forward(p, x, n, h, w, None, unsafe { super::as_write_only(y) }, true, Some(mask));
+    forward(p, x, n, h, w, InputView::default(), unsafe { super::as_write_only(y) }, true, Some(mask));
 }
 
 /// One GEMM per image (each parallel over blocks of its output), or the Winograd or
-/// sliding-window routes; y is only written, every value of it. With `reflect`, of x mirrored
-/// by that many pixels on every side (see [`conv_forward_new`]).
+/// sliding-window routes; y is only written, every value of it. Of x as `view` shows it (see
+/// [`InputView`]).
 #[allow(clippy::too_many_arguments)]
 fn forward(
     p: &PackedConv,
@@ -409,25 +467,20 @@ fn forward(
     n: usize,
     h: usize,
     w: usize,
-    reflect: Option<usize>,
+    view: InputView,
     y: &mut [MaybeUninit<f32>],
     relu: bool,
     mask: Option<&mut [u8]>,
 ) {
     let g = p.geometry;
-    let border = match (reflect, &p.forward) {
-        (None, _) => winograd::Border::Zeros(g.pad_h, g.pad_w),
-        (Some(r), Forward::Winograd) => {
-            assert!(g.pad_h == 0 && g.pad_w == 0, "a mirrored border replaces the layer's own padding");
-            winograd::Border::Reflect(r, r)
-        }
-        (Some(r), _) => {
-            let padded = pad::reflection_pad2d(x, n * g.cin, h, w, r);
-            return forward(p, &padded, n, h + 2 * r, w + 2 * r, None, y, relu, mask);
-        }
-    };
-    let r = reflect.unwrap_or(0);
-    let (ho, wo) = g.output_size(h + 2 * r, w + 2 * r).expect("kernel larger than the image");
+    assert!(view.reflect == 0 || (g.pad_h == 0 && g.pad_w == 0), "a mirrored border replaces the layer's own padding");
+    if !view.is_identity() && !matches!(p.forward, Forward::Winograd) {
+        let (hp, wp) = view.size(h, w);
+        let image = view.materialise(x, n * g.cin, h, w);
+        return forward(p, &image, n, hp, wp, InputView::default(), y, relu, mask);
+    }
+    let (hp, wp) = view.size(h, w);
+    let (ho, wo) = g.output_size(hp, wp).expect("kernel larger than the image");
     assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
     assert_eq!(y.len(), n * g.cout * ho * wo, "conv output is [n, cout, ho, wo]");
     assert!(mask.as_ref().is_none_or(|m| relu && m.len() == y.len()), "a mask needs the ReLU, one byte per output");
@@ -436,7 +489,12 @@ fn forward(
         Forward::Winograd => {
             let u = p.winograd.as_ref().expect("Winograd weights kept");
             let epilogue = winograd::Epilogue { bias: Some(&p.bias), relu, mask, accumulate: false };
-            return winograd::conv3x3_uninit(u, Pass::Forward, border, x, (n, h, w), y, epilogue);
+            let border = match view.reflect {
+                0 => winograd::Border::Zeros(g.pad_h, g.pad_w),
+                r => winograd::Border::Reflect(r, r),
+            };
+            let view = winograd::View { upsample: view.upsample, border };
+            return winograd::conv3x3_uninit(u, Pass::Forward, view, x, (n, h, w), y, epilogue);
         }
         Forward::FewOutputs(taps) => {
             let image = g.cout * ho * wo;
@@ -544,7 +602,7 @@ fn winograd_input_gradient_add(p: &PackedConv, dy: &[f32], n: usize, h: usize, w
     let epilogue = winograd::Epilogue { accumulate: true, ..winograd::Epilogue::default() };
     // conv3x3 checks dy's and dx's lengths against (n, ho, wo) and the channels.
     let border = winograd::Border::Zeros(t.pad_h, t.pad_w);
-    winograd::conv3x3(u, Pass::InputGradient, border, dy, (n, ho, wo), dx, epilogue);
+    winograd::conv3x3(u, Pass::InputGradient, border.into(), dy, (n, ho, wo), dx, epilogue);
 }
 
 /// Floats of `dcol` per band of output rows in the col2im route (1 MiB): the GEMM writes a
@@ -583,7 +641,7 @@ fn input_gradient(p: &PackedConv, dy: &[f32], n: usize, h: usize, w: usize, dx: 
             let (t, u) = (g.transposed(), p.winograd.as_ref().expect("Winograd weights kept"));
             let epilogue = winograd::Epilogue::default();
             let border = winograd::Border::Zeros(t.pad_h, t.pad_w);
-            winograd::conv3x3_uninit(u, Pass::InputGradient, border, dy, (n, ho, wo), dx, epilogue);
+            winograd::conv3x3_uninit(u, Pass::InputGradient, border.into(), dy, (n, ho, wo), dx, epilogue);
         }
         InputGradient::Flipped(a) => {
             for (dy, dx) in images {

@@ -157,6 +157,44 @@ impl Border {
     }
 }
 
+/// The image a convolution's windows read, as a view of its input x `[cin, h, w]`: x, or x
+/// upsampled 2x by nearest neighbour (`upsample::nearest2x`, the network's resize-convolutions),
+/// within a [`Border`]. Both are read in place ([`Windows::copy_band`]), so neither an upsampled
+/// nor a padded copy of x is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    pub upsample: bool,
+    pub border: Border,
+}
+
+impl From<Border> for View {
+    fn from(border: Border) -> Self {
+        View { upsample: false, border }
+    }
+}
+
+impl View {
+    /// Pixels of the image per pixel of x, along each axis.
+    fn scale(self) -> usize {
+        if self.upsample {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The size of the image the windows read, border included, for an `h x w` input.
+    fn padded(self, h: usize, w: usize) -> (usize, usize) {
+        let ((rows, columns), s) = (self.border.depth(), self.scale());
+        (s * h + 2 * rows, s * w + 2 * columns)
+    }
+
+    /// [`Border::check`] on the upsampled image.
+    fn check(self, h: usize, w: usize) {
+        self.border.check(self.scale() * h, self.scale() * w);
+    }
+}
+
 /// A layer's 3x3 kernels, kept as they are and transformed into `U = G g Gᵀ` at every call.
 ///
 /// Why not once: `U` is four times the kernels' size, for each of the two passes. Kept for
@@ -369,21 +407,22 @@ pub struct Epilogue<'a> {
 }
 
 /// `y [n, cout, ho, wo] = conv(x [n, cin, h, w], W) (+ bias) (then max(·, 0))` for a 3x3
-/// stride-1 convolution of x within `border` (at most 2 deep), `W` being the layer's kernels
-/// for `pass` (flipped for the input gradient, whose `cin` is the layer's `cout`).
+/// stride-1 convolution of x as `view` shows it (upsampled or not, within a border at most 2
+/// deep), `W` being the layer's kernels for `pass` (flipped for the input gradient, whose
+/// `cin` is the layer's `cout`).
 pub fn conv3x3(
     weights: &WinogradWeights,
     pass: Pass,
-    border: Border,
+    view: View,
     x: &[f32],
     dims: (usize, usize, usize),
     y: &mut [f32],
     epilogue: Epilogue,
 ) {
     let (len, image) = (y.len(), y.len() / dims.0.max(1));
-    let wo = (dims.2 + 2 * border.depth().1).saturating_sub(2);
+    let wo = view.padded(dims.1, dims.2).1.saturating_sub(2);
     let outs = y.chunks_mut(image.max(1)).map(|y| SharedC::new(y, wo)).collect();
-    conv3x3_with(weights, pass, border, x, dims, (len, outs), epilogue, None);
+    conv3x3_with(weights, pass, view, x, dims, (len, outs), epilogue, None);
 }
 
 /// [`conv3x3`] into uninitialised memory, which it only writes (so not `accumulate`): every
@@ -391,7 +430,7 @@ pub fn conv3x3(
 pub fn conv3x3_uninit(
     weights: &WinogradWeights,
     pass: Pass,
-    border: Border,
+    view: View,
     x: &[f32],
     dims: (usize, usize, usize),
     y: &mut [MaybeUninit<f32>],
@@ -399,9 +438,9 @@ pub fn conv3x3_uninit(
 ) {
     assert!(!epilogue.accumulate, "conv3x3_uninit only writes its output");
     let (len, image) = (y.len(), y.len() / dims.0.max(1));
-    let wo = (dims.2 + 2 * border.depth().1).saturating_sub(2);
+    let wo = view.padded(dims.1, dims.2).1.saturating_sub(2);
     let outs = y.chunks_mut(image.max(1)).map(|y| SharedC::from_uninit(y, wo)).collect();
-    conv3x3_with(weights, pass, border, x, dims, (len, outs), epilogue, None);
+    conv3x3_with(weights, pass, view, x, dims, (len, outs), epilogue, None);
 }
 
 /// The convolution into `outs`, one output image each (`len` values in all), which are
@@ -413,7 +452,7 @@ pub fn conv3x3_uninit(
 fn conv3x3_with(
     weights: &WinogradWeights,
     pass: Pass,
-    border: Border,
+    view: View,
     x: &[f32],
     (n, h, w): (usize, usize, usize),
     (len, outs): (usize, Vec<SharedC<'_>>),
@@ -423,9 +462,8 @@ fn conv3x3_with(
     let Epilogue { bias, relu, mask, accumulate } = epilogue;
     assert!(!(relu && accumulate), "an accumulating convolution has no ReLU");
     let (cin, cout) = weights.channels(pass);
-    border.check(h, w);
-    let pad = border.depth();
-    let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
+    view.check(h, w);
+    let (hp, wp) = view.padded(h, w);
     assert!(hp >= 3 && wp >= 3, "kernel larger than the image");
     let (ho, wo) = (hp - 2, wp - 2);
     assert_eq!(x.len(), n * cin * h * w, "conv input is [n, cin, h, w]");
@@ -442,7 +480,7 @@ fn conv3x3_with(
     let split = split.unwrap_or_else(|| Split::for_layer(cin, cout, tiles.count));
     with_transformed(weights, pass, |u| {
         for (x, out) in x.chunks_exact(cin * h * w).zip(&outs) {
-            let windows = Windows { x, cin, h, w, border, tiles: &tiles };
+            let windows = Windows { x, cin, h, w, view, tiles: &tiles };
             // The output (and its mask) as `cout·ho` rows of `wo`, written by every task, each
             // only its own tiles' pixels of its own channels.
             let mask = masks.as_mut().and_then(Iterator::next).map(|m| SharedC::new(m, wo));
@@ -609,7 +647,7 @@ pub fn weight_gradient(
     let (mut v, mut g) = (vec![0.0; POINTS * cin * count], vec![0.0; POINTS * count * cout]);
     let mut du = vec![0.0; POINTS * cin * cout];
     for (i, (x, dy)) in x.chunks_exact(cin * h * w).zip(dy.chunks_exact(cout * ho * wo)).enumerate() {
-        let windows = Windows { x, cin, h, w, border, tiles: &tiles };
+        let windows = Windows { x, cin, h, w, view: border.into(), tiles: &tiles };
         let (v_all, g_all) = (SharedC::new(&mut v, count), SharedC::new(&mut g, cout));
         starts.par_iter().for_each(|&t0| {
             let valid = batch.min(count - t0);
@@ -758,8 +796,9 @@ impl Tiles {
     }
 }
 
-/// The 6x6 windows of the tiles, read from the unpadded input. Each batch copies the rows its
-/// windows cover, one channel at a time, with the [`Border`] around them, into a small buffer
+/// The 6x6 windows of the tiles, read from the input as its [`View`] shows it. Each batch copies
+/// the rows its windows cover, one channel at a time, upsampled where the view is and with the
+/// [`Border`] around them, into a small buffer
 /// (a few rows, some KB), so that every window, wherever it lies (on the image's edge, or in a
 /// group of tiles that wraps onto the next row of tiles), is read by the same branch-free
 /// loads; no padded copy of the whole input is made.
@@ -768,7 +807,7 @@ struct Windows<'a> {
     cin: usize,
     h: usize,
     w: usize,
-    border: Border,
+    view: View,
     tiles: &'a Tiles,
 }
 
@@ -836,40 +875,74 @@ impl Windows<'_> {
         }
     }
 
-    /// Copies the padded image's rows and columns that `b` covers, of one channel's `plane`,
-    /// into `band`: the image's pixels, its [`Border`] (zeros, or pixels mirrored about its
-    /// edges) and zeros past the border.
+    /// Copies the rows and columns of the image the windows read ([`View`]) that `b` covers, of
+    /// one channel's `plane`, into `band`: the plane's pixels (each repeated 2x2 when
+    /// upsampled), its [`Border`] (zeros, or pixels mirrored about the image's edges) and zeros
+    /// past the border.
     fn copy_band(&self, plane: &[f32], b: &Band, band: &mut [f32]) {
-        let (pad, reflect) = (self.border.depth(), matches!(self.border, Border::Reflect(..)));
+        let border = self.view.border;
+        let (pad, reflect) = (border.depth(), matches!(border, Border::Reflect(..)));
+        let s = self.view.scale();
+        let (h, w) = (s * self.h, s * self.w);
         // The band's columns that hold image pixels, and the image columns they hold.
         let first = pad.1.saturating_sub(b.left);
         let from = b.left.saturating_sub(pad.1);
-        let n = self.w.saturating_sub(from).min(b.stride.saturating_sub(first));
-        // Padded row or column `i` of an axis of `len` pixels with a border `pad` deep: the
-        // image's index of the pixel there, or None where zeros lie (a zero border, or past
-        // the border). `pad < len` ([`Border::check`]) keeps one reflection enough.
+        let n = w.saturating_sub(from).min(b.stride.saturating_sub(first));
+        // Padded row or column `i` of an axis of `len` image pixels with a border `pad` deep:
+        // the plane's index of the pixel there, or None where zeros lie (a zero border, or
+        // past the border). `pad < len` ([`Border::check`]) keeps one reflection enough.
         let source = |i: usize, len: usize, pad: usize| -> Option<usize> {
             let i = i as isize - pad as isize;
-            if (0..len as isize).contains(&i) {
-                Some(i as usize)
+            let i = if (0..len as isize).contains(&i) {
+                i as usize
+            } else if reflect && i < (len + pad) as isize {
+                super::pad::reflect(i, len)
             } else {
-                (reflect && i < (len + pad) as isize).then(|| super::pad::reflect(i, len))
-            }
+                return None;
+            };
+            Some(i / s)
         };
         for (r, dst) in band.chunks_exact_mut(b.stride).enumerate() {
-            let Some(iy) = source(b.top + r, self.h, pad.0) else {
+            let Some(iy) = source(b.top + r, h, pad.0) else {
                 dst.fill(0.0);
                 continue;
             };
             let row = &plane[iy * self.w..][..self.w];
             for (j, d) in dst[..first].iter_mut().enumerate() {
-                *d = source(b.left + j, self.w, pad.1).map_or(0.0, |ix| row[ix]);
+                *d = source(b.left + j, w, pad.1).map_or(0.0, |ix| row[ix]);
             }
-            dst[first..first + n].copy_from_slice(&row[from..][..n]);
+            let inner = &mut dst[first..first + n];
+            if s == 1 {
+                inner.copy_from_slice(&row[from..][..n]);
+            } else {
+                upsample_row(&row[from / 2..], from % 2 == 1, inner);
+            }
             for (j, d) in dst.iter_mut().enumerate().skip(first + n) {
-                *d = source(b.left + j, self.w, pad.1).map_or(0.0, |ix| row[ix]);
+                *d = source(b.left + j, w, pad.1).map_or(0.0, |ix| row[ix]);
             }
         }
+    }
+}
+
+/// `dst` filled with the pixels of `src` each written twice, as a row of a nearest-neighbour
+/// 2x upsampling, starting with the second copy of `src[0]` when `odd`: in pairs, so that the
+/// loop compiles to vector loads and shuffles rather than one indexed load per value.
+#[inline(always)]
+fn upsample_row(src: &[f32], odd: bool, dst: &mut [f32]) {
+    let (src, dst) = match (odd, dst) {
+        (true, [d, rest @ ..]) => {
+            *d = src[0];
+            (&src[1..], rest)
+        }
+        (_, dst) => (src, dst),
+    };
+    let half = dst.len() / 2;
+    let mut pairs = dst.chunks_exact_mut(2);
+    for (pair, &v) in (&mut pairs).zip(src) {
+        pair.fill(v);
+    }
+    if let [last] = pairs.into_remainder() {
+        *last = src[half];
     }
 }
 
@@ -1093,7 +1166,7 @@ mod tests {
                 conv3x3_with(
                     &weights,
                     Pass::Forward,
-                    Border::Zeros(1, 1),
+                    Border::Zeros(1, 1).into(),
                     &x,
                     (n, h, w),
                     (len, outs),
