@@ -27,19 +27,21 @@ use crate::tiles::map_tiles;
 use crate::Error;
 
 /// Memory one pass of the network may take by default, the whole picture's or one tile's:
-/// 1.2 GiB, what the full-width network's pass over a 1024x1024 picture (with its border)
-/// takes. Tiles cost time twice: the statistics pass over a reduced copy, and the overlap
-/// computed twice (at 1920x1080 in 1024-pixel tiles, 40% more pixels than one whole pass).
-/// So pictures go through whole whenever this allows, and otherwise in tiles as large as it
-/// allows (see [`default_tile`]).
-pub const PASS_BYTES: usize = (12 << 30) / 10;
+/// 1.4 GiB, a little over what the full-width network's pass over a 1920x1080 picture (with
+/// its border) takes (1.3 GiB), so that a Full-HD photo goes whole at either width; 3840x2160
+/// then peaks at 1.0-1.2 GiB in tiles, within the 2 GB it must fit. Tiles cost time twice: the
+/// statistics pass over a reduced copy, and the overlap computed twice (at 1920x1080 in
+/// 1024-pixel tiles, 40% more pixels than one whole pass). So pictures go through whole
+/// whenever this allows, and otherwise in tiles as large as it allows (see [`default_tile`]).
+pub const PASS_BYTES: usize = (14 << 30) / 10;
 /// Peak memory of a pass per pixel: a part that does not depend on the network's width (the
 /// picture's own planes, before and after) and a part per channel of its first layer (every
 /// activation's channels are a multiple of it). Fitted to peak RSS of whole passes (`/usr/bin/time
-/// stylize apply MODEL IN -o OUT --tile 4096`, Xeon, 2026-11-27): 342, 649 and 1,247 MiB at
-/// 0.57, 1.12 and 2.17 million pixels (border included) at width 16, 643, 1,235 and 2,379 MiB at
-/// width 32; 575 and 1,100 bytes a pixel.
-const PASS_BYTES_PER_PIXEL: (usize, usize) = (50, 33);
+/// stylize apply MODEL IN -o OUT --tile 4096`, Xeon, 2026-11-29, since the upsampling layers read
+/// their input in place): 195, 365 and 694 MiB at 0.57, 1.12 and 2.17 million pixels (border
+/// included) at width 16, 356, 679 and 1,295 MiB at width 32; 335 and 626 bytes a pixel at the
+/// largest.
+const PASS_BYTES_PER_PIXEL: (usize, usize) = (50, 18);
 /// Overlap between tiles: a quarter of it is discarded at each inner edge, the rest blended.
 pub const TILE_OVERLAP: usize = 64;
 /// The smallest tile: below it a tile would be mostly overlap. Smaller requests are raised to it.
@@ -62,9 +64,9 @@ pub const BORDER: usize = 16;
 /// The side of the largest square one pass of a network of `width` channels may take: in
 /// [`PASS_BYTES`], or in three quarters of `free_bytes` (the memory available now, if known)
 /// when that is less, so that a small machine gets smaller tiles rather than the OOM killer.
-/// A multiple of 4, at least [`MIN_TILE`]. With memory to spare: 1,076 pixels at full width
-/// (32), 1,492 at half width (16), where a 1920x1080 photo with its border (1952x1112) goes
-/// through whole.
+/// A multiple of 4, at least [`MIN_TILE`]. With memory to spare: 1,548 pixels at full width
+/// (32) and 2,108 at half width (16), so a 1920x1080 photo with its border (1952x1112, 2.17
+/// million pixels) goes through whole at either.
 pub fn default_tile(width: usize, free_bytes: Option<u64>) -> usize {
     let free = free_bytes.map_or(usize::MAX, |b| usize::try_from(b / 4 * 3).unwrap_or(usize::MAX));
     let (fixed, per_channel) = PASS_BYTES_PER_PIXEL;
@@ -174,18 +176,18 @@ mod tests {
     }
 
     #[test]
-    fn a_full_hd_photo_goes_whole_at_half_width_and_4k_in_tiles() {
+    fn a_full_hd_photo_goes_whole_and_4k_in_tiles() {
         let half = default_tile(16, None);
         let (w, h) = bordered(1920, 1080);
         assert!(goes_whole(w, h, half), "1920x1080 in one pass of {half}² pixels");
-        let (w, h) = bordered(3840, 2160);
-        assert!(!goes_whole(w, h, half), "3840x2160 in tiles");
-        // The full-width network takes about twice the memory a pixel: Full HD is tiled there,
-        // and a 1024x1024 picture still goes whole, as before tiles were sized by memory.
+        let (w4k, h4k) = bordered(3840, 2160);
+        assert!(!goes_whole(w4k, h4k, half), "3840x2160 in tiles");
+        // The full-width network takes about twice the memory a pixel, and Full HD still goes
+        // whole there; 4K does not.
         let full = default_tile(32, None);
-        assert!(!goes_whole(1952, 1112, full) && goes_whole(1056, 1056, full), "full width: {full}");
+        assert!(goes_whole(w, h, full) && !goes_whole(w4k, h4k, full), "full width: {full}");
         // The sides `--tile`'s help and the docs give.
-        assert_eq!((half, full), (1492, 1076));
+        assert_eq!((half, full), (2108, 1548));
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
 
-    /// Pictures with more pixels than a PX x PX square go through in overlapping tiles of at most PX a side, so memory stays bounded: a pass needs about 575 bytes a pixel at half width, 1,100 at full width (at least 64) [default: the side of a 1.2 GiB pass, or of three quarters of the free memory if less: 1492 at half width, where a 1920x1080 photo goes whole; 1076 at full width]
+    /// Pictures with more pixels than a PX x PX square go through in overlapping tiles of at most PX a side, so memory stays bounded: a pass needs about 340 bytes a pixel at half width, 630 at full width (at least 64) [default: the side of a 1.4 GiB pass, or of three quarters of the free memory if less: 2108 at half width and 1548 at full width, where a 1920x1080 photo goes whole]
     #[arg(long, value_name = "PX", value_parser = parse_tile)]
     pub tile: Option<usize>,
 
