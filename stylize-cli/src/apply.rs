@@ -80,11 +80,18 @@ pub fn goes_whole(w: usize, h: usize, tile: usize) -> bool {
     w.saturating_mul(h) <= tile.saturating_mul(tile)
 }
 
+/// The longest side of the reduced copy whose statistics normalise the tiles, when tiles are
+/// larger: a 3840x2160 picture reduced 2.5x. The statistics pass costs time in proportion to
+/// its pixels, and once the tiles grew to 2,108 px (the 1.4 GiB [`PASS_BYTES`]) a copy of a
+/// tile's side made 3840x2160 15-20% slower (`benches/README.md`, "Upsampling read in place").
+pub const STATS_SIDE: usize = 1536;
+
 /// `net`'s picture of `rgb` (`[1, 3, H, W]`, 0..255): whole if it has no more pixels than a
 /// `tile x tile` square, border included ([`goes_whole`]), else in tiles of at most `tile`
-/// pixels a side.
+/// pixels a side, normalised by the statistics of a copy of at most `tile` or [`STATS_SIDE`]
+/// pixels a side, whichever is less.
 pub fn stylize(net: &Transformer, rgb: &Tensor, tile: usize) -> Result<Tensor, Error> {
-    stylize_tiled(net, rgb, tile, tile)
+    stylize_tiled(net, rgb, tile, tile.min(STATS_SIDE))
 }
 
 /// [`stylize`] with the tiles normalised by the statistics of a copy reduced to `stats_side`
