@@ -798,10 +798,10 @@ impl Tiles {
 
 /// The 6x6 windows of the tiles, read from the input as its [`View`] shows it. Each batch copies
 /// the rows its windows cover, one channel at a time, upsampled where the view is and with the
-/// [`Border`] around them, into a small buffer
-/// (a few rows, some KB), so that every window, wherever it lies (on the image's edge, or in a
-/// group of tiles that wraps onto the next row of tiles), is read by the same branch-free
-/// loads; no padded copy of the whole input is made.
+/// [`Border`] around them, into a small buffer (a few rows, some KB), so that every window,
+/// wherever it lies (on the image's edge, or in a group of tiles that wraps onto the next row
+/// of tiles), is read by the same branch-free loads; no upsampled or padded copy of the whole
+/// input is made.
 struct Windows<'a> {
     x: &'a [f32],
     cin: usize,
