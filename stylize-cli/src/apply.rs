@@ -83,7 +83,8 @@ pub fn goes_whole(w: usize, h: usize, tile: usize) -> bool {
 /// The longest side of the reduced copy whose statistics normalise the tiles, when tiles are
 /// larger: a 3840x2160 picture reduced 2.5x. The statistics pass costs time in proportion to
 /// its pixels, and once the tiles grew to 2,108 px (the 1.4 GiB [`PASS_BYTES`]) a copy of a
-/// tile's side made 3840x2160 15-20% slower (`benches/README.md`, "Upsampling read in place").
+/// tile's side made 3840x2160 take 10.5-10.7 s at half width, against 8.0-9.3 s with the
+/// 1,492-px tiles before (`benches/README.md`, "Upsampling read in place; larger tiles").
 pub const STATS_SIDE: usize = 1536;
 
 /// `net`'s picture of `rgb` (`[1, 3, H, W]`, 0..255): whole if it has no more pixels than a
