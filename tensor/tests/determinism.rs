@@ -90,8 +90,9 @@ fn feed_forward_layers_are_bit_identical_across_thread_counts() {
 }
 
 /// The gradients of a trainable stride-2 layer, a 3x3 layer wide enough for Winograd (the
-/// forward and input-gradient passes) and a 9x9 layer on a batch of
-/// two (weights, biases and input), as bits. Large enough for several GEMM tasks, KC blocks
+/// forward and input-gradient passes) and a 9x9 layer with 3 outputs (its weight gradient by
+/// sliding rows, whose groups of input channels per task follow the thread count) on a batch
+/// of two (weights, biases and input), as bits. Large enough for several GEMM tasks, KC blocks
 /// over the pixels, bands of dcol and batches of tiles.
 fn train_step(seed: u64) -> Vec<Vec<u32>> {
     let mut rng = Rng::new(seed);

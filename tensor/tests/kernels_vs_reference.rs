@@ -440,6 +440,31 @@ fn few_output_channels_match_reference() {
     }
 }
 
+/// The weight gradient by sliding rows (`kernels::sliding_gradient`, stride 1 and at most 32
+/// outputs), against the reference through `check_conv`: every block of output channels it
+/// picks (cout 16, 12, 9, 10 and 7 take blocks of 8, 4, 3, 2 and 1), blocks of 3 kernel columns
+/// and of 1 (kw = 9 and 3, then 5 and 1), rows a multiple of the vector (LANES on either
+/// layout: 48 pixels), rows whose last vector overlaps the one before, rows narrower than one
+/// vector, zero padding written out first, bands of rows (up to 40 output rows) and two images.
+#[test]
+fn sliding_weight_gradient_matches_reference() {
+    for (cin, cout, k, pad, h, w) in [
+        (3, 16, 9, 0, 20, 56),
+        (5, 12, 3, 1, 40, 48),
+        (4, 9, 9, 4, 12, 30),
+        (6, 10, 5, 0, 9, 11),
+        (2, 7, 1, 0, 6, 70),
+        (32, 32, 3, 0, 7, 21),
+    ] {
+        let g = ConvGeometry { cin, cout, kh: k, kw: k, pad_h: pad, pad_w: pad, stride: 1 };
+        assert!(tensor::kernels::sliding_gradient::takes(g), "{g:?}");
+        check_conv(g, ConvAlgorithm::Direct, 2, h, w, cout as u64);
+    }
+    let wide = ConvGeometry { cin: 4, cout: 33, kh: 3, kw: 3, pad_h: 0, pad_w: 0, stride: 1 };
+    let strided = ConvGeometry { stride: 2, cout: 8, ..wide };
+    assert!(!tensor::kernels::sliding_gradient::takes(wide) && !tensor::kernels::sliding_gradient::takes(strided));
+}
+
 /// `conv_forward_new` (an output never zeroed, only written, as the tape's convolutions run)
 /// has the bits of `conv_forward` into a buffer filled with NaN, with and without the ReLU and
 /// its mask, on every route: the GEMM with one K block and with several (K = 360 > KC, so later

@@ -27,9 +27,10 @@
 //!
 //! Backward to the weights: `dW = Σ_images dY · col(X)ᵀ` (`cout x P` by `P x cin·kh·kw`), one
 //! parallel GEMM per image, each accumulating into dW, with [`Im2colT`] packing the panels of
-//! `col(X)ᵀ` straight from the padded image as [`Im2col`] does for the forward. A layer with
-//! few output channels and a wide kernel (the 9x9 32 -> 3 last layer) instead takes the same
-//! GEMM for a `kh x 1` convolution with `cout·kw` outputs (see `weight_gradient_by_columns`).
+//! `col(X)ᵀ` straight from the padded image as [`Im2col`] does for the forward. Stride-1 layers
+//! with at most 32 outputs instead slide dY's rows over x's
+//! ([`sliding_gradient`](super::sliding_gradient)): no gather, whose every float would feed only
+//! cout multiply-adds, and no micro-kernel tile left a quarter full by the network's thin layers.
 //!
 //! 3x3 stride-1 layers with enough channels run all three passes by Winograd F(4x4, 3x3)
 //! instead ([`winograd`], four times fewer multiplications), chosen per pass by
@@ -45,6 +46,7 @@ use super::gemm::params::{KC, NR};
 use super::gemm::{gemm, gemm_uninit, AOperand, Epilogue, MatRef, PackB, PackedA};
 use super::pad;
 use super::simd::{load8, transpose8};
+use super::sliding_gradient;
 use super::winograd::{self, Pass, WinogradWeights};
 use rayon::prelude::*;
 
@@ -101,18 +103,6 @@ impl ConvGeometry {
     /// dY and then writes and reads `cin·kh·kw` rows of dcol.
     fn backward_by_col2im(&self) -> bool {
         self.stride > 1 || self.cout + 2 * self.patch_len() < self.cout * self.kh * self.kw
-    }
-
-    /// Whether the weight gradient goes through [`weight_gradient_by_columns`]: for stride 1
-    /// when it packs less than half as much per pixel (`cin·kh` rows of its `col(X)ᵀ`, and
-    /// `cout·kw` rows of shifted dY written and packed) as the direct route (`cin·kh·kw` rows of
-    /// `col(X)ᵀ` and `cout` of dY). Only layers with few output channels and wide kernels
-    /// qualify: the 9x9 32 -> 3 last layer (342 against 2595), not a 3x3 128 -> 128 (1152
-    /// against 1280).
-    fn weight_gradient_by_columns(&self) -> bool {
-        self.stride == 1
-            && self.kw > 1
-            && 2 * (self.cin * self.kh + 2 * self.cout * self.kw) < self.patch_len() + self.cout
     }
 }
 
@@ -711,13 +701,12 @@ fn col2im(dcol: &[f32], g: ConvGeometry, (h, w): (usize, usize), oy: std::ops::R
 /// `x [n, cin, h, w]` and `dy [n, cout, ho, wo]`.
 ///
 /// By `p`'s weight-gradient algorithm: Winograd ([`winograd::weight_gradient`]) or direct.
-/// Direct, a GEMM of `cout x P` by `P x cin·kh·kw` per image, parallel over blocks of dW, with
-/// the P output pixels as its K: never split across threads, summed in KC blocks in order, and
-/// the images added in order (each GEMM accumulates into dW), so the result is the same for
-/// any thread count (by either algorithm). `col(X)ᵀ` is packed panel by panel from the padded
-/// image ([`Im2colT`]), never materialised. Layers with few output channels and wide kernels
-/// take `weight_gradient_by_columns` instead (the same GEMM on a `kh x 1` convolution). Runs
-/// only for trainable weights (never for VGG).
+/// Direct, stride-1 layers with few outputs slide dY's rows over x's ([`sliding_gradient`]);
+/// the others take a GEMM of `cout x P` by `P x cin·kh·kw` per image, parallel over blocks of
+/// dW, with the P output pixels as its K: never split across threads, summed in KC blocks in
+/// order, and the images added in order (each GEMM accumulates into dW). `col(X)ᵀ` is packed
+/// panel by panel from the padded image ([`Im2colT`]), never materialised. Every route gives
+/// the same result for any thread count. Runs only for trainable weights (never for VGG).
 pub fn conv_backward_weight(p: &PackedConv, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
     let g = p.geometry;
     match p.weight_gradient {
@@ -728,15 +717,15 @@ pub fn conv_backward_weight(p: &PackedConv, x: &[f32], n: usize, h: usize, w: us
     }
 }
 
-/// [`conv_backward_weight`] by the direct route, for any geometry.
+/// [`conv_backward_weight`] by the direct routes, for any geometry.
 fn direct_weight_gradient(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
     let pixels = ho * wo;
     assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
     assert_eq!(dy.len(), n * g.cout * pixels, "conv output gradient is [n, cout, ho, wo]");
     assert_eq!(dw.len(), g.cout * g.patch_len(), "conv weight gradient is [cout, cin, kh, kw]");
-    if g.weight_gradient_by_columns() {
-        return weight_gradient_by_columns(g, x, n, h, w, dy, dw);
+    if sliding_gradient::takes(g) {
+        return sliding_gradient::weight_gradient(g, x, (n, h, w), dy, dw);
     }
     if n == 0 {
         dw.fill(0.0);
@@ -745,41 +734,6 @@ fn direct_weight_gradient(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: usi
         let col = Im2col::new(x, g, h, w);
         let epilogue = Epilogue { accumulate: i > 0, ..Epilogue::default() };
         gemm(AOperand::View(MatRef::row_major(dy, g.cout, pixels)), &col.t(), dw, epilogue);
-    }
-}
-
-/// [`conv_backward_weight`] for layers with few output channels, where each packed float of
-/// `col(X)ᵀ` would feed only `cout` multiply-adds (3 for the 9x9 last layer, whose `col(X)ᵀ`
-/// has 2592 columns).
-///
-/// A `kh x kw` convolution (stride 1) is the sum over kx of `kh x 1` convolutions of the input
-/// shifted by kx columns. So `dW[co, ci, ky, kx]` is the weight gradient of one `kh x 1`
-/// convolution with `cout·kw` outputs over the padded width `wp = w + 2·pad_w`, whose output
-/// gradient is dY shifted: `dY'[(co, kx), oy, i] = dY[co, oy, i - kx]` (zero outside
-/// `0..wo`). Its `col(X)ᵀ` has `kw` times fewer columns, each float of it feeding `cout·kw`
-/// multiply-adds, for `wp / wo` times the arithmetic (3% at 256 pixels) and a `dY'` of
-/// `kw·wp / wo` times dY's size.
-fn weight_gradient_by_columns(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
-    let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
-    let columns = ConvGeometry { cout: g.cout * g.kw, kw: 1, ..g };
-    let wp = w + 2 * g.pad_w;
-    assert_eq!(columns.output_size(h, w), Some((ho, wp)));
-    let mut shifted = super::zeroed(n * columns.cout * ho * wp);
-    shifted.par_chunks_mut(ho * wp).enumerate().for_each(|(plane, out)| {
-        let (i, co, kx) = (plane / columns.cout, plane % columns.cout / g.kw, plane % g.kw);
-        let src = &dy[(i * g.cout + co) * ho * wo..][..ho * wo];
-        for (dst, src) in out.chunks_exact_mut(wp).zip(src.chunks_exact(wo)) {
-            dst[kx..kx + wo].copy_from_slice(src);
-        }
-    });
-    let mut dw_columns = vec![0.0; dw.len()];
-    direct_weight_gradient(columns, x, n, h, w, &shifted, &mut dw_columns);
-    // [(co, kx), ci, ky] -> [co, ci, ky, kx]
-    for (co_kx, d) in dw_columns.chunks_exact(g.cin * g.kh).enumerate() {
-        let (co, kx) = (co_kx / g.kw, co_kx % g.kw);
-        for (ci_ky, &v) in d.iter().enumerate() {
-            dw[(co * g.cin * g.kh + ci_ky) * g.kw + kx] = v;
-        }
     }
 }
 

@@ -8,6 +8,8 @@
 //!   image), and its backward passes
 //! - [`few_outputs`]: sliding-window convolution for layers with at most 4 output channels
 //!   (the style network's last), which as a GEMM would fill a quarter of the micro-kernel's tile
+//! - [`sliding_gradient`]: the weight gradient of stride-1 layers with few outputs (the style
+//!   network's thin ones) by sliding dY's rows over x's, without the GEMM's gather
 //! - [`winograd`]: Winograd F(4x4, 3x3) convolution for 3x3 stride-1 layers (four times
 //!   fewer multiplications), forward and backward to the input
 //! - [`pool`]: 2x2 max-pooling and its backward
@@ -33,6 +35,7 @@ pub mod pool;
 pub mod reduce;
 pub mod reference;
 pub mod simd;
+pub mod sliding_gradient;
 pub mod upsample;
 pub mod winograd;
 
