@@ -713,20 +713,20 @@ pub fn conv_backward_weight(p: &PackedConv, x: &[f32], n: usize, h: usize, w: us
         ConvAlgorithm::Winograd => {
             winograd::weight_gradient(x, (n, h, w), (g.pad_h, g.pad_w), dy, (g.cin, g.cout), dw);
         }
-        ConvAlgorithm::Direct => direct_weight_gradient(g, x, n, h, w, dy, dw),
+        ConvAlgorithm::Direct if sliding_gradient::takes(g) => {
+            sliding_gradient::weight_gradient(g, x, (n, h, w), dy, dw)
+        }
+        ConvAlgorithm::Direct => gemm_weight_gradient(g, x, n, h, w, dy, dw),
     }
 }
 
-/// [`conv_backward_weight`] by the direct routes, for any geometry.
-fn direct_weight_gradient(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
+/// [`conv_backward_weight`] by a GEMM per image, for any geometry.
+fn gemm_weight_gradient(g: ConvGeometry, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dw: &mut [f32]) {
     let (ho, wo) = g.output_size(h, w).expect("forward ran on this size");
     let pixels = ho * wo;
     assert_eq!(x.len(), n * g.cin * h * w, "conv input is [n, cin, h, w]");
     assert_eq!(dy.len(), n * g.cout * pixels, "conv output gradient is [n, cout, ho, wo]");
     assert_eq!(dw.len(), g.cout * g.patch_len(), "conv weight gradient is [cout, cin, kh, kw]");
-    if sliding_gradient::takes(g) {
-        return sliding_gradient::weight_gradient(g, x, (n, h, w), dy, dw);
-    }
     if n == 0 {
         dw.fill(0.0);
     }

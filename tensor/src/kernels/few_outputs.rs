@@ -21,14 +21,10 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::gemm::SharedC;
-use super::simd::{self, LANES, V};
+use super::simd::{self, ACCUMULATORS, LANES, V};
 
 /// The most output channels [`forward`] takes (its accumulators are `cout x NV` vectors).
 pub const MAX_COUT: usize = 4;
-
-/// Vector registers given to accumulators: 24 of AVX-512's 32, 12 of AVX2's 16, leaving room
-/// for the broadcast weights and the input vector.
-const ACCUMULATORS: usize = if LANES == 16 { 24 } else { 12 };
 
 /// Output rows per parallel task.
 const ROWS_PER_TASK: usize = 4;

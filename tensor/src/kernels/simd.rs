@@ -24,6 +24,12 @@ pub const LANES: usize = 16;
 #[cfg(not(any(target_feature = "avx512f", stylize_f32x16)))]
 pub const LANES: usize = 8;
 
+/// Vector registers a sliding-window kernel gives to accumulators: 24 of AVX-512's 32, 12 of
+/// AVX2's 16, leaving room for the vectors each step loads or broadcasts into them
+/// (`few_outputs`: the broadcast weights and an input vector; `sliding_gradient`: the shifted
+/// rows of x and a vector of dY).
+pub const ACCUMULATORS: usize = if LANES == 16 { 24 } else { 12 };
+
 /// Asks the CPU to bring the cache line holding `s[ahead]` into L1 (`prefetcht0`), whether or
 /// not that lies inside `s`: a hint that never faults, a no-op off x86-64.
 #[inline(always)]

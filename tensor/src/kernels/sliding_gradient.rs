@@ -4,9 +4,9 @@
 //!
 //! As a GEMM, `dW = dY · col(X)ᵀ` has M = cout rows: 16 fill two thirds of two of AVX-512's
 //! 12-row micro-kernel tiles, 3 a quarter of one, and each float of `col(X)ᵀ`, packed from the
-//! image by a gather, feeds only cout multiply-adds. Those layers' weight gradients ran at 45-90
-//! GFLOP/s (`benches/README.md`, "The weight gradient by sliding rows"). Here the sum is taken
-//! where the rows lie:
+//! image by a gather, feeds only cout multiply-adds. Those layers' weight gradients ran at 44-63
+//! GFLOP/s in a training step, 62-103 alone (`benches/README.md`, "The weight gradient by
+//! sliding rows"). Here the sum is taken where the rows lie:
 //!
 //! ```text
 //! dW[co, ci, ky, kx] = Σ_images Σ_oy Σ_ox dY[co, oy, ox] · x[ci, oy + ky, ox + kx]
@@ -33,19 +33,16 @@ use rayon::prelude::*;
 
 use super::conv::ConvGeometry;
 use super::pad::{self, Window};
-use super::simd::{self, LANES, V};
-
-/// Vector registers given to accumulators: 24 of AVX-512's 32, 12 of AVX2's 16, leaving room
-/// for the shifted rows of x and a vector of dY.
-const ACCUMULATORS: usize = if LANES == 16 { 24 } else { 12 };
+use super::simd::{self, ACCUMULATORS, LANES, V};
 
 /// Floats of dY a band of rows copies (24 KiB, half a Xeon's L1d): the copy and the band's rows
 /// of x stay in L1 while every (ci, ky, kx block) runs over them.
 const BAND_FLOATS: usize = 6 * 1024;
 
-/// The most output channels a layer may have to take this route. With more, the GEMM packs
-/// each float of `col(X)ᵀ` for enough multiply-adds to be the faster (even at 64, 10-25% at
-/// 128: `benches/README.md`, "The weight gradient by sliding rows").
+/// The most output channels a layer may have to take this route. With more, each float of
+/// `col(X)ᵀ` the GEMM packs feeds enough multiply-adds that the GEMM keeps up: the two tied at
+/// 64 outputs, and the GEMM was ahead in four pairs of six at 128 (`benches/README.md`, "The
+/// weight gradient by sliding rows").
 pub const MAX_COUT: usize = 32;
 
 /// Whether a layer's weight gradient is taken here: stride 1, at most [`MAX_COUT`] outputs.
