@@ -44,11 +44,21 @@ fn load_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
     if meta.len() == 0 {
         return Err(ImageError::Empty { path: p() });
     }
-    let mut reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
+    let bytes = fs::read(path).map_err(|e| ImageError::Read { path: p(), source: e })?;
+    let mut reader = image::ImageReader::new(io::Cursor::new(bytes.as_slice()))
+        .with_guessed_format()
         .map_err(|e| ImageError::Read { path: p(), source: e })?;
-    if reader.format().is_none() {
-        return Err(ImageError::NotAnImage { path: p() });
+    // Content first, then the name: a file named `.png` that is not one is a damaged PNG.
+    if let (None, Ok(named)) = (reader.format(), image::ImageFormat::from_path(path)) {
+        reader.set_format(named);
+    }
+    match reader.format() {
+        None => return Err(ImageError::NotAnImage { path: p() }),
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_whole(&bytes) => {
+            let detail = "the file ends before its end-of-image marker".into();
+            return Err(ImageError::Corrupt { path: p(), detail });
+        }
+        Some(_) => {}
     }
     // Only the allocation limit goes to the decoder: the side limit is checked here, after the
     // header is read, so that the error can say how big the image claims to be.
@@ -118,6 +128,40 @@ fn is_srgb(transform: &moxcms::Transform8BitExecutor) -> bool {
     let probe: Vec<u8> = (0..125).flat_map(|i| [LEVELS[i / 25], LEVELS[i / 5 % 5], LEVELS[i % 5]]).collect();
     let mut out = vec![0u8; probe.len()];
     transform.transform(&probe, &mut out).is_ok() && probe.iter().zip(&out).all(|(a, b)| a.abs_diff(*b) <= 1)
+}
+
+/// Whether a JPEG file reaches its end-of-image marker (`FF D9`) after its first scan.
+///
+/// Why: `image`'s JPEG decoder (zune-jpeg, not in strict mode) paints what a truncated file
+/// lacks in flat grey and reports no error, so a photo cut short by a failed copy would be
+/// stylised as a grey band without a word. PNG, WebP, BMP, TIFF and GIF decoders do report it.
+/// The markers before the first scan (`FF DA`) are walked by their lengths, so a thumbnail's
+/// own marker inside the EXIF block does not count; inside the scans an `FF` byte of data is
+/// always followed by `00` or a restart marker (ITU-T T.81, B.1.1.5), so the first `FF D9`
+/// after it is the image's end. A file with trailing bytes after that marker is whole. A
+/// damaged header is left to the decoder, whose error says more.
+fn jpeg_is_whole(bytes: &[u8]) -> bool {
+    let mut i = 2; // past SOI
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return true; // not a marker where one must be: the decoder's error to report
+        }
+        let marker = bytes[i + 1];
+        match marker {
+            0xFF => i += 1, // fill byte
+            0x01 | 0xD0..=0xD8 => i += 2,
+            0xD9 => return true, // an image with no scan: the decoder's error to report
+            _ => {
+                let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+                let data = i + 2 + len;
+                if marker == 0xDA {
+                    return bytes.get(data..).is_some_and(|rest| rest.windows(2).any(|w| w == [0xFF, 0xD9]));
+                }
+                i = data;
+            }
+        }
+    }
+    false
 }
 
 fn decode_error(path: &Path, e: image::ImageError) -> ImageError {
@@ -327,6 +371,27 @@ mod tests {
         fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
         let err = load_rgb(&cut).unwrap_err();
         assert!(matches!(err, ImageError::Corrupt { .. }), "{err}");
+    }
+
+    /// A JPEG cut short anywhere after its header, which the decoder itself would paint grey
+    /// without an error, is refused; the whole file, and the file with bytes after its end, load.
+    #[test]
+    fn a_truncated_jpeg_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.jpg");
+        save(&ramp(96, 64), &good).unwrap();
+        let bytes = fs::read(&good).unwrap();
+        let whole = load_rgb(&good).unwrap();
+        let trailing = dir.path().join("trailing.jpg");
+        fs::write(&trailing, [bytes.as_slice(), b"camera maker's trailer"].concat()).unwrap();
+        assert_eq!(load_rgb(&trailing).unwrap().data(), whole.data());
+        let scan = bytes.windows(2).position(|w| w == [0xFF, 0xDA]).expect("a scan");
+        for cut_at in [scan + 20, bytes.len() / 2, bytes.len() - 2] {
+            let cut = dir.path().join(format!("cut{cut_at}.jpg"));
+            fs::write(&cut, &bytes[..cut_at]).unwrap();
+            let err = load_rgb(&cut).unwrap_err();
+            assert!(matches!(err, ImageError::Corrupt { .. }) && err.to_string().contains("end-of-image"), "{err}");
+        }
     }
 
     #[test]
