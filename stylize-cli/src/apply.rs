@@ -23,7 +23,7 @@ use tensor::{Tape, Tensor, Var};
 use vgg::Vgg19;
 
 use crate::image::{resize_exact, resize_longest, size};
-use crate::tiles::map_tiles;
+use crate::tiles::{layout, map_tiles};
 use crate::Error;
 
 /// Memory one pass of the network may take by default, the whole picture's or one tile's:
@@ -72,6 +72,48 @@ pub fn default_tile(width: usize, free_bytes: Option<u64>) -> usize {
     let (fixed, per_channel) = PASS_BYTES_PER_PIXEL;
     let pixels = PASS_BYTES.min(free) / (fixed + per_channel * width);
     (pixels.isqrt() / 4 * 4).max(MIN_TILE)
+}
+
+/// Peak memory of a tiled picture's own copies per pixel, while its tiles' passes run and
+/// after. During: the photo as given (kept for `--preserve-colors`), its bordered copy in VGG's
+/// space, and the output being assembled with its blend weights, 40 bytes. After: those and the
+/// output cropped, turned back into pixels and saved, 76 bytes, fitted to peak RSS with tiles
+/// small enough that their passes hardly count (`/usr/bin/time stylize apply starry_night
+/// IN.png -o OUT.png --tile 256 --size S`, Xeon, 2026-11-29): 616 and 2,424 MiB at 8.5 and 33.4
+/// million pixels (border included).
+const PICTURE_BYTES_PER_PIXEL: (u64, u64) = (40, 76);
+
+/// Bytes `apply` is expected to need at its peak for a `w x h` picture (before its border) with
+/// a network of `width` channels and tiles of at most `tile` pixels a side: one pass over the
+/// whole picture when it goes whole; else the larger of the picture's copies while a pass runs
+/// (over the largest tile, or the statistics' reduced copy) and after. For 3840x2160 this says
+/// 1.09 and 1.29 GB at widths 16 and 32 with the default tiles, where the peaks were 1.12 and
+/// 1.28 GB ("Upsampling read in place; larger tiles" in `benches/README.md`).
+pub fn peak_bytes(width: usize, w: usize, h: usize, tile: usize) -> u64 {
+    let (fixed, per_channel) = PASS_BYTES_PER_PIXEL;
+    let pass = (fixed + per_channel * width) as u64;
+    let (w, h) = (w + 2 * BORDER, h + 2 * BORDER);
+    let pixels = (w * h) as u64;
+    let tile = tile.max(MIN_TILE);
+    if goes_whole(w, h, tile) {
+        return pass * pixels;
+    }
+    let overlap = TILE_OVERLAP.min(tile / 2);
+    let ((_, tile_w), (_, tile_h)) = (layout(w, tile, overlap, 4), layout(h, tile, overlap, 4));
+    let (stats_w, stats_h) = crate::image::longest_side_size(w, h, tile.min(STATS_SIDE));
+    let passing = (tile_w * tile_h).max(stats_w * stats_h) as u64;
+    let (during, after) = PICTURE_BYTES_PER_PIXEL;
+    (during * pixels + pass * passing).max(after * pixels)
+}
+
+/// Refuses a `w x h` picture whose [`peak_bytes`] exceed the memory `available` (if known), so
+/// that an absurd `--size` is an error naming the numbers, not an allocation failure.
+pub fn check_memory(width: usize, w: usize, h: usize, tile: usize, available: Option<u64>) -> Result<(), Error> {
+    let needed = peak_bytes(width, w, h, tile);
+    match available {
+        Some(available) if needed > available => Err(Error::OutOfMemory { width: w, height: h, needed, available }),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a `w x h` picture (its border included) goes through in one pass when passes may
@@ -166,6 +208,14 @@ fn crop(t: &Tensor, x0: usize, y0: usize, w: usize, h: usize) -> Tensor {
     Tensor::new([n, c, h, w], out).expect("a crop")
 }
 
+/// The `(width, height)` of [`at_size`]'s picture of a `w x h` photo.
+pub fn size_at(w: usize, h: usize, size: Option<usize>) -> (usize, usize) {
+    match size {
+        Some(s) if w.max(h) != s => crate::image::longest_side_size(w, h, s),
+        _ => (w, h),
+    }
+}
+
 /// `rgb` resized so its longest side is `size` (the 8-bit resize the reference uses), or as is.
 pub fn at_size(rgb: &Tensor, size: Option<usize>) -> Tensor {
     match size {
@@ -181,6 +231,27 @@ mod tests {
     /// The picture `apply` runs for a `w x h` photo: with its border on every side.
     fn bordered(w: usize, h: usize) -> (usize, usize) {
         (w + 2 * BORDER, h + 2 * BORDER)
+    }
+
+    /// The memory check lets through what the issue promises (3840x2160 in 2 GB, at either
+    /// width, with the tiles `apply` picks for that much memory) and refuses what no machine has.
+    #[test]
+    fn the_memory_check_passes_4k_in_2_gb_and_refuses_absurd_sizes() {
+        let two_gb = Some(2_000_000_000);
+        for width in [16, 32] {
+            let tile = default_tile(width, two_gb);
+            check_memory(width, 3840, 2160, tile, two_gb).unwrap();
+            let err = check_memory(width, 100_000, 75_000, tile, Some(64 << 30)).unwrap_err();
+            assert!(matches!(err, Error::OutOfMemory { needed, .. } if needed > 64 << 30), "{err}");
+        }
+        // The estimates the docs give against the peaks measured.
+        let gb = |b: u64| (b as f64 / 1e7).round() / 100.0;
+        let tile = default_tile(16, None);
+        assert_eq!(peak_bytes(16, 512, 512, tile), 338 * 544 * 544, "whole: one pass");
+        assert_eq!(gb(peak_bytes(16, 3840, 2160, tile)), 1.09);
+        assert_eq!(gb(peak_bytes(32, 3840, 2160, default_tile(32, None))), 1.29);
+        assert_eq!(peak_bytes(16, 7680, 4320, 256), 76 * 7712 * 4352, "small tiles: the copies after");
+        check_memory(16, 100_000, 75_000, tile, None).unwrap();
     }
 
     #[test]

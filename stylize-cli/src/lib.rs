@@ -66,6 +66,18 @@ pub enum Error {
         memory::format_bytes(*needed), memory::format_bytes(*available)
     )]
     OutOfMemory { width: usize, height: usize, needed: u64, available: u64 },
+    #[error(
+        "the style image resized to {width}x{height} needs about {} of memory for its targets, but only {} is \
+         available; lower --style-scale",
+        memory::format_bytes(*needed), memory::format_bytes(*available)
+    )]
+    StyleOutOfMemory { width: usize, height: usize, needed: u64, available: u64 },
+    #[error(
+        "a training step on {batch} crops of {size}x{size} needs about {} of memory, but only {} is available; \
+         lower --batch or --size",
+        memory::format_bytes(*needed), memory::format_bytes(*available)
+    )]
+    TrainOutOfMemory { batch: usize, size: usize, needed: u64, available: u64 },
     #[error(transparent)]
     Observer(transfer::ObserverError),
     #[error(transparent)]

@@ -95,6 +95,67 @@ pub fn estimate_bytes(
 /// at 512², 18 at 1024².
 pub const PROCESS_BYTES: u64 = 64 << 20;
 
+/// Refuses one evaluation of the objective at `width x height` (a forward and backward pass,
+/// no optimiser's history: `stylize eval`, `stylize bench`) that would not fit in the memory
+/// `available` (if known).
+pub fn check_evaluation(
+    width: usize,
+    height: usize,
+    layers: &Layers,
+    styles: usize,
+    available: Option<u64>,
+) -> Result<(), Error> {
+    let needed = estimate_bytes(width, height, layers, styles, 0)?;
+    match available {
+        Some(available) if needed > available => Err(Error::OutOfMemory { width, height, needed, available }),
+        _ => Ok(()),
+    }
+}
+
+/// Peak memory of one style image's target pass per pixel of the image as resized: VGG's
+/// forward to the deepest style layer, every style layer's features kept for its Gram. Fitted
+/// to peak RSS (`/usr/bin/time stylize run examples/content_tubingen.jpg
+/// examples/style_starry_night.jpg -o OUT --size 64 --iters 1 --scales 1 --style-scale S`, the
+/// painting resized to 1024, 2048 and 3072 px, Xeon, 2026-11-29): 568, 2,084 and 4,609 MiB,
+/// 808 bytes a pixel.
+const STYLE_BYTES_PER_PIXEL: u64 = 810;
+
+/// Bytes computing the style targets of images of `sizes` (width, height, as resized) takes at
+/// its peak: they are computed one after another, so the largest decides.
+pub fn style_targets_bytes(sizes: &[(usize, usize)]) -> u64 {
+    let largest = sizes.iter().map(|&(w, h)| (w * h) as u64).max().unwrap_or(0);
+    STYLE_BYTES_PER_PIXEL * largest + PROCESS_BYTES
+}
+
+/// Refuses style images of `sizes` whose targets would not fit in the memory `available` (if
+/// known): a large `--style-scale` used to end in an allocation failure.
+pub fn check_style_sizes(sizes: &[(usize, usize)], available: Option<u64>) -> Result<(), Error> {
+    let needed = style_targets_bytes(sizes);
+    match (available, sizes.iter().max_by_key(|&&(w, h)| w * h)) {
+        (Some(available), Some(&(width, height))) if needed > available => {
+            Err(Error::StyleOutOfMemory { width, height, needed, available })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Peak memory of a training step, fitted to peak RSS of `stylize bench --train --size S
+/// --batch B --width W --iters 2` (the default border of 16, Xeon, 2026-11-29): 618 and 1,019 MiB
+/// at width 16 for 1 and 4 crops of 256² (989 for one of 512²), 703 and 1,295 MiB at width 32.
+/// Per pixel of the crops: a part for VGG and the loss, and a part per channel of the network's
+/// first layer; and a fixed part (VGG's weights, kept transformed for Winograd, the style
+/// targets, the network and Adam).
+const TRAIN_BYTES_PER_PIXEL: (u64, u64) = (1040, 66);
+const TRAIN_FIXED_BYTES: u64 = 508 << 20;
+
+/// Bytes a training step on `batch` crops of `size x size` with a network of `width` channels
+/// is expected to need at its peak (within 5% above the figures of [`TRAIN_BYTES_PER_PIXEL`]).
+pub fn train_step_bytes(batch: usize, size: usize, width: usize) -> u64 {
+    let (per_pixel, per_channel) = TRAIN_BYTES_PER_PIXEL;
+    let pixels = (batch as u64).saturating_mul((size * size) as u64);
+    TRAIN_FIXED_BYTES + pixels.saturating_mul(per_pixel + per_channel * width as u64)
+}
+
 /// Memory available to this process, from `/proc/meminfo` (Linux); `None` elsewhere.
 pub fn available_bytes() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;

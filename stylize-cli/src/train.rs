@@ -22,6 +22,7 @@ use tensor::{Rng, Tape, Tensor, Var};
 use vgg::Vgg19;
 
 use crate::apply::{mirror_border, BORDER};
+use crate::memory;
 use crate::objective::{content_features, perceptual_loss, Layers, Losses, StyleTargets, Weights};
 use crate::photos::Photos;
 use crate::transfer::{Control, ObserverError};
@@ -90,6 +91,26 @@ impl TrainSettings {
     /// `Default` keeps the rate constant, so that a run of any length can be made from it.
     pub fn default_lr_decay(steps: usize) -> usize {
         steps / 2
+    }
+
+    /// The longest side the style images are resized to: `--style-scale` times the crops'.
+    pub fn style_side(&self) -> usize {
+        ((self.size as f32 * self.style_scale).round() as usize).max(16)
+    }
+
+    /// Refuses a run whose steps, or whose style targets (from images of `style_sizes` before
+    /// resizing), would not fit in the memory `available` (if known), before any work.
+    pub fn check_memory(&self, style_sizes: &[(usize, usize)], available: Option<u64>) -> Result<(), Error> {
+        let resized: Vec<(usize, usize)> =
+            style_sizes.iter().map(|&(w, h)| crate::image::longest_side_size(w, h, self.style_side())).collect();
+        memory::check_style_sizes(&resized, available)?;
+        let needed = memory::train_step_bytes(self.batch, self.size, self.width);
+        match available {
+            Some(available) if needed > available => {
+                Err(Error::TrainOutOfMemory { batch: self.batch, size: self.size, needed, available })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The learning rate of step `step` (1-based): `lr` until the last `lr_decay` steps, then
@@ -164,9 +185,10 @@ impl<'v> Trainer<'v> {
         if settings.lr_decay > settings.steps {
             return Err(Error::BadLrDecay { decay: settings.lr_decay, steps: settings.steps });
         }
-        let style_side = ((settings.size as f32 * settings.style_scale).round() as usize).max(16);
+        let style_sizes: Vec<(usize, usize)> = styles.iter().map(|(s, _)| crate::image::size(s)).collect();
+        settings.check_memory(&style_sizes, memory::available_bytes())?;
         let styles: Vec<(Tensor, f32)> =
-            styles.iter().map(|(s, b)| (crate::image::resize_longest(s, style_side), *b)).collect();
+            styles.iter().map(|(s, b)| (crate::image::resize_longest(s, settings.style_side()), *b)).collect();
         let targets = StyleTargets::new(vgg, &styles, &settings.layers)?;
         let mut net = Transformer::new(settings.width, settings.variant, settings.seed);
         net.output = settings.output;
@@ -400,6 +422,28 @@ impl From<ModelError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The step's estimate against the peaks its constants were fitted to (MiB), from above and
+    /// within 5%; a run at the defaults passes with 2 GiB free, absurd ones are refused.
+    #[test]
+    fn the_memory_check_fits_the_measured_peaks_and_refuses_absurd_runs() {
+        for (batch, size, width, peak) in
+            [(1, 256, 16, 618), (4, 256, 16, 1019), (1, 512, 16, 989), (1, 256, 32, 703), (4, 256, 32, 1295)]
+        {
+            let mib = memory::train_step_bytes(batch, size, width) as f64 / (1 << 20) as f64;
+            assert!(mib >= peak as f64 && mib <= 1.05 * peak as f64, "{batch} x {size}² at width {width}: {mib} MiB");
+        }
+        let painting = [(512, 320)];
+        let gib = Some(2 << 30);
+        TrainSettings::default().check_memory(&painting, gib).unwrap();
+        let err =
+            TrainSettings { batch: 100_000, ..TrainSettings::default() }.check_memory(&painting, gib).unwrap_err();
+        assert!(matches!(err, Error::TrainOutOfMemory { batch: 100_000, .. }), "{err}");
+        let err =
+            TrainSettings { style_scale: 40.0, ..TrainSettings::default() }.check_memory(&painting, gib).unwrap_err();
+        assert!(matches!(err, Error::StyleOutOfMemory { width: 10240, height: 6400, .. }), "{err}");
+        TrainSettings { batch: 100_000, ..TrainSettings::default() }.check_memory(&painting, None).unwrap();
+    }
 
     #[test]
     fn the_rate_falls_linearly_over_the_last_steps() {

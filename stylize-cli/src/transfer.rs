@@ -285,6 +285,15 @@ pub fn transfer(
     observer: &mut dyn Observer,
 ) -> Result<Outcome, Error> {
     let plan = settings.plan(size(content), styles.len())?;
+    let min_side = settings.layers.min_side()?;
+    let style_side = |longest: usize| ((longest as f32 * settings.style_scale).round() as usize).max(min_side);
+    // The finest scale's style images are the largest: check them before the first step.
+    if let Some(&(w, h)) = plan.sizes.last() {
+        let side = style_side(w.max(h));
+        let sizes: Vec<(usize, usize)> =
+            styles.iter().map(|(s, _)| size(s)).map(|(sw, sh)| longest_side_size(sw, sh, side)).collect();
+        memory::check_style_sizes(&sizes, memory::available_bytes())?;
+    }
     // Luminance-only transfer optimises grey images; the colours come back in `finish`.
     let (content_in, styles_in): (Tensor, Vec<(Tensor, f32)>) = if settings.preserve_colors {
         let images: Vec<Tensor> = styles.iter().map(|(s, _)| s.clone()).collect();
@@ -297,7 +306,6 @@ pub fn transfer(
         let rgb = Vgg19::deprocess(x)?;
         Ok(if settings.preserve_colors { color::preserve_colors(content, &rgb) } else { rgb })
     };
-    let min_side = settings.layers.min_side()?;
     let scales = plan.sizes.len();
     let total_steps = settings.iters * scales;
     let mut step = 0;
@@ -312,8 +320,8 @@ pub fn transfer(
             return Ok(Outcome::Interrupted { image, step });
         }
         let longest = w.max(h);
-        let style_side = ((longest as f32 * settings.style_scale).round() as usize).max(min_side);
-        let styles_s: Vec<(Tensor, f32)> = styles_in.iter().map(|(s, b)| (resize_longest(s, style_side), *b)).collect();
+        let styles_s: Vec<(Tensor, f32)> =
+            styles_in.iter().map(|(s, b)| (resize_longest(s, style_side(longest)), *b)).collect();
         let content_s = resize_longest(&content_in, longest);
         let objective = Objective::new(vgg, &content_s, &styles_s, settings.layers.clone(), settings.weights)?;
         let mut current = match x.take() {

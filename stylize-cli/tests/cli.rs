@@ -242,6 +242,61 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
                 style.clone(),
                 "-o".into(),
                 o.into(),
+                "--style-scale".into(),
+                "1000".into(),
+            ],
+            "lower --style-scale",
+        ),
+        (
+            vec![
+                "eval".into(),
+                "--content".into(),
+                content.clone(),
+                "--style".into(),
+                style.clone(),
+                "--size".into(),
+                "100000".into(),
+            ],
+            "lower --size",
+        ),
+        (vec!["bench".into(), "--size".into(), "100000".into()], "lower --size"),
+        (
+            vec!["bench".into(), "--apply".into(), "starry_night".into(), "--size".into(), "100000".into()],
+            "lower --size",
+        ),
+        (
+            vec![
+                "train".into(),
+                style.clone(),
+                "--photos".into(),
+                repo("data/photos"),
+                "-o".into(),
+                d("m.safetensors"),
+                "--batch".into(),
+                "100000".into(),
+            ],
+            "lower --batch or --size",
+        ),
+        (
+            vec![
+                "train".into(),
+                style.clone(),
+                "--photos".into(),
+                repo("data/photos"),
+                "-o".into(),
+                d("m.safetensors"),
+                "--style-scale".into(),
+                "1000".into(),
+            ],
+            "lower --style-scale",
+        ),
+        (
+            vec![
+                "run".into(),
+                content.clone(),
+                style.clone(),
+                "-o".into(),
+                o.into(),
                 "--weights".into(),
                 d("none.safetensors"),
             ],
@@ -560,6 +615,40 @@ fn shipped_models_are_listed_and_used_by_name() {
     let o = stylize(&["apply", "starry_night", &repo(CONTENT), "-o", out.to_str().unwrap(), "--size", "64", "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(image::size(&load_rgb(&out).unwrap()), (64, 48));
+}
+
+/// Pictures `apply` cannot paint are refused with the reason, each named once, and nothing is
+/// written for them: a size whose memory no machine has (it used to abort on the allocation),
+/// and a JPEG cut short (which used to come out with a grey band).
+#[test]
+fn apply_refuses_absurd_sizes_and_cut_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("huge.png");
+    let o = stylize(&["apply", "starry_night", &repo(CONTENT), "-o", out.to_str().unwrap(), "--size", "1000000"]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("of memory") && err.contains("lower --size"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("pictures failed") && !out.exists(), "{err}");
+
+    let cut = dir.path().join("cut.jpg");
+    let bytes = std::fs::read(repo(CONTENT)).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let folder = dir.path().join("out");
+    let o = stylize(&[
+        "apply",
+        "starry_night",
+        cut.to_str().unwrap(),
+        &repo(CONTENT),
+        "-o",
+        folder.to_str().unwrap(),
+        "--size",
+        "32",
+        "-q",
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("end-of-image") && err.contains("1 of 2 pictures failed"), "{err}");
+    assert_eq!(err.matches("cut.jpg").count(), 1, "the file named once: {err}");
+    let written: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(written.len(), 1, "only the whole photo: {written:?}");
 }
 
 /// A reader that stops early (`stylize eval ... | head -1`) ends the output quietly: exit 0, no

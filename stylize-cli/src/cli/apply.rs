@@ -131,9 +131,18 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
     let mut failed = 0;
     for job in &jobs {
         let result = (|| -> Result<()> {
-            let rgb = apply::at_size(&image::load_rgb(&job.input)?, args.size);
-            let styled = apply::stylize(&net, &rgb, tile)?;
-            let styled = if args.preserve_colors { color::preserve_colors(&rgb, &styled) } else { styled };
+            // Reading and saving errors name their file; the rest are about the input's picture.
+            let photo = image::load_rgb(&job.input)?;
+            let (w, h) = image::size(&photo);
+            let (w, h) = apply::size_at(w, h, args.size);
+            let styled = (|| -> Result<_> {
+                apply::check_memory(net.width, w, h, tile, memory::available_bytes())?;
+                let rgb = apply::at_size(&photo, args.size);
+                drop(photo);
+                let styled = apply::stylize(&net, &rgb, tile)?;
+                Ok(if args.preserve_colors { color::preserve_colors(&rgb, &styled) } else { styled })
+            })()
+            .with_context(|| job.input.display().to_string())?;
             image::save_or_rescue(&styled, &job.output)?;
             Ok(())
         })();
@@ -142,12 +151,14 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
             Ok(()) => {}
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {}: {e:#}", job.input.display());
+                eprintln!("error: {e:#}");
             }
         }
     }
-    if failed > 0 {
-        bail!("{failed} of {} pictures failed (see above); the others were written", jobs.len());
+    match (failed, jobs.len()) {
+        (0, _) => {}
+        (_, 1) => return Ok(ExitCode::FAILURE), // its error is the message
+        (failed, n) => bail!("{failed} of {n} pictures failed (see above); the others were written"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,9 +7,9 @@ use anyhow::Result;
 use clap::Args;
 use nn::model_file::ModelFile;
 use nn::transformer::Transformer;
-use stylize::bench;
 use stylize::objective::Layers;
 use stylize::photos::Photos;
+use stylize::{bench, memory};
 use vgg::{Purpose, Vgg19};
 
 use super::args::{parse_positive, ComputeArgs};
@@ -56,9 +56,14 @@ pub struct BenchArgs {
 pub fn bench(args: &BenchArgs) -> Result<()> {
     let report = if let Some(model) = &args.apply {
         let mut file = ModelFile::read(&super::apply::resolve(model)?)?;
-        bench::time_apply(&Transformer::from_model_file(&mut file)?, args.size, args.iters)?
+        let net = Transformer::from_model_file(&mut file)?;
+        stylize::apply::check_memory(net.width, args.size, args.size, usize::MAX, memory::available_bytes())?;
+        bench::time_apply(&net, args.size, args.iters)?
     } else {
         // Built as `stylize train` or `stylize run` builds it.
+        if !args.train {
+            memory::check_evaluation(args.size, args.size, &Layers::default(), 1, memory::available_bytes())?;
+        }
         let purpose = if args.train { Purpose::Train } else { Purpose::Optimise };
         let path = vgg::resolve_weights_path(args.compute.weights.as_deref())?;
         let vgg = Vgg19::load_for(&path, &Layers::default().names(), purpose)?;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use stylize::objective::{Layers, Losses, Objective};
-use stylize::{image, npy, output};
+use stylize::{image, memory, npy, output};
 use tensor::Tensor;
 use vgg::Vgg19;
 
@@ -28,8 +28,12 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         output::check(path)?;
     }
     let weights_path = vgg::resolve_weights_path(args.compute.weights.as_deref())?;
+    let layers = Layers::default();
     let load = |p: &Path, what: &str| -> Result<Tensor> {
         let img = image::load_rgb(p).with_context(|| format!("reading the {what} {}", p.display()))?;
+        let (w, h) = image::size(&img);
+        let (w, h) = args.size.map_or((w, h), |s| image::longest_side_size(w, h, s));
+        memory::check_evaluation(w, h, &layers, args.styles.len(), memory::available_bytes())?;
         Ok(match args.size {
             Some(size) => image::resize_longest(&img, size),
             None => img,
@@ -38,9 +42,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let content = load(&args.content, "content image")?;
     let styles = args.styles.iter().map(|p| load(p, "style image")).collect::<Result<Vec<_>>>()?;
     let styles: Vec<(Tensor, f32)> = styles.into_iter().zip(args.loss.blend_weights(args.styles.len())).collect();
-    let layers = Layers::default();
     let vgg = Vgg19::load(&weights_path, &layers.names())?;
-    let objective = Objective::new(&vgg, &content, &styles, layers, args.loss.weights())?;
+    let objective = Objective::new(&vgg, &content, &styles, layers.clone(), args.loss.weights())?;
     let x = match &args.image {
         Some(path) => {
             let x = load(path, "picture to score")?;
