@@ -27,8 +27,8 @@ pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{}: cannot read: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: cannot read: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{}: {bytes} bytes is larger than any stylize model ({} MiB at most); is it the right file?", path.display(), MAX_FILE_BYTES >> 20)]
     TooLarge { path: PathBuf, bytes: u64 },
     #[error("{}: not a model file ({reason}); it may be damaged or not a safetensors file: train it again with `stylize train`", path.display())]
@@ -99,7 +99,7 @@ impl ModelFile {
 
     /// Reads and validates a model file (see the module docs).
     pub fn read(path: &Path) -> Result<Self, ModelError> {
-        let io = |source| ModelError::Io { path: path.to_path_buf(), source };
+        let io = |error| ModelError::Io { path: path.to_path_buf(), error };
         let bytes = std::fs::metadata(path).map_err(io)?.len();
         if bytes > MAX_FILE_BYTES {
             return Err(ModelError::TooLarge { path: path.to_path_buf(), bytes });

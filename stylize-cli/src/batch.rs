@@ -44,8 +44,8 @@ impl std::str::FromStr for Shard {
 pub enum BatchError {
     #[error("{}: no such file or folder", path.display())]
     NotFound { path: PathBuf },
-    #[error("{}: cannot list the folder: {source}", path.display())]
-    Folder { path: PathBuf, source: std::io::Error },
+    #[error("{}: cannot list the folder: {error}", path.display())]
+    Folder { path: PathBuf, error: std::io::Error },
     #[error("{}: holds no images ({})", path.display(), IMAGE_EXTENSIONS.join(", "))]
     NoImages { path: PathBuf },
     #[error("{} inputs need -o to be a folder, but {} is a file; give a folder (it is created if missing)", count, output.display())]
@@ -66,7 +66,7 @@ pub fn jobs(inputs: &[PathBuf], output: &Path, shard: Option<Shard>) -> Result<V
     for input in inputs {
         if input.is_dir() {
             from_folder = true;
-            let found = image_files(input).map_err(|source| BatchError::Folder { path: input.clone(), source })?;
+            let found = image_files(input).map_err(|error| BatchError::Folder { path: input.clone(), error })?;
             if found.is_empty() {
                 return Err(BatchError::NoImages { path: input.clone() });
             }

@@ -18,8 +18,8 @@ use crate::image::{self, ImageError};
 /// Why a folder cannot be trained on.
 #[derive(Debug, thiserror::Error)]
 pub enum PhotosError {
-    #[error("{}: cannot list the folder: {source}", path.display())]
-    Folder { path: PathBuf, source: std::io::Error },
+    #[error("{}: cannot list the folder: {error}", path.display())]
+    Folder { path: PathBuf, error: std::io::Error },
     #[error("{}: is not a folder; give the folder that holds the training photos", path.display())]
     NotAFolder { path: PathBuf },
     #[error("{}: holds no images; put JPEG or PNG photos in it (the repository ships some in data/photos)", path.display())]
@@ -55,7 +55,7 @@ impl Photos {
             return Err(PhotosError::NotAFolder { path: dir.to_path_buf() });
         }
         // Images by extension: a README or a script beside the photos is no photo to warn about.
-        let files = image_files(dir).map_err(|source| PhotosError::Folder { path: dir.to_path_buf(), source })?;
+        let files = image_files(dir).map_err(|error| PhotosError::Folder { path: dir.to_path_buf(), error })?;
         if files.is_empty() {
             return Err(PhotosError::Empty { path: dir.to_path_buf() });
         }

@@ -292,6 +292,18 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
         ),
         (
             vec![
+                "train".into(),
+                style.clone(),
+                "--photos".into(),
+                repo("data/photos"),
+                "-o".into(),
+                d("m.safetensors"),
+                "--resume".into(),
+            ],
+            "no checkpoint",
+        ),
+        (
+            vec![
                 "run".into(),
                 content.clone(),
                 style.clone(),

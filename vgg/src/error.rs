@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: cannot read: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: cannot read: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{}: not a safetensors weights file ({reason}); re-create it with `stylize convert`", path.display())]
     NotSafetensors { path: PathBuf, reason: String },
     #[error("{}: has no tensor `{name}`; is this a VGG19 file? Re-create it with `stylize convert`", path.display())]

