@@ -74,7 +74,7 @@ pub enum Error {
     StyleOutOfMemory { width: usize, height: usize, needed: u64, available: u64 },
     #[error(
         "a training step on {batch} crops of {size}x{size} needs about {} of memory, but only {} is available; \
-         lower --batch or --size",
+         lower --batch, --size or --width",
         memory::format_bytes(*needed), memory::format_bytes(*available)
     )]
     TrainOutOfMemory { batch: usize, size: usize, needed: u64, available: u64 },
@@ -97,7 +97,8 @@ pub enum Error {
     BadTrainBorder { border: usize, size: usize },
     #[error("--lr-decay {decay} is longer than the run (--steps {steps}); the rate can fall over at most every step")]
     BadLrDecay { decay: usize, steps: usize },
-    #[error("training diverged at step {step} ({reason}); lower --lr or the loss weights, or resume from an earlier checkpoint")]
+    /// `reason` says what to lower (the optimiser's error).
+    #[error("training diverged at step {step}: {reason}, or resume from an earlier checkpoint")]
     Diverged { step: usize, reason: String },
     #[error(
         "{}: was made with {key} = {checkpoint}, but this run has {now}; resume with the same settings and style images, \

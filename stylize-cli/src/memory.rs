@@ -149,11 +149,24 @@ const TRAIN_BYTES_PER_PIXEL: (u64, u64) = (1040, 66);
 const TRAIN_FIXED_BYTES: u64 = 508 << 20;
 
 /// Bytes a training step on `batch` crops of `size x size` with a network of `width` channels
-/// is expected to need at its peak (within 5% above the figures of [`TRAIN_BYTES_PER_PIXEL`]).
+/// is expected to need at its peak (within 5% above the figures of [`TRAIN_BYTES_PER_PIXEL`]),
+/// and 32 bytes a parameter beyond those of the networks measured (the parameters, their
+/// gradients, Adam's two moments, the update and the checkpoint's copy): 54 MB at width 32,
+/// but a width of thousands would need more for its parameters than for its activations.
 pub fn train_step_bytes(batch: usize, size: usize, width: usize) -> u64 {
     let (per_pixel, per_channel) = TRAIN_BYTES_PER_PIXEL;
     let pixels = (batch as u64).saturating_mul((size * size) as u64);
-    TRAIN_FIXED_BYTES + pixels.saturating_mul(per_pixel + per_channel * width as u64)
+    let activations = pixels.saturating_mul(per_pixel + per_channel * width as u64);
+    let params = 32 * approx_params(width).saturating_sub(approx_params(32));
+    TRAIN_FIXED_BYTES + activations.saturating_add(params)
+}
+
+/// About the parameters of Johnson et al.'s network at `width` (`nn::transformer`): the 3x3
+/// convolutions' 1620·width² (two down, ten residual, two up) and the 9x9 ends' 486·width;
+/// the norms and biases, a few thousand, are left out.
+pub fn approx_params(width: usize) -> u64 {
+    let w = width as u64;
+    w.saturating_mul(w).saturating_mul(1620).saturating_add(486 * w)
 }
 
 /// Memory available to this process, from `/proc/meminfo` (Linux); `None` elsewhere.

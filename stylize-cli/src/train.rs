@@ -443,6 +443,15 @@ mod tests {
             TrainSettings { style_scale: 40.0, ..TrainSettings::default() }.check_memory(&painting, gib).unwrap_err();
         assert!(matches!(err, Error::StyleOutOfMemory { width: 10240, height: 6400, .. }), "{err}");
         TrainSettings { batch: 100_000, ..TrainSettings::default() }.check_memory(&painting, None).unwrap();
+        // A width whose parameters alone do not fit (217 GB at 2,048).
+        let err =
+            TrainSettings { width: 2048, batch: 1, ..TrainSettings::default() }.check_memory(&painting, Some(32 << 30));
+        assert!(matches!(err, Err(Error::TrainOutOfMemory { .. })), "{err:?}");
+        for width in [16, 32] {
+            let exact = Transformer::new(width, Variant::InstanceRelu, 0).num_params() as f64;
+            let approx = memory::approx_params(width) as f64;
+            assert!((approx / exact - 1.0).abs() < 0.01, "width {width}: {approx} against {exact}");
+        }
     }
 
     #[test]

@@ -275,7 +275,7 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
                 "--batch".into(),
                 "100000".into(),
             ],
-            "lower --batch or --size",
+            "lower --batch, --size or --width",
         ),
         (
             vec![

@@ -300,7 +300,7 @@ fn lr_help() -> String {
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct ComputeArgs {
     /// Worker threads [default: all cores]. Results are bit-identical for the same thread count
-    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
     /// VGG19 weights in safetensors format (see `stylize convert`) [default: the weights shipped with stylize]
@@ -422,6 +422,21 @@ pub fn parse_positive(s: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("'{s}' is not a whole number >= 1")),
+    }
+}
+
+/// Most worker threads `--threads` accepts. Each is an OS thread with its own stack and
+/// scratch; `--threads 100000` spent a minute starting threads before any work.
+pub const MAX_THREADS: usize = 1024;
+
+/// A thread count, 1 to [`MAX_THREADS`].
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    match parse_positive(s)? {
+        n if n > MAX_THREADS => Err(format!(
+            "{n} threads is more than stylize starts (at most {MAX_THREADS}); more threads than cores ({}) only adds overhead",
+            std::thread::available_parallelism().map_or(1, |c| c.get())
+        )),
+        n => Ok(n),
     }
 }
 
@@ -595,6 +610,7 @@ mod tests {
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--size", "0"]).contains("at least 1"));
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--size=-3"]).contains("not a whole number"));
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--threads", "0"]).contains("at least 1"));
+        assert!(error_of(&["train", "s.jpg", "--photos", "p", "-o", "m", "--threads", "100000"]).contains("at most"));
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--style-weight", "NaN"]).contains("not finite"));
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--style-weight=-1"]).contains("negative"));
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--lr", "0"]).contains("greater than 0"));
