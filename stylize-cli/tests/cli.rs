@@ -303,6 +303,14 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
             "no checkpoint",
         ),
         (
+            vec!["train".into(), style.clone(), "--photos".into(), repo("data/photos"), "-o".into(), o.into()],
+            "a model is a safetensors file, not a picture",
+        ),
+        (
+            vec!["train".into(), style.clone(), "--photos".into(), repo("data/photos"), "-o".into(), d("")],
+            "give the model's file name",
+        ),
+        (
             vec![
                 "run".into(),
                 content.clone(),

@@ -137,10 +137,31 @@ fn beside(model: &Path, suffix: &str) -> PathBuf {
     model.with_file_name(name)
 }
 
+/// Refuses a model path that names a folder or a picture: `-o out.png` would write a
+/// safetensors model under a picture's name, which no viewer opens.
+fn check_model_path(path: &Path) -> Result<()> {
+    let named = |p: &Path| p.with_extension("safetensors").display().to_string();
+    if path.is_dir() {
+        bail!(
+            "{}: is a folder; give the model's file name, such as {}",
+            path.display(),
+            path.join("model.safetensors").display()
+        );
+    }
+    if image::output_format(path).is_ok() {
+        bail!(
+            "{}: a model is a safetensors file, not a picture; name it {} (`stylize apply` paints pictures with it)",
+            path.display(),
+            named(path)
+        );
+    }
+    Ok(output::check(path)?)
+}
+
 pub fn train(args: &TrainArgs) -> Result<ExitCode> {
     let checkpoint_path = beside(&args.output, ".ckpt");
     let preview_path = beside(&args.output, ".preview.png");
-    output::check(&args.output)?;
+    check_model_path(&args.output)?;
     output::check(&checkpoint_path)?;
     if let Some(log) = &args.log {
         output::check(log)?;
