@@ -424,6 +424,42 @@ fn ctrl_c_stops_and_writes_the_current_image() {
     assert_eq!(image::size(&load_rgb(&out).unwrap()), (48, 36));
 }
 
+/// Ctrl-C in `apply` over a folder finishes the picture being painted, then stops: exit 130,
+/// the pictures written are whole, no temporary file is left, and it says how far it got.
+#[test]
+fn ctrl_c_stops_apply_between_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (photos, out) = (dir.path().join("photos"), dir.path().join("out"));
+    std::fs::create_dir(&photos).unwrap();
+    let photo = image::resize_longest(&load_rgb(Path::new(&repo(CONTENT))).unwrap(), 64);
+    for i in 0..300 {
+        image::save(&photo, &photos.join(format!("p{i:04}.png"))).unwrap();
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_stylize"))
+        .args(["apply", "starry_night", photos.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few pictures are written.
+    for _ in 0..600 {
+        if std::fs::read_dir(&out).map(|d| d.count() >= 3).unwrap_or(false) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "exit code after Ctrl-C: {}", stderr(&o));
+    let written: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(written.len() >= 3 && written.len() < 300, "{} written", written.len());
+    for path in &written {
+        assert_eq!(image::size(&load_rgb(path).unwrap()), (64, 48), "{}", path.display());
+    }
+    let err = stderr(&o);
+    assert!(err.contains(&format!("interrupted: {} of 300 pictures done", written.len())), "{err}");
+}
+
 /// A folder on a read-only file system, and one this user may not write to, are refused before
 /// the weights are even loaded, naming the output once. Root ignores permissions, so the first
 /// case mounts a read-only tmpfs in a private mount namespace and the second runs stylize as

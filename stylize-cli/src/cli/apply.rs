@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -128,8 +130,28 @@ pub fn apply(args: &ApplyArgs) -> Result<ExitCode> {
         }
         image::check_output_path(&job.output)?;
     }
+    // Ctrl-C finishes the picture being painted (a fraction of a second; seconds at 4K), so no
+    // half-written file is left beside the others, then stops; a second Ctrl-C stops at once.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        // A handler exists already if this process ran before (tests): keep that one.
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
     let mut failed = 0;
-    for job in &jobs {
+    for (done, job) in jobs.iter().enumerate() {
+        if interrupted.load(Ordering::SeqCst) {
+            eprintln!(
+                "interrupted: {} of {} pictures done ({failed} failed); the rest were not started",
+                done,
+                jobs.len()
+            );
+            return Ok(ExitCode::from(130));
+        }
         let result = (|| -> Result<()> {
             // Reading and saving errors name their file; the rest are about the input's picture.
             let photo = image::load_rgb(&job.input)?;
