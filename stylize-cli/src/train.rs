@@ -325,8 +325,19 @@ impl<'v> Trainer<'v> {
         m
     }
 
-    /// One step: a batch of crops, the loss, the gradients, Adam.
+    /// One step: a batch of crops, the loss, the gradients, Adam. A step that fails (a photo
+    /// gone, a gradient not finite) changes nothing, the crops' generator included, so the
+    /// trainer's checkpoint is then that of the last step done.
     pub fn step(&mut self, photos: &Photos) -> Result<TrainStep, Error> {
+        let rng = self.rng.clone();
+        let result = self.try_step(photos);
+        if result.is_err() {
+            self.rng = rng;
+        }
+        result
+    }
+
+    fn try_step(&mut self, photos: &Photos) -> Result<TrainStep, Error> {
         let started = Instant::now();
         let crops = photos.batch(&mut self.rng, self.settings.batch)?;
         let x = Vgg19::preprocess(&crops)?;

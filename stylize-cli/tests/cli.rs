@@ -460,6 +460,59 @@ fn ctrl_c_stops_apply_between_pictures() {
     assert!(err.contains(&format!("interrupted: {} of 300 pictures done", written.len())), "{err}");
 }
 
+/// A training run whose photos vanish mid-run (a network drive gone, a folder tidied) stops with
+/// the error and its steps saved in the checkpoint, which `--resume` continues once they are back.
+#[test]
+fn a_failing_training_run_saves_its_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (photos, model, log) =
+        (dir.path().join("photos"), dir.path().join("m.safetensors"), dir.path().join("log.csv"));
+    std::fs::create_dir(&photos).unwrap();
+    let photo = image::resize_longest(&load_rgb(Path::new(&repo(CONTENT))).unwrap(), 48);
+    image::save(&photo, &photos.join("p.png")).unwrap();
+    let args = |steps: usize, extra: &[&str]| {
+        let mut a: Vec<String> =
+            ["train", &repo(STYLE), "--photos", photos.to_str().unwrap(), "-o", model.to_str().unwrap()]
+                .map(String::from)
+                .to_vec();
+        let fixed = ["--size", "32", "--batch", "1", "--width", "4", "--lr-decay", "0", "--checkpoint-every", "3"];
+        a.extend(fixed.iter().chain(extra).map(|s| s.to_string()));
+        a.extend(["--steps".into(), steps.to_string(), "--log".into(), log.to_str().unwrap().into(), "-q".into()]);
+        a
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_stylize"))
+        .args(args(100_000, &[]))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until steps are logged (the log is buffered, so wait for the file to grow).
+    for _ in 0..600 {
+        if std::fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::rename(photos.join("p.png"), dir.path().join("away.png")).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("training stopped after step") && err.contains("--resume") && err.contains("no such file"),
+        "{err}"
+    );
+    let checkpoint = nn::model_file::ModelFile::read(&dir.path().join("m.safetensors.ckpt")).unwrap();
+    let saved: usize = checkpoint.meta_parsed("train.step").unwrap();
+    assert!(saved > 0 && err.contains(&format!("after step {saved},")), "{err}");
+
+    // The photo back, the run continues from the checkpoint, one step more.
+    std::fs::rename(dir.path().join("away.png"), photos.join("p.png")).unwrap();
+    let resumed: Vec<String> = args(saved + 1, &["--resume"]);
+    let o = stylize(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = nn::model_file::ModelFile::read(&model).unwrap();
+    assert_eq!(model.meta_parsed::<usize>("train.step").unwrap(), saved + 1);
+}
+
 /// A folder on a read-only file system, and one this user may not write to, are refused before
 /// the weights are even loaded, naming the output once. Root ignores permissions, so the first
 /// case mounts a read-only tmpfs in a private mount namespace and the second runs stylize as

@@ -128,6 +128,39 @@ fn training_lowers_the_loss_and_resumes_exactly() {
 /// measured 1.07e8 against 1.17e8 after 8 steps),
 /// only a network of the run's width and variant is taken, and a checkpoint of such a run
 /// resumes only as one (metadata the checkpoint has and the run lacks is a mismatch).
+/// A step that fails (here: its photos moved away mid-run) changes nothing, not even which
+/// crops come next: the checkpoint `train` then saves is that of the last step done, and once
+/// the photos are back the run goes on exactly as one that never failed.
+#[test]
+fn a_failed_step_changes_nothing() {
+    let vgg = vgg();
+    let (dir, photos) = photos();
+    let meta = BTreeMap::new();
+    let mut straight = Trainer::new(&vgg, &style(), settings(4), meta.clone()).unwrap();
+    straight.run(&photos, &mut |_, _| Ok(Control::Continue)).unwrap();
+
+    let mut t = Trainer::new(&vgg, &style(), settings(4), meta).unwrap();
+    t.step(&photos).unwrap();
+    t.step(&photos).unwrap();
+    let before = t.checkpoint().to_bytes();
+    let away = tempfile::tempdir().unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    for f in &files {
+        std::fs::rename(dir.path().join(f), away.path().join(f)).unwrap();
+    }
+    let err = t.step(&photos).unwrap_err();
+    assert!(err.to_string().contains("no such file"), "{err}");
+    assert_eq!(t.step, 2);
+    assert!(t.checkpoint().to_bytes() == before, "a failed step changed the trainer");
+    for f in &files {
+        std::fs::rename(away.path().join(f), dir.path().join(f)).unwrap();
+    }
+    t.run(&photos, &mut |_, _| Ok(Control::Continue)).unwrap();
+    for ((name, a), (_, b)) in straight.net.params().into_iter().zip(t.net.params()) {
+        assert_eq!(a.data(), b.data(), "{name} differs from the run that never failed");
+    }
+}
+
 #[test]
 fn training_can_start_from_a_trained_network() {
     let vgg = vgg();

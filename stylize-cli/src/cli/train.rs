@@ -291,8 +291,21 @@ pub fn train(args: &TrainArgs) -> Result<ExitCode> {
             image::save(&t.preview(&preview_crop)?, &preview_path)?;
         }
         Ok(if interrupted.load(Ordering::SeqCst) { Control::Stop } else { Control::Continue })
-    })?;
+    });
     progress.finish();
+    let control = match control {
+        Ok(control) => control,
+        // Nothing done is lost: the steps since the last checkpoint are saved before the error.
+        Err(e) if trainer.step > 0 && save_checkpoint(&trainer).is_ok() => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "training stopped after step {}, saved in {} (continue with the same command and --resume once \
+                 this is mended)",
+                trainer.step,
+                checkpoint_path.display()
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     save_checkpoint(&trainer)?;
     if let Some(Err(e)) = log.as_mut().map(Log::flush) {
         eprintln!("warning: {e:#}");
