@@ -46,7 +46,7 @@ pub enum BatchError {
     NotFound { path: PathBuf },
     #[error("{}: cannot list the folder: {error}", path.display())]
     Folder { path: PathBuf, error: std::io::Error },
-    #[error("{}: holds no images ({})", path.display(), IMAGE_EXTENSIONS.join(", "))]
+    #[error("{}: holds no images ({}){}", path.display(), IMAGE_EXTENSIONS.join(", "), subfolder_hint(path))]
     NoImages { path: PathBuf },
     #[error("{} inputs need -o to be a folder, but {} is a file; give a folder (it is created if missing)", count, output.display())]
     OutputNotAFolder { count: usize, output: PathBuf },
@@ -114,6 +114,27 @@ pub fn image_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     });
     files.sort();
     Ok(files)
+}
+
+/// For a folder with no images of its own: that its subfolders, if it has any, are not
+/// searched (a photo collection sorted into folders by year is a common case), naming a few.
+pub fn subfolder_hint(dir: &Path) -> String {
+    let Ok(entries) = std::fs::read_dir(dir) else { return String::new() };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    match names.len() {
+        0 => String::new(),
+        n => {
+            let shown = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+            let more = if n > 3 { format!(" and {} more", n - 3) } else { String::new() };
+            format!("; subfolders are not searched, and it has {n} ({shown}{more}): give one of them")
+        }
+    }
 }
 
 /// `photo.jpg` -> `photo.jpg`, `anim.gif` -> `anim.png`.
@@ -189,6 +210,7 @@ mod tests {
         let empty = folder(&["notes.txt"]);
         let err = jobs(&[empty.path().to_path_buf()], &dir.path().join("out"), None).unwrap_err();
         assert!(matches!(err, BatchError::NoImages { .. }), "{err}");
+        assert!(!err.to_string().contains("subfolders"), "{err}");
     }
 
     #[test]

@@ -22,7 +22,10 @@ pub enum PhotosError {
     Folder { path: PathBuf, error: std::io::Error },
     #[error("{}: is not a folder; give the folder that holds the training photos", path.display())]
     NotAFolder { path: PathBuf },
-    #[error("{}: holds no images; put JPEG or PNG photos in it (the repository ships some in data/photos)", path.display())]
+    #[error(
+        "{}: holds no images; put JPEG or PNG photos in it (the repository ships some in data/photos){}",
+        path.display(), crate::batch::subfolder_hint(path)
+    )]
     Empty { path: PathBuf },
     #[error(
         "{}: none of its {files} files is a usable photo of at least {size}x{size} pixels ({} skipped: {}); \
@@ -196,6 +199,12 @@ mod tests {
         assert!(err.to_string().contains("lower --size"), "{err}");
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(Photos::open(empty.path(), 16).unwrap_err(), PhotosError::Empty { .. }));
+        // Photos one folder down: the error says the subfolders are not searched, and names them.
+        for sub in ["2023", "2024", "2025", "2026", ".cache"] {
+            std::fs::create_dir(empty.path().join(sub)).unwrap();
+        }
+        let err = Photos::open(empty.path(), 16).unwrap_err().to_string();
+        assert!(err.contains("subfolders are not searched, and it has 4 (2023, 2024, 2025 and 1 more)"), "{err}");
         let err = Photos::open(&dir.path().join("a.png"), 16).unwrap_err();
         assert!(matches!(err, PhotosError::NotAFolder { .. }), "{err}");
     }
