@@ -57,8 +57,8 @@ pub enum BatchError {
 /// The pictures to make from `inputs` (files, or folders whose images are taken in name
 /// order) into `output`, and this process's slice of them.
 ///
-/// One input file and an `output` that is not an existing folder: `output` is the file. Else
-/// `output` is a folder (it need not exist yet) and each result is named after its input,
+/// One input file and an `output` that is not an existing folder nor ends with `/`: `output`
+/// is the file. Else `output` is a folder (it need not exist yet) and each result is named after its input,
 /// keeping the input's extension (GIF becomes PNG, its palette would band a painting).
 pub fn jobs(inputs: &[PathBuf], output: &Path, shard: Option<Shard>) -> Result<Vec<Job>, BatchError> {
     let mut files = Vec::new();
@@ -77,7 +77,9 @@ pub fn jobs(inputs: &[PathBuf], output: &Path, shard: Option<Shard>) -> Result<V
             return Err(BatchError::NotFound { path: input.clone() });
         }
     }
-    let single = files.len() == 1 && !from_folder && !output.is_dir();
+    // `out/` names a folder even before it exists.
+    let names_a_folder = output.is_dir() || output.as_os_str().to_string_lossy().ends_with(std::path::MAIN_SEPARATOR);
+    let single = files.len() == 1 && !from_folder && !names_a_folder;
     if !single && output.is_file() {
         return Err(BatchError::OutputNotAFolder { count: files.len(), output: output.to_path_buf() });
     }
@@ -169,6 +171,9 @@ mod tests {
         let into = dir.path().join("results");
         fs::create_dir(&into).unwrap();
         assert_eq!(jobs(std::slice::from_ref(&a), &into, None).unwrap()[0].output, into.join("a.jpg"));
+        // A folder yet to be made, named with a trailing separator.
+        let new = PathBuf::from(format!("{}{}", dir.path().join("new").display(), std::path::MAIN_SEPARATOR));
+        assert_eq!(jobs(std::slice::from_ref(&a), &new, None).unwrap()[0].output, new.join("a.jpg"));
     }
 
     #[test]

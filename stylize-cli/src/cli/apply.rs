@@ -29,7 +29,7 @@ pub struct ApplyArgs {
     #[arg(value_name = "INPUT", required_unless_present = "list", num_args = 1..)]
     pub inputs: Vec<PathBuf>,
 
-    /// Output image (one input), or a folder for the results (several inputs or a folder; created if missing)
+    /// Output image (one input), or a folder for the results (several inputs, a folder, or a name ending in /; created if missing)
     #[arg(short, long, value_name = "OUT", required_unless_present = "list")]
     pub output: Option<PathBuf>,
 
