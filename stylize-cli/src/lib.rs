@@ -73,6 +73,11 @@ pub enum Error {
     )]
     StyleOutOfMemory { width: usize, height: usize, needed: u64, available: u64 },
     #[error(
+        "the style image resized to {width}x{height} is too small for VGG19's {layer}, which needs at least {min}x{min}; \
+         use a less elongated style image, or a larger --style-scale or --size"
+    )]
+    StyleTooSmall { width: usize, height: usize, layer: &'static str, min: usize },
+    #[error(
         "a training step on {batch} crops of {size}x{size} needs about {} of memory, but only {} is available; \
          lower --batch, --size or --width",
         memory::format_bytes(*needed), memory::format_bytes(*available)

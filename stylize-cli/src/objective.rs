@@ -103,6 +103,18 @@ impl StyleTargets {
     }
 }
 
+/// Refuses style images that, resized to `sizes` (width, height), are smaller than the deepest
+/// of `layers` needs or need more memory for their targets than is `available`, before any
+/// work: a long thin painting used to fail in VGG with no word of which image or what to do.
+pub fn check_style_sizes(sizes: &[(usize, usize)], layers: &Layers, available: Option<u64>) -> Result<(), Error> {
+    let min = layers.min_side()?;
+    if let Some(&(width, height)) = sizes.iter().find(|(w, h)| (*w).min(*h) < min) {
+        let layer = vgg::table::LAYERS[vgg::model::deepest(&layers.names())?].name();
+        return Err(Error::StyleTooSmall { width, height, layer, min });
+    }
+    crate::memory::check_style_sizes(sizes, available)
+}
+
 /// The content layer's features of `x` (images in VGG's space), as a constant target.
 pub fn content_features(vgg: &Vgg19, x: &Tensor, layers: &Layers) -> Result<Tensor, Error> {
     let mut tape = Tape::new();

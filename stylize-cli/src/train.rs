@@ -103,7 +103,7 @@ impl TrainSettings {
     pub fn check_memory(&self, style_sizes: &[(usize, usize)], available: Option<u64>) -> Result<(), Error> {
         let resized: Vec<(usize, usize)> =
             style_sizes.iter().map(|&(w, h)| crate::image::longest_side_size(w, h, self.style_side())).collect();
-        memory::check_style_sizes(&resized, available)?;
+        crate::objective::check_style_sizes(&resized, &self.layers, available)?;
         let needed = memory::train_step_bytes(self.batch, self.size, self.width);
         match available {
             Some(available) if needed > available => {

@@ -292,7 +292,7 @@ pub fn transfer(
         let side = style_side(w.max(h));
         let sizes: Vec<(usize, usize)> =
             styles.iter().map(|(s, _)| size(s)).map(|(sw, sh)| longest_side_size(sw, sh, side)).collect();
-        memory::check_style_sizes(&sizes, memory::available_bytes())?;
+        crate::objective::check_style_sizes(&sizes, &settings.layers, memory::available_bytes())?;
     }
     // Luminance-only transfer optimises grey images; the colours come back in `finish`.
     let (content_in, styles_in): (Tensor, Vec<(Tensor, f32)>) = if settings.preserve_colors {

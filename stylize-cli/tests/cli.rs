@@ -202,6 +202,7 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
     std::fs::write(d("notes.png"), b"these are not pixels").unwrap();
     std::fs::write(d("notes.txt"), b"these are not pixels either").unwrap();
     image::save(&image::from_planes(8, 8, vec![128.0; 3 * 64]), Path::new(&d("tiny.png"))).unwrap();
+    image::save(&image::from_planes(400, 2, vec![128.0; 3 * 800]), Path::new(&d("thin.png"))).unwrap();
     let (content, style) = (repo(CONTENT), repo(STYLE));
 
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -260,6 +261,21 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
             "lower --size",
         ),
         (vec!["bench".into(), "--size".into(), "100000".into()], "lower --size"),
+        (
+            vec!["run".into(), content.clone(), d("thin.png"), "-o".into(), o.into(), "--size".into(), "64".into()],
+            "the style image resized to 64x1 is too small for vgg19's relu5_1",
+        ),
+        (
+            vec![
+                "train".into(),
+                d("thin.png"),
+                "--photos".into(),
+                repo("data/photos"),
+                "-o".into(),
+                d("m.safetensors"),
+            ],
+            "the style image resized to 256x1 is too small",
+        ),
         (
             vec!["bench".into(), "--apply".into(), "starry_night".into(), "--size".into(), "100000".into()],
             "lower --size",

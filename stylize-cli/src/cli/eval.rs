@@ -41,6 +41,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     };
     let content = load(&args.content, "content image")?;
     let styles = args.styles.iter().map(|p| load(p, "style image")).collect::<Result<Vec<_>>>()?;
+    let sizes: Vec<(usize, usize)> = styles.iter().map(image::size).collect();
+    stylize::objective::check_style_sizes(&sizes, &layers, memory::available_bytes())?;
     let styles: Vec<(Tensor, f32)> = styles.into_iter().zip(args.loss.blend_weights(args.styles.len())).collect();
     let vgg = Vgg19::load(&weights_path, &layers.names())?;
     let objective = Objective::new(&vgg, &content, &styles, layers.clone(), args.loss.weights())?;
