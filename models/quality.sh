@@ -6,7 +6,8 @@
 #   models/quality.sh OUT_DIR PHOTO...
 #
 # MODELS_DIR=DIR scores the models in DIR instead of the shipped ones (each NAME.safetensors
-# against examples/style_NAME.jpg). INIT=noise starts `run` from noise (`--init noise --seed 0`,
+# against examples/style_NAME.jpg). SIZE=PX scores at another size than the issue's 256 (the
+# longest side, for apply, eval and run alike). INIT=noise starts `run` from noise (`--init noise --seed 0`,
 # 300 steps) instead of the photo, as Johnson's own Gatys implementation does by default.
 # For each shipped model and photo it writes OUT_DIR/PHOTO.MODEL.apply.png and .run20.png, and
 # prints: the model's loss, run's loss after 20 steps, and the first step at which run's loss
@@ -20,7 +21,7 @@ shift
 mkdir -p "$out"
 cargo build --release --quiet
 bin=target/release/stylize
-init=() iters=101
+init=() iters=101 size=${SIZE:-256}
 [ "${INIT:-content}" = noise ] && init=(--init noise --seed 0) iters=301
 printf '%-28s %-14s %12s %12s %s\n' photo model apply run20 "run steps to match"
 for photo in "$@"; do
@@ -28,10 +29,10 @@ for photo in "$@"; do
   for model in "${MODELS_DIR:-models}"/*.safetensors; do
     name=$(basename "$model" .safetensors)
     style=examples/style_$name.jpg
-    $bin apply "$model" "$photo" --size 256 -o "$out/$base.$name.apply.png" --quiet
-    model_loss=$($bin eval --content "$photo" --style "$style" --size 256 --image "$out/$base.$name.apply.png" --json |
+    $bin apply "$model" "$photo" --size "$size" -o "$out/$base.$name.apply.png" --quiet
+    model_loss=$($bin eval --content "$photo" --style "$style" --size "$size" --image "$out/$base.$name.apply.png" --json |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
-    $bin run "$photo" "$style" --size 256 --scales 1 --iters "$iters" --min-change 0 "${init[@]}" -o "$out/$base.$name.run$((iters - 1)).png" \
+    $bin run "$photo" "$style" --size "$size" --scales 1 --iters "$iters" --min-change 0 "${init[@]}" -o "$out/$base.$name.run$((iters - 1)).png" \
       --log "$out/$base.$name.run.csv" --quiet
     # Row k+1 of the log is the loss at the start of step k+1, i.e. after k steps.
     read -r run20 match < <(python3 - "$out/$base.$name.run.csv" "$model_loss" <<'PY'
@@ -43,7 +44,7 @@ match = next((k for k in sorted(after) if after[k] <= model), None)
 print(after[20], match if match is not None else ">%d" % max(after))
 PY
 )
-    $bin run "$photo" "$style" --size 256 --scales 1 --iters 20 "${init[@]}" -o "$out/$base.$name.run20.png" --quiet
+    $bin run "$photo" "$style" --size "$size" --scales 1 --iters 20 "${init[@]}" -o "$out/$base.$name.run20.png" --quiet
     printf '%-28s %-14s %12.4e %12.4e %s\n' "$base" "$name" "$model_loss" "$run20" "$match"
   done
 done

@@ -31,6 +31,21 @@ const CONTENT: &str = "examples/content_tubingen.jpg";
 const STYLE: &str = "examples/style_starry_night.jpg";
 
 /// Runs a command that must fail before writing `out`, and returns its error message.
+/// Polls `done` every 20 ms for up to a minute (a child process getting under way).
+fn wait_until(mut done: impl FnMut() -> bool) {
+    for _ in 0..3000 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether `log` has been written to: it is buffered, so once it has grown a run is under way.
+fn has_grown(log: &Path) -> bool {
+    std::fs::metadata(log).map(|m| m.len() > 0).unwrap_or(false)
+}
+
 fn fails(args: &[&str], out: &Path) -> String {
     let o = stylize(args);
     assert!(!o.status.success(), "{args:?} should fail");
@@ -204,6 +219,20 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
     image::save(&image::from_planes(8, 8, vec![128.0; 3 * 64]), Path::new(&d("tiny.png"))).unwrap();
     image::save(&image::from_planes(400, 2, vec![128.0; 3 * 800]), Path::new(&d("thin.png"))).unwrap();
     let (content, style) = (repo(CONTENT), repo(STYLE));
+    // `run CONTENT STYLE -o OUT`, `eval --content CONTENT --style STYLE` and
+    // `train STYLE --photos data/photos -o MODEL`, each with more arguments.
+    let run = |more: &[&str]| -> Vec<String> {
+        let head = ["run", &content, &style, "-o", o].map(String::from);
+        head.into_iter().chain(more.iter().map(|s| s.to_string())).collect()
+    };
+    let eval = |more: &[&str]| -> Vec<String> {
+        let head = ["eval", "--content", &content, "--style", &style].map(String::from);
+        head.into_iter().chain(more.iter().map(|s| s.to_string())).collect()
+    };
+    let train = |style: &str, model: &str, more: &[&str]| -> Vec<String> {
+        let head = ["train", style, "--photos", &repo("data/photos"), "-o", model].map(String::from);
+        head.into_iter().chain(more.iter().map(|s| s.to_string())).collect()
+    };
 
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["run".into(), d("missing.jpg"), style.clone(), "-o".into(), o.into()], "no such file"),
@@ -216,152 +245,29 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
         ),
         (vec!["run".into(), content.clone(), style.clone(), "-o".into(), d("no/such/dir/out.png")], "does not exist"),
         (vec!["run".into(), content.clone(), style.clone(), "-o".into(), d("out.xyz")], "extension"),
-        (
-            vec![
-                "run".into(),
-                content.clone(),
-                style.clone(),
-                "-o".into(),
-                o.into(),
-                "--style-weight".into(),
-                "nan".into(),
-            ],
-            "finite",
-        ),
-        (
-            vec!["run".into(), content.clone(), style.clone(), "-o".into(), o.into(), "--tv-weight=-1".into()],
-            "negative",
-        ),
-        (
-            vec!["run".into(), content.clone(), style.clone(), "-o".into(), o.into(), "--size".into(), "200000".into()],
-            "memory",
-        ),
-        (
-            vec![
-                "run".into(),
-                content.clone(),
-                style.clone(),
-                "-o".into(),
-                o.into(),
-                "--style-scale".into(),
-                "1000".into(),
-            ],
-            "lower --style-scale",
-        ),
-        (
-            vec![
-                "eval".into(),
-                "--content".into(),
-                content.clone(),
-                "--style".into(),
-                style.clone(),
-                "--size".into(),
-                "100000".into(),
-            ],
-            "lower --size",
-        ),
+        (run(&["--style-weight", "nan"]), "finite"),
+        (run(&["--tv-weight=-1"]), "negative"),
+        (run(&["--size", "200000"]), "memory"),
+        (run(&["--style-scale", "1000"]), "lower --style-scale"),
+        (eval(&["--size", "100000"]), "lower --size"),
         (vec!["bench".into(), "--size".into(), "100000".into()], "lower --size"),
         (
             vec!["run".into(), content.clone(), d("thin.png"), "-o".into(), o.into(), "--size".into(), "64".into()],
             "the style image resized to 64x1 is too small for vgg19's relu5_1",
         ),
-        (
-            vec![
-                "train".into(),
-                d("thin.png"),
-                "--photos".into(),
-                repo("data/photos"),
-                "-o".into(),
-                d("m.safetensors"),
-            ],
-            "the style image resized to 256x1 is too small",
-        ),
+        (train(&d("thin.png"), &d("m.safetensors"), &[]), "the style image resized to 256x1 is too small"),
         (
             vec!["bench".into(), "--apply".into(), "starry_night".into(), "--size".into(), "100000".into()],
             "lower --size",
         ),
-        (
-            vec![
-                "train".into(),
-                style.clone(),
-                "--photos".into(),
-                repo("data/photos"),
-                "-o".into(),
-                d("m.safetensors"),
-                "--batch".into(),
-                "100000".into(),
-            ],
-            "lower --batch, --size or --width",
-        ),
-        (
-            vec![
-                "train".into(),
-                style.clone(),
-                "--photos".into(),
-                repo("data/photos"),
-                "-o".into(),
-                d("m.safetensors"),
-                "--style-scale".into(),
-                "1000".into(),
-            ],
-            "lower --style-scale",
-        ),
-        (
-            vec![
-                "train".into(),
-                style.clone(),
-                "--photos".into(),
-                repo("data/photos"),
-                "-o".into(),
-                d("m.safetensors"),
-                "--resume".into(),
-            ],
-            "no checkpoint",
-        ),
-        (
-            vec!["train".into(), style.clone(), "--photos".into(), repo("data/photos"), "-o".into(), o.into()],
-            "a model is a safetensors file, not a picture",
-        ),
-        (
-            vec!["train".into(), style.clone(), "--photos".into(), repo("data/photos"), "-o".into(), d("")],
-            "give the model's file name",
-        ),
-        (
-            vec![
-                "run".into(),
-                content.clone(),
-                style.clone(),
-                "-o".into(),
-                o.into(),
-                "--weights".into(),
-                d("none.safetensors"),
-            ],
-            "looked in",
-        ),
-        (
-            vec![
-                "run".into(),
-                content.clone(),
-                style.clone(),
-                "-o".into(),
-                o.into(),
-                "--weights".into(),
-                d("notes.png"),
-            ],
-            "safetensors",
-        ),
-        (
-            vec![
-                "eval".into(),
-                "--content".into(),
-                content.clone(),
-                "--style".into(),
-                style.clone(),
-                "--grad-out".into(),
-                d("nope/g.npy"),
-            ],
-            "does not exist",
-        ),
+        (train(&style, &d("m.safetensors"), &["--batch", "100000"]), "lower --batch, --size or --width"),
+        (train(&style, &d("m.safetensors"), &["--style-scale", "1000"]), "lower --style-scale"),
+        (train(&style, &d("m.safetensors"), &["--resume"]), "no checkpoint"),
+        (train(&style, o, &[]), "a model is a safetensors file, not a picture"),
+        (train(&style, &d(""), &[]), "give the model's file name"),
+        (run(&["--weights", &d("none.safetensors")]), "looked in"),
+        (run(&["--weights", &d("notes.png")]), "safetensors"),
+        (eval(&["--grad-out", &d("nope/g.npy")]), "does not exist"),
     ];
     for (args, expect) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -426,13 +332,7 @@ fn ctrl_c_stops_and_writes_the_current_image() {
         ])
         .spawn()
         .unwrap();
-    // Wait until a few steps are logged (the log is buffered, so wait for the file to grow).
-    for _ in 0..600 {
-        if std::fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until(|| has_grown(&log));
     let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
@@ -456,13 +356,7 @@ fn ctrl_c_stops_apply_between_pictures() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until a few pictures are written.
-    for _ in 0..600 {
-        if std::fs::read_dir(&out).map(|d| d.count() >= 3).unwrap_or(false) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(|| std::fs::read_dir(&out).map(|d| d.count() >= 3).unwrap_or(false));
     let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let o = child.wait_with_output().unwrap();
@@ -501,13 +395,7 @@ fn a_failing_training_run_saves_its_steps() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until steps are logged (the log is buffered, so wait for the file to grow).
-    for _ in 0..600 {
-        if std::fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until(|| has_grown(&log));
     std::fs::rename(photos.join("p.png"), dir.path().join("away.png")).unwrap();
     let o = child.wait_with_output().unwrap();
     let err = stderr(&o);
@@ -588,13 +476,7 @@ fn a_finished_picture_survives_its_folder_being_removed() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The log is buffered: once it has grown, the run is well under way.
-    for _ in 0..600 {
-        if std::fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(|| has_grown(&log));
     std::fs::remove_dir_all(out_dir.path()).unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1));
