@@ -52,6 +52,8 @@ pub enum BatchError {
     OutputNotAFolder { count: usize, output: PathBuf },
     #[error("{} and {} would both be written to {}; rename one of them", first.display(), second.display(), output.display())]
     Collision { first: PathBuf, second: PathBuf, output: PathBuf },
+    #[error("{}: the picture would be written over this photo; give -o another folder or file name", input.display())]
+    OverwritesInput { input: PathBuf },
 }
 
 /// The pictures to make from `inputs` (files, or folders whose images are taken in name
@@ -90,6 +92,10 @@ pub fn jobs(inputs: &[PathBuf], output: &Path, shard: Option<Shard>) -> Result<V
             Job { input, output }
         })
         .collect();
+    // `apply M photos/ -o photos/` would replace the photos with their pictures.
+    if let Some(job) = jobs.iter().find(|j| crate::output::is_same_file(&j.input, &j.output)) {
+        return Err(BatchError::OverwritesInput { input: job.input.clone() });
+    }
     let mut by_output: Vec<&Job> = jobs.iter().collect();
     by_output.sort_by(|a, b| a.output.cmp(&b.output));
     if let Some(pair) = by_output.windows(2).find(|p| p[0].output == p[1].output) {
@@ -216,6 +222,12 @@ mod tests {
         let err = jobs(&[empty.path().to_path_buf()], &dir.path().join("out"), None).unwrap_err();
         assert!(matches!(err, BatchError::NoImages { .. }), "{err}");
         assert!(!err.to_string().contains("subfolders"), "{err}");
+        // Writing over the inputs: a folder into itself (by another spelling too), a file onto itself.
+        let err = jobs(&[dir.path().to_path_buf()], &dir.path().join("."), None).unwrap_err();
+        assert!(matches!(&err, BatchError::OverwritesInput { input } if *input == a), "{err}");
+        let err = jobs(std::slice::from_ref(&b), &b, None).unwrap_err();
+        assert!(matches!(err, BatchError::OverwritesInput { .. }), "{err}");
+        assert!(jobs(std::slice::from_ref(&b), &dir.path().join("b.styled.png"), None).is_ok());
     }
 
     #[test]

@@ -54,6 +54,15 @@ pub fn check(path: &Path) -> Result<(), OutputError> {
     })
 }
 
+/// Whether `output` exists and is the file `input` (by its resolved path: `photos/a.jpg` and
+/// `./photos/../photos/a.jpg` are one file), so that writing it would replace an input.
+pub fn is_same_file(input: &Path, output: &Path) -> bool {
+    match (fs::canonicalize(input), fs::canonicalize(output)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// The folder `path` lives in; "out.png" has parent "", which means ".".
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

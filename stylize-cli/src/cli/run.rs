@@ -30,6 +30,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
     // --- Checks before any compute -------------------------------------------------------
     image::check_output_path(&args.output)?;
+    if let Some(input) =
+        std::iter::once(&args.content).chain(&args.styles).find(|p| output::is_same_file(p, &args.output))
+    {
+        anyhow::bail!("{}: the picture would be written over this input; give -o another file name", input.display());
+    }
     if let Some(log) = &args.log {
         output::check(log)?;
     }
