@@ -123,15 +123,15 @@ const STYLE_BYTES_PER_PIXEL: u64 = 810;
 /// Bytes computing the style targets of images of `sizes` (width, height, as resized) takes at
 /// its peak: they are computed one after another, so the largest decides.
 pub fn style_targets_bytes(sizes: &[(usize, usize)]) -> u64 {
-    let largest = sizes.iter().map(|&(w, h)| (w * h) as u64).max().unwrap_or(0);
-    STYLE_BYTES_PER_PIXEL * largest + PROCESS_BYTES
+    let largest = sizes.iter().map(|&(w, h)| (w as u64).saturating_mul(h as u64)).max().unwrap_or(0);
+    STYLE_BYTES_PER_PIXEL.saturating_mul(largest).saturating_add(PROCESS_BYTES)
 }
 
 /// Refuses style images of `sizes` whose targets would not fit in the memory `available` (if
 /// known): a large `--style-scale` used to end in an allocation failure.
 pub fn check_style_sizes(sizes: &[(usize, usize)], available: Option<u64>) -> Result<(), Error> {
     let needed = style_targets_bytes(sizes);
-    match (available, sizes.iter().max_by_key(|&&(w, h)| w * h)) {
+    match (available, sizes.iter().max_by_key(|&&(w, h)| w.saturating_mul(h))) {
         (Some(available), Some(&(width, height))) if needed > available => {
             Err(Error::StyleOutOfMemory { width, height, needed, available })
         }

@@ -13,7 +13,7 @@ use nn::transformer::Transformer;
 use stylize::batch::{self, Shard};
 use stylize::{apply, color, image, memory, output};
 
-use super::args::{parse_positive, ComputeArgs};
+use super::args::{parse_size, ComputeArgs};
 
 /// Where the shipped models are (a path known at build time, as the VGG weights').
 pub const SHIPPED_MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models");
@@ -34,7 +34,7 @@ pub struct ApplyArgs {
     pub output: Option<PathBuf>,
 
     /// Resize each input so its longest side is PX first [default: keep its size]
-    #[arg(long, value_name = "PX", value_parser = parse_positive)]
+    #[arg(long, value_name = "PX", value_parser = parse_size)]
     pub size: Option<usize>,
 
     /// Keep each photo's colours: the network's luminance with the photo's chroma

@@ -173,7 +173,7 @@ pub struct RunArgs {
     pub output: PathBuf,
 
     /// Longest side of the output in pixels (the content is resized to it, aspect kept). Time and memory grow with its square
-    #[arg(long, value_name = "PX", default_value_t = Settings::default().size, value_parser = parse_positive)]
+    #[arg(long, value_name = "PX", default_value_t = Settings::default().size, value_parser = parse_size)]
     pub size: usize,
 
     /// At most this many optimisation steps at each scale (one loss-and-gradient evaluation per step);
@@ -330,7 +330,7 @@ pub struct EvalArgs {
     pub styles: Vec<PathBuf>,
 
     /// Resize every image so its longest side is PX [default: each at its file's own size, as the golden tests need]
-    #[arg(long, value_name = "PX", value_parser = parse_positive)]
+    #[arg(long, value_name = "PX", value_parser = parse_size)]
     pub size: Option<usize>,
 
     #[command(flatten)]
@@ -428,6 +428,19 @@ pub fn parse_positive(s: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("'{s}' is not a whole number >= 1")),
+    }
+}
+
+/// Largest `--size` any command accepts: 65,536 pixels a side is 51 GB for the picture's three
+/// float planes alone, beyond any machine this runs on, and far sizes above it overflowed the
+/// memory estimates that refuse what does not fit.
+pub const MAX_SIZE: usize = 1 << 16;
+
+/// A picture's side in pixels, 1 to [`MAX_SIZE`].
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    match parse_positive(s)? {
+        n if n > MAX_SIZE => Err(format!("{n} pixels is more than any picture stylize paints (at most {MAX_SIZE})")),
+        n => Ok(n),
     }
 }
 
@@ -616,6 +629,12 @@ mod tests {
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--size", "0"]).contains("at least 1"));
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--size=-3"]).contains("not a whole number"));
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--threads", "0"]).contains("at least 1"));
+        for command in
+            [&["run", "c.jpg", "s.jpg", "-o", "o.png"][..], &["apply", "m", "p.jpg", "-o", "o.png"], &["bench"]]
+        {
+            let err = error_of(&[command, &["--size", "18446744073709551615"]].concat());
+            assert!(err.contains("at most 65536"), "{command:?}: {err}");
+        }
         assert!(error_of(&["train", "s.jpg", "--photos", "p", "-o", "m", "--threads", "100000"]).contains("at most"));
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--style-weight", "NaN"]).contains("not finite"));
         assert!(error_of(&["run", "c.jpg", "s.jpg", "-o", "o.png", "--style-weight=-1"]).contains("negative"));

@@ -12,13 +12,13 @@ use stylize::photos::Photos;
 use stylize::{bench, memory};
 use vgg::{Purpose, Vgg19};
 
-use super::args::{parse_positive, ComputeArgs};
+use super::args::{parse_positive, parse_size, ComputeArgs};
 
 /// Options of `bench`.
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct BenchArgs {
     /// Side of the square random image in pixels
-    #[arg(long, value_name = "PX", default_value_t = 512, value_parser = parse_positive)]
+    #[arg(long, value_name = "PX", default_value_t = 512, value_parser = parse_size)]
     pub size: usize,
 
     /// Timed steps, after one untimed warm-up step; the median is reported

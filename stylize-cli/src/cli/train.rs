@@ -20,7 +20,8 @@ use tensor::Rng;
 use vgg::{Purpose, Vgg19};
 
 use super::args::{
-    parse_layer_name, parse_layer_weights_arg, parse_positive, parse_positive_f32, ComputeArgs, LayerWeights, LossArgs,
+    parse_layer_name, parse_layer_weights_arg, parse_positive, parse_positive_f32, parse_size, ComputeArgs,
+    LayerWeights, LossArgs,
 };
 use super::run::{Log, Progress, TRAIN_COLUMNS};
 
@@ -40,7 +41,7 @@ pub struct TrainArgs {
     pub output: PathBuf,
 
     /// Side of the square photo crops the network learns on (a multiple of 4)
-    #[arg(long, value_name = "PX", default_value_t = TrainSettings::default().size, value_parser = parse_positive)]
+    #[arg(long, value_name = "PX", default_value_t = TrainSettings::default().size, value_parser = parse_size)]
     pub size: usize,
 
     /// Training steps (one batch each)
