@@ -266,6 +266,8 @@ fn bad_inputs_fail_before_any_work_and_say_why() {
         (train(&style, o, &[]), "a model is a safetensors file, not a picture"),
         (train(&style, &d(""), &[]), "give the model's file name"),
         (run(&["--weights", &d("none.safetensors")]), "looked in"),
+        (vec!["apply".into(), content.clone(), d("tiny.png"), "-o".into(), o.into()], "a picture, not a model"),
+        (train(&style, &d("m.safetensors"), &["--init", &content]), "a picture, not a model"),
         (vec!["run".into(), d("tiny.png"), style.clone(), "-o".into(), d("tiny.png")], "written over this input"),
         (run(&["--weights", &d("notes.png")]), "safetensors"),
         (eval(&["--grad-out", &d("nope/g.npy")]), "does not exist"),

@@ -94,6 +94,14 @@ fn describe(path: &Path) -> String {
 pub(super) fn resolve(model: &str) -> Result<PathBuf> {
     let path = PathBuf::from(model);
     if path.is_file() {
+        // `stylize apply photo.jpg more.jpg -o out/` (the model forgotten) reads a photo as the model.
+        if image::is_picture(&path) {
+            let names = shipped().join(", ");
+            bail!(
+                "{model}: a picture, not a model; the first argument is the model, a .safetensors file from \
+                 `stylize train` or a shipped model's name ({names}), then the pictures"
+            );
+        }
         return Ok(path);
     }
     let named = Path::new(SHIPPED_MODELS).join(format!("{model}.safetensors"));

@@ -130,6 +130,14 @@ fn is_srgb(transform: &moxcms::Transform8BitExecutor) -> bool {
     transform.transform(&probe, &mut out).is_ok() && probe.iter().zip(&out).all(|(a, b)| a.abs_diff(*b) <= 1)
 }
 
+/// Whether the file at `path` starts as an image format `image` knows does (PNG, JPEG, ...):
+/// to tell a user who passed a photo where a model goes what they did.
+pub fn is_picture(path: &Path) -> bool {
+    let mut head = [0u8; 32];
+    let n = fs::File::open(path).and_then(|mut f| io::Read::read(&mut f, &mut head)).unwrap_or(0);
+    image::guess_format(&head[..n]).is_ok()
+}
+
 /// Whether a JPEG file reaches its end-of-image marker (`FF D9`) after its first scan.
 ///
 /// Why: `image`'s JPEG decoder (zune-jpeg, not in strict mode) paints what a truncated file

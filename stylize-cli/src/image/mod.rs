@@ -21,7 +21,7 @@ mod resize;
 use std::io;
 use std::path::PathBuf;
 
-pub use decode::{load_rgb, MAX_DECODE_BYTES, MAX_SIDE};
+pub use decode::{is_picture, load_rgb, MAX_DECODE_BYTES, MAX_SIDE};
 pub use encode::{check_output_path, output_format, save, save_or_rescue, OutputFormat, SaveFailure, JPEG_QUALITY};
 pub use resize::{longest_side_size, resize_exact, resize_longest};
 use tensor::Tensor;
