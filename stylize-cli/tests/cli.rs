@@ -606,6 +606,8 @@ fn train_then_apply_as_a_user_would() {
     let written: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(written, ["p1.png"], "slice 1 of 2 of p0, p1, p2");
     let o = stylize(&["apply", &repo(STYLE), &repo(CONTENT), "-o", out.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("a picture, not a model"), "{}", stderr(&o));
+    let o = stylize(&["apply", log.to_str().unwrap(), &repo(CONTENT), "-o", out.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("not a model file"), "{}", stderr(&o));
 }
 
