@@ -79,8 +79,8 @@ pub fn default_tile(width: usize, free_bytes: Option<u64>) -> usize {
 /// space, and the output being assembled with its blend weights, 40 bytes. After: those and the
 /// output cropped, turned back into pixels and saved, 76 bytes, fitted to peak RSS with tiles
 /// small enough that their passes hardly count (`/usr/bin/time stylize apply starry_night
-/// IN.png -o OUT.png --tile 256 --size S`, Xeon, 2026-11-29): 616 and 2,424 MiB at 8.5 and 33.4
-/// million pixels (border included).
+/// IN.png -o OUT.png --tile 256 --size S` for S = 3840 and 7680, IN a 3840x2160 picture, Xeon,
+/// 2026-11-29): 616 and 2,424 MiB at 8.5 and 33.4 million pixels (border included).
 const PICTURE_BYTES_PER_PIXEL: (u64, u64) = (40, 76);
 
 /// Bytes `apply` is expected to need at its peak for a `w x h` picture (before its border) with
@@ -109,11 +109,12 @@ pub fn peak_bytes(width: usize, w: usize, h: usize, tile: usize) -> u64 {
 /// Refuses a `w x h` picture whose [`peak_bytes`] exceed the memory `available` (if known), so
 /// that an absurd `--size` is an error naming the numbers, not an allocation failure.
 pub fn check_memory(width: usize, w: usize, h: usize, tile: usize, available: Option<u64>) -> Result<(), Error> {
-    let needed = peak_bytes(width, w, h, tile);
-    match available {
-        Some(available) if needed > available => Err(Error::OutOfMemory { width: w, height: h, needed, available }),
-        _ => Ok(()),
-    }
+    crate::memory::refuse_beyond(peak_bytes(width, w, h, tile), available, |needed, available| Error::OutOfMemory {
+        width: w,
+        height: h,
+        needed,
+        available,
+    })
 }
 
 /// Whether a `w x h` picture (its border included) goes through in one pass when passes may

@@ -46,8 +46,9 @@ pub enum BatchError {
     NotFound { path: PathBuf },
     #[error("{}: cannot list the folder: {error}", path.display())]
     Folder { path: PathBuf, error: std::io::Error },
-    #[error("{}: holds no images ({}){}", path.display(), IMAGE_EXTENSIONS.join(", "), subfolder_hint(path))]
-    NoImages { path: PathBuf },
+    /// `hint`: [`subfolder_hint`]'s, read when the folder was listed.
+    #[error("{}: holds no images ({}){hint}", path.display(), IMAGE_EXTENSIONS.join(", "))]
+    NoImages { path: PathBuf, hint: String },
     #[error("{} inputs need -o to be a folder, but {} is a file; give a folder (it is created if missing)", count, output.display())]
     OutputNotAFolder { count: usize, output: PathBuf },
     #[error("{} and {} would both be written to {}; rename one of them", first.display(), second.display(), output.display())]
@@ -70,7 +71,7 @@ pub fn jobs(inputs: &[PathBuf], output: &Path, shard: Option<Shard>) -> Result<V
             from_folder = true;
             let found = image_files(input).map_err(|error| BatchError::Folder { path: input.clone(), error })?;
             if found.is_empty() {
-                return Err(BatchError::NoImages { path: input.clone() });
+                return Err(BatchError::NoImages { path: input.clone(), hint: subfolder_hint(input) });
             }
             files.extend(found);
         } else if input.is_file() {

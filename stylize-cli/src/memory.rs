@@ -95,6 +95,19 @@ pub fn estimate_bytes(
 /// at 512², 18 at 1024².
 pub const PROCESS_BYTES: u64 = 64 << 20;
 
+/// `Err(refusal(needed, available))` when `needed` bytes exceed the memory `available` (if
+/// known; `None` passes): the one rule of every memory check made before work.
+pub fn refuse_beyond(
+    needed: u64,
+    available: Option<u64>,
+    refusal: impl FnOnce(u64, u64) -> Error,
+) -> Result<(), Error> {
+    match available {
+        Some(available) if needed > available => Err(refusal(needed, available)),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses one evaluation of the objective at `width x height` (a forward and backward pass,
 /// no optimiser's history: `stylize eval`, `stylize bench`) that would not fit in the memory
 /// `available` (if known).
@@ -106,10 +119,7 @@ pub fn check_evaluation(
     available: Option<u64>,
 ) -> Result<(), Error> {
     let needed = estimate_bytes(width, height, layers, styles, 0)?;
-    match available {
-        Some(available) if needed > available => Err(Error::OutOfMemory { width, height, needed, available }),
-        _ => Ok(()),
-    }
+    refuse_beyond(needed, available, |needed, available| Error::OutOfMemory { width, height, needed, available })
 }
 
 /// Peak memory of one style image's target pass per pixel of the image as resized: VGG's
@@ -130,13 +140,13 @@ pub fn style_targets_bytes(sizes: &[(usize, usize)]) -> u64 {
 /// Refuses style images of `sizes` whose targets would not fit in the memory `available` (if
 /// known): a large `--style-scale` used to end in an allocation failure.
 pub fn check_style_sizes(sizes: &[(usize, usize)], available: Option<u64>) -> Result<(), Error> {
-    let needed = style_targets_bytes(sizes);
-    match (available, sizes.iter().max_by_key(|&&(w, h)| w.saturating_mul(h))) {
-        (Some(available), Some(&(width, height))) if needed > available => {
-            Err(Error::StyleOutOfMemory { width, height, needed, available })
-        }
-        _ => Ok(()),
-    }
+    let Some(&(width, height)) = sizes.iter().max_by_key(|&&(w, h)| w.saturating_mul(h)) else { return Ok(()) };
+    refuse_beyond(style_targets_bytes(sizes), available, |needed, available| Error::StyleOutOfMemory {
+        width,
+        height,
+        needed,
+        available,
+    })
 }
 
 /// Peak memory of a training step, fitted to peak RSS of `stylize bench --train --size S

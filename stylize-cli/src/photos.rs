@@ -23,10 +23,11 @@ pub enum PhotosError {
     #[error("{}: is not a folder; give the folder that holds the training photos", path.display())]
     NotAFolder { path: PathBuf },
     #[error(
-        "{}: holds no images; put JPEG or PNG photos in it (the repository ships some in data/photos){}",
-        path.display(), crate::batch::subfolder_hint(path)
+        "{}: holds no images; put JPEG or PNG photos in it (the repository ships some in data/photos){hint}",
+        path.display()
     )]
-    Empty { path: PathBuf },
+    /// `hint`: `batch::subfolder_hint`'s, read when the folder was listed.
+    Empty { path: PathBuf, hint: String },
     #[error(
         "{}: none of its {files} files is a usable photo of at least {size}x{size} pixels ({} skipped: {}); \
          add photos or lower --size", path.display(), skipped.len(), skipped.first().map_or(String::new(), |s| s.reason.clone())
@@ -60,7 +61,7 @@ impl Photos {
         // Images by extension: a README or a script beside the photos is no photo to warn about.
         let files = image_files(dir).map_err(|error| PhotosError::Folder { path: dir.to_path_buf(), error })?;
         if files.is_empty() {
-            return Err(PhotosError::Empty { path: dir.to_path_buf() });
+            return Err(PhotosError::Empty { path: dir.to_path_buf(), hint: crate::batch::subfolder_hint(dir) });
         }
         let (mut photos, mut skipped) = (Vec::new(), Vec::new());
         for path in &files {

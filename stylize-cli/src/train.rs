@@ -104,13 +104,10 @@ impl TrainSettings {
         let resized: Vec<(usize, usize)> =
             style_sizes.iter().map(|&(w, h)| crate::image::longest_side_size(w, h, self.style_side())).collect();
         crate::objective::check_style_sizes(&resized, &self.layers, available)?;
-        let needed = memory::train_step_bytes(self.batch, self.size, self.width);
-        match available {
-            Some(available) if needed > available => {
-                Err(Error::TrainOutOfMemory { batch: self.batch, size: self.size, needed, available })
-            }
-            _ => Ok(()),
-        }
+        let (batch, size) = (self.batch, self.size);
+        memory::refuse_beyond(memory::train_step_bytes(batch, size, self.width), available, |needed, available| {
+            Error::TrainOutOfMemory { batch, size, needed, available }
+        })
     }
 
     /// The learning rate of step `step` (1-based): `lr` until the last `lr_decay` steps, then

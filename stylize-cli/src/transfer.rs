@@ -193,11 +193,12 @@ impl Settings {
                 memory = need(&optimizer)?;
             }
         }
-        if let Some(available) = available {
-            if memory > available {
-                return Err(Error::OutOfMemory { width: w, height: h, needed: memory, available });
-            }
-        }
+        memory::refuse_beyond(memory, available, |needed, available| Error::OutOfMemory {
+            width: w,
+            height: h,
+            needed,
+            available,
+        })?;
         let coarsest = sizes.first().map_or(1, |&(w, h)| w * h);
         let min_changes =
             sizes.iter().map(|&(w, h)| schedule::min_change_at(self.min_change, w * h, coarsest)).collect();

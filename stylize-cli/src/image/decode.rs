@@ -44,6 +44,12 @@ fn load_rgb8(path: &Path) -> Result<image::RgbImage, ImageError> {
     if meta.len() == 0 {
         return Err(ImageError::Empty { path: p() });
     }
+    // The file is read whole (the JPEG check needs its end): a file larger than any image
+    // decodes to is refused before it is read, as the decoder would refuse its pixels.
+    if meta.len() > MAX_DECODE_BYTES {
+        let detail = format!("the file is {} MiB", meta.len() >> 20);
+        return Err(ImageError::TooMuchMemory { path: p(), detail });
+    }
     let bytes = fs::read(path).map_err(|e| ImageError::Read { path: p(), error: e })?;
     let mut reader = image::ImageReader::new(io::Cursor::new(bytes.as_slice()))
         .with_guessed_format()
@@ -370,6 +376,12 @@ mod tests {
         fs::write(&fake, b"hello, not an image").unwrap();
         let err = load_rgb(&fake).unwrap_err();
         assert!(matches!(err, ImageError::Corrupt { .. }), "{err}");
+
+        // A file larger than any image decodes to is refused before it is read (sparse: no disk).
+        let huge = dir.path().join("huge.png");
+        fs::File::create(&huge).unwrap().set_len(MAX_DECODE_BYTES + 1).unwrap();
+        let err = load_rgb(&huge).unwrap_err();
+        assert!(matches!(err, ImageError::TooMuchMemory { .. }), "{err}");
 
         // A real PNG cut in half.
         let good = dir.path().join("good.png");
